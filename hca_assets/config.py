@@ -1,0 +1,127 @@
+"""Settings: the storage root, its zones and the landing folder, read from the environment in one place.
+
+The storage root may be a local path or an object-store URI (``s3://…``, ``abfss://…``): zone locations
+are built with :func:`join`, never with ``os.path``. Claiming files needs an atomic rename, so the landing
+zone and the raw batch folders are local paths for now.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+__all__ = ["Settings", "join", "is_uri", "get_settings", "override"]
+
+DEFAULT_DATA_DIR = "./data"
+
+
+def is_uri(location: str) -> bool:
+    """True for object-store URIs such as ``s3://bucket/x``; False for local paths."""
+    return "://" in location and not location.startswith("file://")
+
+
+def join(root: str, *parts: str) -> str:
+    """Join path parts onto a local path or an object-store URI."""
+    if is_uri(root):
+        return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts)])
+    return str(Path(root.removeprefix("file://")).joinpath(*parts))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where everything lives. Zones under ``data_dir``:
+
+    - ``restricted/``: PHI-bearing — claimed raw batches, the raw index table, crosswalks, quarantined
+      files, the pseudonymisation key;
+    - ``lake/``: PHI-free Delta tables;
+    - ``images/``, ``indexes/``: derived, PHI-free files.
+    """
+
+    data_dir: str = DEFAULT_DATA_DIR
+    landing_dir: str | None = None
+    settle_seconds: float = 2.0
+    ingest_workers: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.data_dir:
+            raise ValueError("`data_dir` must be a path or URI, got an empty string")
+        if self.settle_seconds < 0:
+            raise ValueError(f"`settle_seconds` must be >= 0, got {self.settle_seconds}")
+        if self.ingest_workers < 1:
+            raise ValueError(f"`ingest_workers` must be >= 1, got {self.ingest_workers}")
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read ``HCA_DATA_DIR``, ``HCA_LANDING_DIR``, ``HCA_SETTLE_SECONDS``, ``HCA_INGEST_WORKERS``."""
+        return cls(
+            data_dir=os.environ.get("HCA_DATA_DIR", DEFAULT_DATA_DIR),
+            landing_dir=os.environ.get("HCA_LANDING_DIR") or None,
+            settle_seconds=float(os.environ.get("HCA_SETTLE_SECONDS", "2")),
+            ingest_workers=int(os.environ.get("HCA_INGEST_WORKERS", str(min(2, os.cpu_count() or 1)))),
+        )
+
+    # zones -------------------------------------------------------------------------------------
+    @property
+    def landing(self) -> str:
+        return self.landing_dir or join(self.data_dir, "landing")
+
+    @property
+    def restricted(self) -> str:
+        return join(self.data_dir, "restricted")
+
+    @property
+    def raw_batches(self) -> str:
+        """Claimed batches of raw files, one folder per ingest batch (PHI)."""
+        return join(self.restricted, "raw")
+
+    @property
+    def quarantine(self) -> str:
+        """Quarantined input files, kept whole (they may carry PHI, so they stay restricted)."""
+        return join(self.restricted, "quarantine")
+
+    @property
+    def lake(self) -> str:
+        return join(self.data_dir, "lake")
+
+    @property
+    def images(self) -> str:
+        return join(self.data_dir, "images")
+
+    @property
+    def indexes(self) -> str:
+        return join(self.data_dir, "indexes")
+
+    @property
+    def dagster_home(self) -> str:
+        return join(self.data_dir, "dagster_home")
+
+    @property
+    def key_file(self) -> str:
+        return join(self.restricted, "hca.key")
+
+    def table_uri(self, name: str, *, restricted: bool = False) -> str:
+        """Location of Delta table ``name``: under ``restricted/tables`` or ``lake/``."""
+        return join(self.restricted, "tables", name) if restricted else join(self.lake, name)
+
+
+_current: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings (from the environment unless overridden)."""
+    return _current if _current is not None else Settings.from_env()
+
+
+@contextlib.contextmanager
+def override(**changes: object) -> Iterator[Settings]:
+    """Temporarily replace settings fields; restores the previous state on exit."""
+    global _current
+    previous = _current
+    _current = replace(get_settings(), **changes)  # type: ignore[arg-type]
+    try:
+        yield _current
+    finally:
+        _current = previous

@@ -1,0 +1,23 @@
+"""Enumerations of the dicom domain."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["QuarantineReason"]
+
+
+class QuarantineReason(StrEnum):
+    """Why an input was set aside instead of ingested; the code lands in the ``quarantine`` table."""
+
+    EMPTY_FILE = "empty_file"
+    NOT_DICOM = "not_dicom"
+    TRUNCATED = "truncated"
+    NO_PIXEL_DATA = "no_pixel_data"
+    MISSING_UID = "missing_uid"
+    MISSING_MODALITY = "missing_modality"
+    UNDECODABLE_PIXELS = "undecodable_pixels"
+    DUPLICATE_INSTANCE = "duplicate_instance"
+    SOP_UID_CONFLICT = "sop_uid_conflict"
+    UNREADABLE = "unreadable"
+    INTERNAL_ERROR = "internal_error"

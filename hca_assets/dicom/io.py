@@ -1,0 +1,182 @@
+"""Read and validate one DICOM file for ingest: header facts, content hash, decodable pixels.
+
+Every failure raises :class:`InvalidInstance` with a reason code and a message built only from
+non-identifying facts (sizes, transfer syntax, exception class) — never from header values or
+library exception text, which can quote PHI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+
+from hca_assets.dicom.enum import QuarantineReason
+from hca_assets.keys import keyed_digest
+
+__all__ = ["InstanceInfo", "InvalidInstance", "inspect_file", "inspect_bytes", "sha256_file"]
+
+REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+class InvalidInstance(ValueError):
+    """A file that cannot be ingested. ``message`` is PHI-free by construction."""
+
+    def __init__(self, reason: QuarantineReason, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    """Facts about one valid instance, as stored in the restricted ``raw_instances`` table."""
+
+    sha256: str
+    file_size: int
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    modality: str
+    body_part: str | None
+    transfer_syntax: str
+    rows: int
+    columns: int
+    frames: int
+    samples_per_pixel: int
+    bits_allocated: int
+    photometric: str | None
+    pixel_bytes: int
+    patient_key: str
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def inspect_file(path: Path, key: bytes) -> InstanceInfo:
+    """Validate one file and return its facts; raises :class:`InvalidInstance` on any defect."""
+    try:
+        data = path.read_bytes()
+    except PermissionError as exc:
+        raise InvalidInstance(QuarantineReason.UNREADABLE, "file cannot be read: permission denied") from exc
+    return inspect_bytes(data, key)
+
+
+def inspect_bytes(data: bytes, key: bytes) -> InstanceInfo:
+    """Validate one file's bytes and return its facts; raises :class:`InvalidInstance` on any defect."""
+    if not data:
+        raise InvalidInstance(QuarantineReason.EMPTY_FILE, "file is empty (0 bytes)")
+    ds = _read(data)
+    ts = UID(ds.file_meta.TransferSyntaxUID)
+    _check_complete(ds, data, ts)
+    missing = [kw for kw in REQUIRED_UIDS if not str(ds.get(kw, "") or "").strip()]
+    if missing:
+        raise InvalidInstance(QuarantineReason.MISSING_UID, f"required attribute(s) missing or empty: {', '.join(missing)}")
+    if not str(ds.get("Modality", "") or "").strip():
+        raise InvalidInstance(QuarantineReason.MISSING_MODALITY, "required attribute Modality is missing or empty")
+    if not any(kw in ds for kw in PIXEL_KEYWORDS):
+        raise InvalidInstance(QuarantineReason.NO_PIXEL_DATA, f"no pixel data element (SOP class {_sop_class_name(ds)})")
+    pixel_bytes = _decode_all_frames(ds, ts)
+    patient = str(ds.get("PatientID", "") or ""), str(ds.get("IssuerOfPatientID", "") or "")
+    return InstanceInfo(
+        sha256=hashlib.sha256(data).hexdigest(),
+        file_size=len(data),
+        sop_instance_uid=str(ds.SOPInstanceUID),
+        sop_class_uid=str(ds.SOPClassUID),
+        study_instance_uid=str(ds.StudyInstanceUID),
+        series_instance_uid=str(ds.SeriesInstanceUID),
+        modality=str(ds.Modality).strip().upper(),
+        body_part=(str(ds.get("BodyPartExamined", "") or "").strip().upper() or None),
+        transfer_syntax=str(ts),
+        rows=int(ds.get("Rows", 0) or 0),
+        columns=int(ds.get("Columns", 0) or 0),
+        frames=int(ds.get("NumberOfFrames", 1) or 1),
+        samples_per_pixel=int(ds.get("SamplesPerPixel", 1) or 1),
+        bits_allocated=int(ds.get("BitsAllocated", 0) or 0),
+        photometric=(str(ds.get("PhotometricInterpretation", "") or "") or None),
+        pixel_bytes=pixel_bytes,
+        patient_key=keyed_digest(key, "patient", *patient)[:32],
+    )
+
+
+def _read(data: bytes) -> Dataset:
+    """Parse a Part 10 file; a file without File Meta is accepted only if it parses as an image."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except InvalidDicomError:
+        ds = _read_without_meta(data)
+    except Exception as exc:  # pydicom raises many types on corrupt input
+        raise InvalidInstance(QuarantineReason.TRUNCATED, f"header cannot be parsed ({type(exc).__name__})") from exc
+    if "TransferSyntaxUID" not in ds.file_meta:
+        if data[128:132] == b"DICM":
+            raise InvalidInstance(QuarantineReason.TRUNCATED, f"file meta incomplete: file ends after {len(data)} bytes")
+        raise InvalidInstance(QuarantineReason.NOT_DICOM, "no transfer syntax in file meta")
+    return ds
+
+
+def _read_without_meta(data: bytes) -> Dataset:
+    """Raw datasets (no preamble/meta) written by old tools: keep them if they are plausibly images."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        ok = len(ds) > 3 and "SOPInstanceUID" in ds and any(kw in ds for kw in PIXEL_KEYWORDS)
+    except Exception:
+        ok = False
+    if not ok:
+        raise InvalidInstance(QuarantineReason.NOT_DICOM, "not a DICOM file: no DICM prefix and no parsable dataset")
+    implicit, little = ds.original_encoding
+    ts = (
+        pydicom.uid.ImplicitVRLittleEndian
+        if implicit
+        else (pydicom.uid.ExplicitVRLittleEndian if little else pydicom.uid.ExplicitVRBigEndian)
+    )
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ts
+    return ds
+
+
+def _check_complete(ds: Dataset, data: bytes, ts: UID) -> None:
+    """Detect files cut short: the last top-level element must end exactly at end of file."""
+    if len(ds) == 0:
+        raise InvalidInstance(QuarantineReason.TRUNCATED, f"no data set after file meta; file ends after {len(data)} bytes")
+    if ts == DeflatedExplicitVRLittleEndian:
+        return  # element offsets refer to the inflated stream
+    last = ds.get_item(max(ds.keys()))
+    if isinstance(last, RawDataElement) and last.length != 0xFFFFFFFF and last.value_tell is not None:
+        end = last.value_tell + last.length
+        if end > len(data):
+            raise InvalidInstance(
+                QuarantineReason.TRUNCATED, f"file ends at byte {len(data)} inside an element that ends at {end}"
+            )
+        if end < len(data) and data[end:].strip(b"\x00"):
+            raise InvalidInstance(
+                QuarantineReason.TRUNCATED, f"{len(data) - end} trailing bytes cannot be parsed (cut inside an element header)"
+            )
+
+
+def _decode_all_frames(ds: Dataset, ts: UID) -> int:
+    """Decode every frame; returns the decoded byte count. Undecodable → :class:`InvalidInstance`."""
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:
+        name = ts.name if ts.is_transfer_syntax else "unknown transfer syntax"
+        raise InvalidInstance(
+            QuarantineReason.UNDECODABLE_PIXELS, f"pixel data cannot be decoded ({name}, {ts}): {type(exc).__name__}"
+        ) from exc
+    return int(arr.nbytes)
+
+
+def _sop_class_name(ds: Dataset) -> str:
+    uid = UID(str(ds.get("SOPClassUID", "") or ""))
+    return uid.name if uid else "unknown"

@@ -1,0 +1,163 @@
+"""Ingest one claimed batch: inspect every file (in parallel), resolve duplicates, quarantine the rest.
+
+Pure core: returns Arrow tables for ``raw_instances`` and ``quarantine``; the asset writes them.
+Quarantined files are copied (named by content hash) under the quarantine zone, so a re-run finds
+the same state and the batch folder stays as it was claimed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+from hca_assets.dicom.enum import QuarantineReason
+from hca_assets.dicom.io import InstanceInfo, InvalidInstance, inspect_file, sha256_file
+from hca_assets.landing import Batch
+from hca_assets.lake.schemas import QUARANTINE, RAW_INSTANCES
+
+__all__ = ["IngestOutcome", "ingest_batch", "inspect_many"]
+
+STAGE = "raw_dicom"
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    instances: pa.Table
+    quarantine: pa.Table
+    received: int
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.quarantine.column("reason").to_pylist():
+            counts[r] = counts.get(r, 0) + 1
+        return dict(sorted(counts.items()))
+
+
+@dataclass(frozen=True)
+class _Rejected:
+    sha256: str | None
+    reason: QuarantineReason
+    message: str
+
+
+def _inspect_one(args: tuple[str, bytes]) -> InstanceInfo | _Rejected:
+    path, key = args
+    try:
+        return inspect_file(Path(path), key)
+    except InvalidInstance as exc:
+        return _Rejected(_safe_sha(Path(path)), exc.reason, exc.message)
+    except Exception as exc:  # a bug or an exotic file must not stop the batch
+        return _Rejected(_safe_sha(Path(path)), QuarantineReason.INTERNAL_ERROR, f"unexpected {type(exc).__name__}")
+
+
+def _safe_sha(path: Path) -> str | None:
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None
+
+
+def inspect_many(
+    paths: list[Path], key: bytes, *, workers: int = 1, progress: Progress | None = None
+) -> Iterator[InstanceInfo | _Rejected]:
+    """Inspect files in order, with ``workers`` processes; calls ``progress(done, total)``."""
+    total = len(paths)
+    args = [(str(p), key) for p in paths]
+    if workers <= 1 or total < 8:
+        results: Iterator[InstanceInfo | _Rejected] = map(_inspect_one, args)
+        pool = None
+    else:
+        pool = ProcessPoolExecutor(max_workers=workers)
+        results = pool.map(_inspect_one, args, chunksize=max(1, min(32, total // (workers * 4))))
+    try:
+        for done, result in enumerate(results, 1):
+            if progress:
+                progress(done, total)
+            yield result
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def ingest_batch(
+    batch: Batch,
+    *,
+    key: bytes,
+    quarantine_root: Path,
+    known: Mapping[str, str],
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> IngestOutcome:
+    """Validate every file of ``batch``; ``known`` maps SOP Instance UIDs ingested by other batches to their sha256."""
+    now = datetime.now(UTC)
+    seen: dict[str, str] = dict(known)
+    rows: list[dict[str, object]] = []
+    rejected: list[dict[str, object]] = []
+    paths = [batch.files_dir / rel for rel in batch.files]
+    for rel, result in zip(batch.files, inspect_many(paths, key, workers=workers, progress=progress), strict=True):
+        if isinstance(result, InstanceInfo):
+            previous = seen.get(result.sop_instance_uid)
+            if previous is None:
+                seen[result.sop_instance_uid] = result.sha256
+                rows.append({"batch": batch.key, "path": rel, **asdict(result), "ingested_at": now})
+                continue
+            result = (
+                _Rejected(result.sha256, QuarantineReason.DUPLICATE_INSTANCE, "identical copy of an instance already ingested")
+                if previous == result.sha256
+                else _Rejected(
+                    result.sha256,
+                    QuarantineReason.SOP_UID_CONFLICT,
+                    "SOP Instance UID already ingested with different content",
+                )
+            )
+        kept_as = _keep_file(batch.files_dir / rel, quarantine_root, batch.key, result.sha256, len(rejected))
+        rejected.append(_quarantine_row(batch.key, result, kept_as, now))
+    for i, rel in enumerate(batch.unreadable):
+        kept_as = _keep_dir(batch.path / "unreadable" / rel, quarantine_root, batch.key, i)
+        reason = _Rejected(None, QuarantineReason.UNREADABLE, "directory cannot be listed: permission denied")
+        rejected.append(_quarantine_row(batch.key, reason, kept_as, now))
+    return IngestOutcome(
+        instances=pa.Table.from_pylist(rows, schema=RAW_INSTANCES),
+        quarantine=pa.Table.from_pylist(rejected, schema=QUARANTINE),
+        received=batch.received,
+    )
+
+
+def _quarantine_row(batch: str, r: _Rejected, kept_as: str, now: datetime) -> dict[str, object]:
+    return {
+        "batch": batch, "stage": STAGE, "sha256": r.sha256, "reason": str(r.reason),
+        "message": r.message, "kept_as": kept_as, "quarantined_at": now,
+    }
+
+
+def _keep_file(src: Path, root: Path, batch: str, sha256: str | None, index: int) -> str:
+    """Copy a rejected file into the quarantine zone under a PHI-free name; idempotent."""
+    if sha256 is None:  # unreadable: it stays, untouched, in the restricted batch folder
+        return f"{batch}/left-in-batch-{index}"
+    name = f"{batch}/{sha256}.dcm"
+    dst = root / name
+    if not dst.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_suffix(".tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    return name
+
+
+def _keep_dir(src: Path, root: Path, batch: str, index: int) -> str:
+    """Move an unreadable directory into the quarantine zone (rename needs no read permission)."""
+    name = f"{batch}/unreadable-{index}"
+    dst = root / name
+    if src.exists() and not dst.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(src, dst)
+    return name

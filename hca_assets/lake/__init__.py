@@ -1,0 +1,10 @@
+"""The lake: Delta table schemas, idempotent writers, DuckDB access — no Dagster here."""
+
+from hca_assets.lake.delta import WriteResult, read_table, table_exists, write_partition
+from hca_assets.lake.schemas import QUARANTINE, RAW_INSTANCES, RESTRICTED, SCHEMAS
+from hca_assets.lake.warehouse import connect, discover_tables
+
+__all__ = [
+    "WriteResult", "read_table", "table_exists", "write_partition",
+    "QUARANTINE", "RAW_INSTANCES", "RESTRICTED", "SCHEMAS", "connect", "discover_tables",
+]

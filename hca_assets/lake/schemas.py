@@ -1,0 +1,52 @@
+"""Arrow schemas of every Delta table, in one place. ``RESTRICTED`` names the tables that hold PHI."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+__all__ = ["RAW_INSTANCES", "QUARANTINE", "SCHEMAS", "RESTRICTED", "PARTITION_COLUMN"]
+
+PARTITION_COLUMN = "batch"
+
+_TS = pa.timestamp("us", tz="UTC")
+
+RAW_INSTANCES = pa.schema(
+    [
+        pa.field("batch", pa.string(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),  # relative to the batch folder (file names may be PHI)
+        pa.field("sop_instance_uid", pa.string(), nullable=False),
+        pa.field("sop_class_uid", pa.string(), nullable=False),
+        pa.field("study_instance_uid", pa.string(), nullable=False),
+        pa.field("series_instance_uid", pa.string(), nullable=False),
+        pa.field("modality", pa.string(), nullable=False),
+        pa.field("body_part", pa.string()),
+        pa.field("transfer_syntax", pa.string(), nullable=False),
+        pa.field("rows", pa.int32(), nullable=False),
+        pa.field("columns", pa.int32(), nullable=False),
+        pa.field("frames", pa.int32(), nullable=False),
+        pa.field("samples_per_pixel", pa.int16(), nullable=False),
+        pa.field("bits_allocated", pa.int16(), nullable=False),
+        pa.field("photometric", pa.string()),
+        pa.field("file_size", pa.int64(), nullable=False),
+        pa.field("pixel_bytes", pa.int64(), nullable=False),
+        pa.field("patient_key", pa.string(), nullable=False),
+        pa.field("ingested_at", _TS, nullable=False),
+    ]
+)
+
+QUARANTINE = pa.schema(
+    [
+        pa.field("batch", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("sha256", pa.string()),  # null when the item could not be read at all
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("message", pa.string(), nullable=False),  # PHI-free by construction
+        pa.field("kept_as", pa.string(), nullable=False),  # path under the quarantine zone
+        pa.field("quarantined_at", _TS, nullable=False),
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {"raw_instances": RAW_INSTANCES, "quarantine": QUARANTINE}
+
+RESTRICTED: frozenset[str] = frozenset({"raw_instances"})
