@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
+import pydicom.config
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
@@ -75,7 +77,17 @@ def inspect_file(path: Path, key: bytes) -> InstanceInfo:
 
 
 def inspect_bytes(data: bytes, key: bytes) -> InstanceInfo:
-    """Validate one file's bytes and return its facts; raises :class:`InvalidInstance` on any defect."""
+    """Validate one file's bytes and return its facts; raises :class:`InvalidInstance` on any defect.
+
+    pydicom's value-validation warnings quote the offending value (which can be PHI), so they are
+    silenced here; the checks that matter raise with PHI-free messages instead.
+    """
+    with warnings.catch_warnings(), pydicom.config.disable_value_validation():
+        warnings.simplefilter("ignore")
+        return _inspect(data, key)
+
+
+def _inspect(data: bytes, key: bytes) -> InstanceInfo:
     if not data:
         raise InvalidInstance(QuarantineReason.EMPTY_FILE, "file is empty (0 bytes)")
     ds = _read(data)

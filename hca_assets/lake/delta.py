@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.dataset as pads
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
@@ -29,51 +33,54 @@ def write_partition(
     uri: str,
     data: pa.Table,
     *,
-    key: str,
+    match: Mapping[str, str],
     schema: pa.Schema,
-    column: str = PARTITION_COLUMN,
+    partition_by: tuple[str, ...] = (PARTITION_COLUMN,),
     attempts: int = 5,
 ) -> WriteResult:
-    """Replace partition ``column = key`` of the table with ``data`` (which may be empty).
+    """Replace the rows where every ``column = value`` of ``match`` holds with ``data`` (may be empty).
 
-    Re-running with the same data leaves the table's content unchanged; concurrent writers of other
-    partitions are retried on commit conflicts.
+    ``match`` names the slice this writer owns (e.g. one batch of one stage); every row of ``data``
+    must belong to it. Re-running with the same data leaves the table's content unchanged; commit
+    conflicts with writers of other slices are retried with backoff.
     """
     table = data.select(schema.names).cast(schema)
-    bad = [v for v in table.column(column).unique().to_pylist() if v != key]
-    if bad:
-        raise ValueError(f"rows for partition {bad!r} passed to write_partition(key={key!r})")
-    if "'" in key:
-        raise ValueError(f"partition key must not contain quotes, got {key!r}")
+    for column, value in match.items():
+        if "'" in value:
+            raise ValueError(f"`match[{column!r}]` must not contain quotes, got {value!r}")
+        stray = [v for v in table.column(column).unique().to_pylist() if v != value]
+        if stray:
+            raise ValueError(f"rows with {column}={stray!r} passed to a write that owns {column}={value!r}")
+    predicate = " AND ".join(f"{column} = '{value}'" for column, value in match.items())
     for attempt in range(attempts):
         try:
-            write_deltalake(
-                uri,
-                table,
-                mode="overwrite",
-                partition_by=[column],
-                predicate=f"{column} = '{key}'",
-                schema_mode=None,
-            )
+            write_deltalake(uri, table, mode="overwrite", partition_by=list(partition_by), predicate=predicate)
             break
         except CommitFailedError:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2 * 2**attempt)
-    dt = DeltaTable(uri)
-    return WriteResult(table_uri=uri, delta_version=dt.version(), row_count=table.num_rows)
+    return WriteResult(table_uri=uri, delta_version=DeltaTable(uri).version(), row_count=table.num_rows)
 
 
-def read_table(uri: str, *, schema: pa.Schema | None = None, where: tuple[str, str] | None = None) -> pa.Table:
-    """The table as Arrow (optionally rows with ``column == value``); an empty table if it does not exist."""
+def read_table(uri: str, *, schema: pa.Schema | None = None, where: Mapping[str, str] | None = None) -> pa.Table:
+    """The table as Arrow, optionally only rows matching every ``column = value`` of ``where``.
+
+    A table that does not exist yet reads as empty when its ``schema`` is given.
+    """
     if not table_exists(uri):
         if schema is None:
             raise FileNotFoundError(f"no Delta table at {uri}")
         return schema.empty_table()
     dataset = DeltaTable(uri).to_pyarrow_dataset()
-    if where is None:
+    if not where:
         return dataset.to_table()
-    import pyarrow.dataset as pads
+    condition = functools.reduce(operator.and_, (pads.field(c) == v for c, v in where.items()))
+    return dataset.to_table(filter=condition)
 
-    column, value = where
-    return dataset.to_table(filter=pads.field(column) == value)
+
+def table_schema(uri: str) -> pa.Schema | None:
+    """The Arrow schema of the Delta table at ``uri``; None if there is no table."""
+    if not table_exists(uri):
+        return None
+    return DeltaTable(uri).to_pyarrow_dataset().schema

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
+from hca_assets.dicom.uids import uid_from_parts
 from hca_assets.synthetic.identities import Identity, make_identity
 from hca_assets.synthetic.phantoms import Phantom, brain_mr, chest_xray, ct_volume, ultrasound_with_text
 
@@ -103,7 +104,7 @@ class _Study:
 
 
 def _uid(seed: int, *parts: object) -> str:
-    return str(generate_uid(prefix=None, entropy_srcs=[f"hca-synthetic:{seed}", *map(str, parts)]))
+    return uid_from_parts(f"hca-synthetic:{seed}", *map(str, parts))
 
 
 def _da(d: date) -> str:
@@ -403,5 +404,5 @@ def _base(
     block.add_new(0x10, "LO", ident.dicom_name)
     block.add_new(0x11, "LO", ident.mrn)
     block.add_new(0x12, "DA", _da(ident.birth_date))
-    block.add_new(0x13, "LT", f"Transferred from {ident.hospital}; home phone {ident.phone}")
+    block.add_new(0x13, "LT", a(f"Transferred from {ident.hospital}; home phone {ident.phone}", "PrivateComment"))
     return ds

@@ -1,0 +1,1 @@
+"""Assets: thin Dagster wrappers over the functional core, one module per stage."""

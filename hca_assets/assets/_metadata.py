@@ -1,0 +1,33 @@
+"""Shared metadata keys and small renderers for asset metadata (PHI-free values only)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import dagster as dg
+
+ROW_COUNT = "dagster/row_count"
+TABLE_URI = "table_uri"
+DELTA_VERSION = "delta_version"
+NUM_RECEIVED = "num_received"
+NUM_INGESTED = "num_instances"
+NUM_QUARANTINED = "num_quarantined"
+SECONDS = "seconds"
+
+
+def md_counts(counts: Mapping[str, int], header: tuple[str, str]) -> dg.MetadataValue:
+    """A two-column markdown table of counts, largest first."""
+    lines = [f"| {header[0]} | {header[1]} |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return dg.MetadataValue.md("\n".join(lines) if counts else "_none_")
+
+
+def progress_logger(context: dg.AssetExecutionContext, what: str, steps: int = 10) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback that logs about ``steps`` times per run."""
+
+    def progress(done: int, total: int) -> None:
+        stride = max(1, -(-total // steps))
+        if done == total or done % stride == 0:
+            context.log.info(f"{what}: {done}/{total}")
+
+    return progress

@@ -1,0 +1,71 @@
+"""``raw_dicom``: validate one claimed batch into the restricted ``raw_instances`` table + ``quarantine``."""
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+
+from hca_assets.assets import _metadata as md
+from hca_assets.checks.ingest import INGEST_CHECKS, run_ingest_checks
+from hca_assets.ingest import STAGE, ingest_batch
+from hca_assets.landing import load_batch
+from hca_assets.lake import QUARANTINE, RAW_INSTANCES, read_table, write_partition
+from hca_assets.partitions import ingest_batches
+from hca_assets.resources import HcaStorage, PseudonymKey
+
+INGEST_VERSION = "ingest-1"
+
+
+@dg.asset(
+    partitions_def=ingest_batches,
+    group_name="ingest",
+    kinds={"python", "dicom", "deltalake"},
+    code_version=INGEST_VERSION,
+    check_specs=INGEST_CHECKS,
+    description="Bronze index of one ingest batch: header facts, sha256, decodability; bad files quarantined.",
+)
+def raw_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym_key: PseudonymKey) -> dg.MaterializeResult:
+    settings = storage.settings()
+    batch = load_batch(Path(settings.raw_batches), context.partition_key)
+    raw_uri = settings.table_uri("raw_instances", restricted=True)
+    others = read_table(raw_uri, schema=RAW_INSTANCES).select(["batch", "sop_instance_uid", "sha256"]).to_pylist()
+    known = {r["sop_instance_uid"]: r["sha256"] for r in others if r["batch"] != batch.key}
+    context.log.info(f"batch {batch.key}: {batch.received} items received, {len(known)} instances already known")
+    start = time.perf_counter()
+    outcome = ingest_batch(
+        batch,
+        key=pseudonym_key.key(settings),
+        quarantine_root=Path(settings.quarantine),
+        known=known,
+        workers=settings.ingest_workers,
+        progress=md.progress_logger(context, "inspected"),
+    )
+    seconds = time.perf_counter() - start
+    written = write_partition(raw_uri, outcome.instances, match={"batch": batch.key}, schema=RAW_INSTANCES)
+    quarantined = write_partition(
+        settings.table_uri("quarantine"), outcome.quarantine, match={"batch": batch.key, "stage": STAGE}, schema=QUARANTINE
+    )
+    context.log.info(
+        f"batch {batch.key}: {outcome.instances.num_rows} ingested, {outcome.quarantine.num_rows} quarantined "
+        f"in {seconds:.1f} s"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            md.ROW_COUNT: outcome.instances.num_rows,
+            md.NUM_RECEIVED: outcome.received,
+            md.NUM_INGESTED: outcome.instances.num_rows,
+            md.NUM_QUARANTINED: outcome.quarantine.num_rows,
+            md.TABLE_URI: written.table_uri,
+            md.DELTA_VERSION: written.delta_version,
+            "quarantine_delta_version": quarantined.delta_version,
+            md.SECONDS: round(seconds, 3),
+            "files_per_second": round(outcome.received / seconds, 1) if seconds else 0.0,
+            "modalities": md.md_counts(Counter(outcome.instances.column("modality").to_pylist()), ("modality", "instances")),
+            "transfer_syntaxes": md.md_counts(
+                Counter(outcome.instances.column("transfer_syntax").to_pylist()), ("transfer syntax", "instances")
+            ),
+            "quarantine_reasons": md.md_counts(outcome.reasons, ("reason", "items")),
+        },
+        check_results=run_ingest_checks(settings, batch),
+    )

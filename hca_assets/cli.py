@@ -1,0 +1,149 @@
+"""The ``hca`` command: generate, ingest, sql, demo. Calls the same core functions as the assets."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import click
+import duckdb
+from tqdm import tqdm
+
+from hca_assets.config import Settings, join
+from hca_assets.lake import RESTRICTED, connect
+from hca_assets.synthetic import GeneratorOptions, generate
+
+TRUTH_DIRNAME = "synthetic_truth"
+
+
+def _settings(**changes: object) -> Settings:
+    return dataclasses.replace(Settings.from_env(), **changes)  # type: ignore[arg-type]
+
+
+@click.group()
+def main() -> None:
+    """hca_assets: DICOM → de-identified images, embeddings, search and a Delta lake."""
+
+
+@main.command("generate")
+@click.option("--patients", type=int, default=4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the DICOM files.")
+@click.option("--truth", type=click.Path(path_type=Path), default=None,
+              help="Folder for ground truth and the PHI manifest [default: <data>/restricted/synthetic_truth].")
+@click.option("--ct-slices", type=int, default=48, show_default=True)
+@click.option("--ct-size", type=int, default=512, show_default=True)
+def generate_cmd(patients: int, seed: int, out: Path, truth: Path | None, ct_slices: int, ct_size: int) -> None:
+    """Write synthetic phantom studies with realistic PHI (plus ground truth, outside OUT)."""
+    truth = truth or Path(join(Settings.from_env().restricted, TRUTH_DIRNAME))
+    summary = _generate(out, truth, GeneratorOptions(patients=patients, seed=seed, ct_slices=ct_slices, ct_size=ct_size))
+    click.echo(f"{summary.instances} instances for {summary.patients} patients in {summary.seconds:.1f} s "
+               f"({summary.instances_per_second:.0f}/s); truth in {summary.truth}")
+
+
+def _generate(out: Path, truth: Path, options: GeneratorOptions):  # type: ignore[no-untyped-def]
+    with tqdm(total=options.patients * options.instances_per_patient, unit="inst", desc="generate") as bar:
+        return generate(out, truth, options, progress=lambda done, total: bar.update(done - bar.n))
+
+
+@main.command("ingest")
+@click.option("--settle-seconds", type=float, default=None, help="Only claim files older than this.")
+def ingest_cmd(settle_seconds: float | None) -> None:
+    """Claim the landing zone into new batches and materialize them (runs appear in the UI)."""
+    from hca_assets.pipeline import ingest_pending, open_instance
+
+    settings = _settings(**({} if settle_seconds is None else {"settle_seconds": settle_seconds}))
+    runs = ingest_pending(settings, open_instance(settings))
+    if not runs:
+        click.echo(f"nothing to ingest in {settings.landing}")
+    for run in runs:
+        click.echo(f"batch {run.batch}: run {run.run_id} {'succeeded' if run.success else 'FAILED'}")
+    if not all(r.success for r in runs):
+        sys.exit(1)
+
+
+@main.command("sql")
+@click.argument("query")
+@click.option("--restricted", is_flag=True, help="Also register PHI-bearing tables (restricted zone).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def sql_cmd(query: str, restricted: bool, fmt: str) -> None:
+    """Run QUERY in DuckDB over every lake Delta table (views named after the tables)."""
+    click.echo(run_sql(_settings(), query, restricted=restricted, fmt=fmt), nl=False)
+
+
+def run_sql(settings: Settings, query: str, *, restricted: bool, fmt: str) -> str:
+    """Execute ``query`` and render the result as a text table, CSV or JSON lines."""
+    import polars as pl
+
+    con = connect(settings, restricted=restricted)
+    try:
+        frame = pl.from_arrow(con.sql(query).to_arrow_table())
+    except duckdb.CatalogException as exc:
+        hidden = sorted(t for t in RESTRICTED if t in query and not restricted)
+        hint = f" ({', '.join(hidden)} is restricted: pass --restricted)" if hidden else ""
+        raise click.ClickException(f"{str(exc).splitlines()[0]}{hint}") from exc
+    except duckdb.Error as exc:
+        raise click.ClickException(str(exc).splitlines()[0]) from exc
+    assert isinstance(frame, pl.DataFrame)
+    if fmt == "csv":
+        return frame.write_csv()
+    if fmt == "json":
+        return frame.write_ndjson()
+    with pl.Config(tbl_rows=200, tbl_cols=50, fmt_str_lengths=80, tbl_hide_dataframe_shape=True):
+        return f"{frame}\n"
+
+
+def _rmtree(path: Path) -> None:
+    """Remove a tree, including folders whose permissions were locked (the demo's unreadable folder)."""
+    for p in [path, *path.rglob("*")]:
+        if p.is_dir() and not p.is_symlink():
+            p.chmod(0o700)
+    shutil.rmtree(path)
+
+
+def _first(paths: Iterable[Path]) -> Path:
+    found = sorted(paths)
+    if not found:
+        raise click.ClickException("no synthetic CT file found in the claimed batches")
+    return found[0]
+
+
+@main.command("demo")
+@click.option("--patients", type=int, default=6, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--fresh", is_flag=True, help="Delete the data folder first (demo data only!).")
+def demo_cmd(patients: int, seed: int, fresh: bool) -> None:
+    """Generate synthetic studies and bad inputs, ingest them through the graph, print a summary."""
+    from hca_assets.pipeline import ingest_pending, open_instance
+    from hca_assets.synthetic.bad_inputs import write_bad_inputs
+
+    settings = _settings(settle_seconds=0.0)
+    if fresh and Path(settings.data_dir).exists():
+        click.echo(f"--fresh: removing {settings.data_dir}")
+        _rmtree(Path(settings.data_dir))
+    landing = Path(settings.landing)
+    summary = _generate(landing / f"demo-seed{seed}", Path(join(settings.restricted, TRUTH_DIRNAME)),
+                        GeneratorOptions(patients=patients, seed=seed))
+    click.echo(f"generated {summary.instances} instances ({summary.instances_per_second:.0f}/s)")
+    instance = open_instance(settings)
+    runs = ingest_pending(settings, instance)
+    # a second batch: broken inputs and duplicates of the first batch, to show the quarantine
+    with tempfile.TemporaryDirectory() as tmp:
+        example = shutil.copy(_first(Path(settings.raw_batches).glob("*/files/demo-*/*/ct/0001.dcm")), tmp)
+        write_bad_inputs(Path(example), landing / f"demo-bad-inputs-seed{seed}", seed=seed)
+    runs += ingest_pending(settings, instance)
+    for run in runs:
+        click.echo(f"batch {run.batch}: {'succeeded' if run.success else 'FAILED'} (run {run.run_id})")
+    click.echo("\nInstances by modality (restricted raw index):")
+    click.echo(run_sql(settings, "SELECT modality, count(*) AS instances FROM raw_instances GROUP BY 1 ORDER BY 1",
+                       restricted=True, fmt="table"))
+    click.echo("Quarantine by reason:")
+    click.echo(run_sql(settings, "SELECT stage, reason, count(*) AS items FROM quarantine GROUP BY 1, 2 ORDER BY 1, 2",
+                       restricted=False, fmt="table"))
+    click.echo(f"Data under {settings.data_dir}; see it in the UI with `make ui` (DAGSTER_HOME={settings.dagster_home}).")
+    if not all(r.success for r in runs):
+        sys.exit(1)

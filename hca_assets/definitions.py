@@ -1,0 +1,22 @@
+"""The code location: assets, checks, jobs, sensors and resources — wiring only."""
+
+import dagster as dg
+
+from hca_assets.assets.ingest import raw_dicom
+from hca_assets.config import Settings
+from hca_assets.jobs import ingest_job
+from hca_assets.resources import default_resources
+from hca_assets.sensors import landing_sensor
+
+
+def build_defs(settings: Settings | None = None) -> dg.Definitions:
+    """Definitions bound to ``settings`` (default: from the environment)."""
+    return dg.Definitions(
+        assets=[raw_dicom],
+        jobs=[ingest_job],
+        sensors=[landing_sensor],
+        resources=default_resources(settings),
+    )
+
+
+defs = build_defs()

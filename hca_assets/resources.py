@@ -1,0 +1,52 @@
+"""Dagster resources: storage settings and the pseudonymisation secret."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from hca_assets.config import Settings
+from hca_assets.keys import KEY_ENV, load_key
+
+
+class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
+    """Storage root, landing folder and ingest knobs (see :class:`hca_assets.config.Settings`)."""
+
+    data_dir: str
+    landing_dir: str | None = None
+    settle_seconds: float = 2.0
+    ingest_workers: int = 2
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HcaStorage:
+        return cls(
+            data_dir=settings.data_dir,
+            landing_dir=settings.landing_dir,
+            settle_seconds=settings.settle_seconds,
+            ingest_workers=settings.ingest_workers,
+        )
+
+    def settings(self) -> Settings:
+        return Settings(
+            data_dir=self.data_dir,
+            landing_dir=self.landing_dir,
+            settle_seconds=self.settle_seconds,
+            ingest_workers=self.ingest_workers,
+        )
+
+
+class PseudonymKey(dg.ConfigurableResource):  # type: ignore[misc]
+    """The keyed-hash secret: ``HCA_DEID_KEY`` through ``EnvVar``, else the 0600 key file under restricted/."""
+
+    secret: str = ""
+
+    def key(self, settings: Settings) -> bytes:
+        return self.secret.encode() if self.secret else load_key(settings.key_file)
+
+
+def default_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
+    """Resources for the running deployment; the secret stays an ``EnvVar`` (never shown in the UI)."""
+    settings = settings or Settings.from_env()
+    key = PseudonymKey(secret=dg.EnvVar(KEY_ENV)) if os.environ.get(KEY_ENV) else PseudonymKey()
+    return {"storage": HcaStorage.from_settings(settings), "pseudonym_key": key}

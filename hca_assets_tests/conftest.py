@@ -1,0 +1,50 @@
+"""Shared fixtures: isolated settings, a fixed key, small synthetic studies, the public DICOM test files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from hca_assets.config import Settings
+from hca_assets.synthetic import GeneratorOptions, generate
+
+TEST_KEY = "test-key-0123456789abcdef"
+SMALL = GeneratorOptions(patients=1, seed=7, ct_slices=12, ct_size=64, cxr_size=128, mr_slices=8, mr_size=64)
+
+
+@pytest.fixture(autouse=True)
+def _fixed_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HCA_DEID_KEY", TEST_KEY)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=str(tmp_path / "data"), settle_seconds=0.0, ingest_workers=1)
+
+
+@pytest.fixture(scope="session")
+def small_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One small synthetic patient: (dicom folder, truth folder). Read-only: copy before claiming."""
+    root = tmp_path_factory.mktemp("small_study")
+    generate(root / "dicom", root / "truth", SMALL)
+    return root / "dicom", root / "truth"
+
+
+@pytest.fixture(scope="session")
+def phi_strings(small_study: tuple[Path, Path]) -> list[str]:
+    manifest = json.loads((small_study[1] / "phi_manifest.json").read_text())
+    return [s for s in manifest["strings"] if len(s) >= 4]
+
+
+def public_test_files() -> list[Path]:
+    """pydicom's own test files and the pydicom-data package's files (read directly: no downloads)."""
+    pydicom_dir = Path(pydicom.__file__).parent / "data" / "test_files"
+    import data_store
+
+    store_dir = Path(data_store.__file__).parent / "data"
+    files = [p for p in sorted(pydicom_dir.rglob("*")) + sorted(store_dir.glob("*"))
+             if p.is_file() and p.suffix not in (".py", ".pyc", ".gz", ".bz2", ".json", ".txt", ".zip")]
+    return files
