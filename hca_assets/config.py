@@ -7,13 +7,11 @@ zone and the raw batch folders are local paths for now.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Settings", "join", "is_uri", "get_settings", "override"]
+__all__ = ["Settings", "is_uri", "join"]
 
 DEFAULT_DATA_DIR = "./data"
 
@@ -105,23 +103,3 @@ class Settings:
     def table_uri(self, name: str, *, restricted: bool = False) -> str:
         """Location of Delta table ``name``: under ``restricted/tables`` or ``lake/``."""
         return join(self.restricted, "tables", name) if restricted else join(self.lake, name)
-
-
-_current: Settings | None = None
-
-
-def get_settings() -> Settings:
-    """The process-wide settings (from the environment unless overridden)."""
-    return _current if _current is not None else Settings.from_env()
-
-
-@contextlib.contextmanager
-def override(**changes: object) -> Iterator[Settings]:
-    """Temporarily replace settings fields; restores the previous state on exit."""
-    global _current
-    previous = _current
-    _current = replace(get_settings(), **changes)  # type: ignore[arg-type]
-    try:
-        yield _current
-    finally:
-        _current = previous

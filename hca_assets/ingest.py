@@ -19,8 +19,8 @@ import pyarrow as pa
 
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.dicom.io import InstanceInfo, InvalidInstance, inspect_file, sha256_file
-from hca_assets.landing import Batch
 from hca_assets.lake.schemas import QUARANTINE, RAW_INSTANCES
+from hca_assets.landing import Batch
 
 __all__ = ["IngestOutcome", "ingest_batch", "inspect_many"]
 
@@ -55,7 +55,7 @@ def _inspect_one(args: tuple[str, bytes]) -> InstanceInfo | _Rejected:
         return inspect_file(Path(path), key)
     except InvalidInstance as exc:
         return _Rejected(_safe_sha(Path(path)), exc.reason, exc.message)
-    except Exception as exc:  # a bug or an exotic file must not stop the batch
+    except Exception as exc:  # noqa: BLE001 - a bug or an exotic file must not stop the batch
         return _Rejected(_safe_sha(Path(path)), QuarantineReason.INTERNAL_ERROR, f"unexpected {type(exc).__name__}")
 
 
@@ -110,7 +110,7 @@ def ingest_batch(
                 seen[result.sop_instance_uid] = result.sha256
                 rows.append({"batch": batch.key, "path": rel, **asdict(result), "ingested_at": now})
                 continue
-            result = (
+            rejection = (
                 _Rejected(result.sha256, QuarantineReason.DUPLICATE_INSTANCE, "identical copy of an instance already ingested")
                 if previous == result.sha256
                 else _Rejected(
@@ -119,12 +119,13 @@ def ingest_batch(
                     "SOP Instance UID already ingested with different content",
                 )
             )
-        kept_as = _keep_file(batch.files_dir / rel, quarantine_root, batch.key, result.sha256, len(rejected))
-        rejected.append(_quarantine_row(batch.key, result, kept_as, now))
-    for i, rel in enumerate(batch.unreadable):
-        kept_as = _keep_dir(batch.path / "unreadable" / rel, quarantine_root, batch.key, i)
+        else:
+            rejection = result
+        kept_as = _keep_file(batch.files_dir / rel, quarantine_root, batch.key, rejection.sha256, len(rejected))
+        rejected.append(_quarantine_row(batch.key, rejection, kept_as, now))
+    for i, _ in enumerate(batch.unreadable):
         reason = _Rejected(None, QuarantineReason.UNREADABLE, "directory cannot be listed: permission denied")
-        rejected.append(_quarantine_row(batch.key, reason, kept_as, now))
+        rejected.append(_quarantine_row(batch.key, reason, f"left in landing zone (unreadable directory {i})", now))
     return IngestOutcome(
         instances=pa.Table.from_pylist(rows, schema=RAW_INSTANCES),
         quarantine=pa.Table.from_pylist(rejected, schema=QUARANTINE),
@@ -150,14 +151,4 @@ def _keep_file(src: Path, root: Path, batch: str, sha256: str | None, index: int
         tmp = dst.with_suffix(".tmp")
         shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
-    return name
-
-
-def _keep_dir(src: Path, root: Path, batch: str, index: int) -> str:
-    """Move an unreadable directory into the quarantine zone (rename needs no read permission)."""
-    name = f"{batch}/unreadable-{index}"
-    dst = root / name
-    if src.exists() and not dst.exists():
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(src, dst)
     return name

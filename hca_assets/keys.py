@@ -9,7 +9,7 @@ import secrets
 import warnings
 from pathlib import Path
 
-__all__ = ["load_key", "keyed_digest", "key_fingerprint", "KEY_ENV"]
+__all__ = ["KEY_ENV", "key_fingerprint", "keyed_digest", "load_key"]
 
 KEY_ENV = "HCA_DEID_KEY"
 

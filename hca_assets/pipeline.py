@@ -17,7 +17,7 @@ from hca_assets.definitions import build_defs
 from hca_assets.partitions import INGEST_BATCHES
 from hca_assets.sensors import claim_pending
 
-__all__ = ["BatchRun", "open_instance", "ingest_pending"]
+__all__ = ["BatchRun", "ingest_pending", "open_instance"]
 
 _INFO_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 

@@ -2,7 +2,6 @@ from pathlib import Path
 
 import pytest
 
-from hca_assets import config
 from hca_assets.config import Settings, join
 
 
@@ -35,10 +34,3 @@ def test_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_validation(field: str, value: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         Settings(**{field: value})  # type: ignore[arg-type]
-
-
-def test_override_restores() -> None:
-    before = config.get_settings()
-    with config.override(data_dir="/elsewhere") as s:
-        assert s.data_dir == "/elsewhere" == config.get_settings().data_dir
-    assert config.get_settings() == before

@@ -9,8 +9,8 @@ import dagster as dg
 from hca_assets.assets import _metadata as md
 from hca_assets.checks.ingest import INGEST_CHECKS, run_ingest_checks
 from hca_assets.ingest import STAGE, ingest_batch
-from hca_assets.landing import load_batch
 from hca_assets.lake import QUARANTINE, RAW_INSTANCES, read_table, write_partition
+from hca_assets.landing import load_batch
 from hca_assets.partitions import ingest_batches
 from hca_assets.resources import HcaStorage, PseudonymKey
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-import dagster as dg
-
 from hca_assets.config import Settings
 from hca_assets.ingest import STAGE
-from hca_assets.landing import Batch
 from hca_assets.lake import QUARANTINE, RAW_INSTANCES, read_table
 from hca_assets.lake.delta import table_schema
+from hca_assets.landing import Batch
 
 SCHEMA = "schema_matches"
 UNIQUE_SOP = "sop_instance_uid_unique"

@@ -3,4 +3,4 @@
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.dicom.io import InstanceInfo, InvalidInstance, inspect_bytes, inspect_file
 
-__all__ = ["QuarantineReason", "InstanceInfo", "InvalidInstance", "inspect_bytes", "inspect_file"]
+__all__ = ["InstanceInfo", "InvalidInstance", "QuarantineReason", "inspect_bytes", "inspect_file"]

@@ -23,7 +23,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.keys import keyed_digest
 
-__all__ = ["InstanceInfo", "InvalidInstance", "inspect_file", "inspect_bytes", "sha256_file"]
+__all__ = ["InstanceInfo", "InvalidInstance", "inspect_bytes", "inspect_file", "sha256_file"]
 
 REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -143,7 +143,7 @@ def _read_without_meta(data: bytes) -> Dataset:
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
         ok = len(ds) > 3 and "SOPInstanceUID" in ds and any(kw in ds for kw in PIXEL_KEYWORDS)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any parse failure means "not DICOM"
         ok = False
     if not ok:
         raise InvalidInstance(QuarantineReason.NOT_DICOM, "not a DICOM file: no DICM prefix and no parsable dataset")

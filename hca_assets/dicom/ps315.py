@@ -7,7 +7,7 @@ import functools
 from dataclasses import dataclass
 from importlib import resources
 
-__all__ = ["ProfileRow", "OPTION_COLUMNS", "load_table", "by_keyword"]
+__all__ = ["OPTION_COLUMNS", "ProfileRow", "by_keyword", "load_table"]
 
 OPTION_COLUMNS = (
     "rtn_safe_priv", "rtn_uids", "rtn_dev_id", "rtn_inst_id", "rtn_pat_chars", "rtn_long_full_dates",

@@ -5,6 +5,14 @@ from hca_assets.lake.schemas import QUARANTINE, RAW_INSTANCES, RESTRICTED, SCHEM
 from hca_assets.lake.warehouse import connect, discover_tables
 
 __all__ = [
-    "WriteResult", "read_table", "table_exists", "write_partition",
-    "QUARANTINE", "RAW_INSTANCES", "RESTRICTED", "SCHEMAS", "connect", "discover_tables",
+    "QUARANTINE",
+    "RAW_INSTANCES",
+    "RESTRICTED",
+    "SCHEMAS",
+    "WriteResult",
+    "connect",
+    "discover_tables",
+    "read_table",
+    "table_exists",
+    "write_partition",
 ]

@@ -15,7 +15,7 @@ from deltalake.exceptions import CommitFailedError
 
 from hca_assets.lake.schemas import PARTITION_COLUMN
 
-__all__ = ["WriteResult", "write_partition", "read_table", "table_exists"]
+__all__ = ["WriteResult", "read_table", "table_exists", "write_partition"]
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["RAW_INSTANCES", "QUARANTINE", "SCHEMAS", "RESTRICTED", "PARTITION_COLUMN"]
+__all__ = ["PARTITION_COLUMN", "QUARANTINE", "RAW_INSTANCES", "RESTRICTED", "SCHEMAS"]
 
 PARTITION_COLUMN = "batch"
 

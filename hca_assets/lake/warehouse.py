@@ -9,7 +9,7 @@ from deltalake import DeltaTable
 
 from hca_assets.config import Settings, is_uri, join
 
-__all__ = ["discover_tables", "connect"]
+__all__ = ["connect", "discover_tables"]
 
 
 def discover_tables(root: str) -> dict[str, str]:

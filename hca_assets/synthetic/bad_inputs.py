@@ -12,7 +12,7 @@ from pydicom.uid import JPEGBaseline8Bit
 
 from hca_assets.dicom.enum import QuarantineReason
 
-__all__ = ["write_bad_inputs", "TRUNCATION_OFFSETS"]
+__all__ = ["TRUNCATION_OFFSETS", "write_bad_inputs"]
 
 # cut inside the file meta, inside the data set header, and inside the pixel data
 TRUNCATION_OFFSETS = {"meta": 180, "header": 1400, "pixels": -5000}

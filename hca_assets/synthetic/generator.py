@@ -24,7 +24,7 @@ from hca_assets.dicom.uids import uid_from_parts
 from hca_assets.synthetic.identities import Identity, make_identity
 from hca_assets.synthetic.phantoms import Phantom, brain_mr, chest_xray, ct_volume, ultrasound_with_text
 
-__all__ = ["GeneratorOptions", "GenerationSummary", "generate", "KINDS", "PRIVATE_CREATOR"]
+__all__ = ["KINDS", "PRIVATE_CREATOR", "GenerationSummary", "GeneratorOptions", "generate"]
 
 KINDS = ("ct", "cxr", "mr", "us")
 PRIVATE_CREATOR = "HCA SYNTHETIC 1.0"
@@ -224,7 +224,7 @@ def _volume(
             ds.MagneticFieldStrength, ds.ImagingFrequency = "3", "127.7"
             stored = ph.pixels[i]
         _set_pixels(ds, stored, bits_stored=12)
-        lesion_here = "lesion" in ph.masks and bool(ph.masks["lesion"][i].any()) or (
+        lesion_here = ("lesion" in ph.masks and bool(ph.masks["lesion"][i].any())) or (
             "tumor_core" in ph.masks and bool(ph.masks["tumor_core"][i].any())
         )
         row = _truth_row(p, study, series_uid, sop_uid, modality, region, ph, lesion_here, slice_index=i)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["Phantom", "ct_volume", "chest_xray", "brain_mr", "ultrasound_with_text"]
+__all__ = ["Phantom", "brain_mr", "chest_xray", "ct_volume", "ultrasound_with_text"]
 
 
 @dataclass

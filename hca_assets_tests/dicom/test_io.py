@@ -68,7 +68,7 @@ def test_jpeg_ls_near_lossless_decodes_but_lacks_uids() -> None:
 
 def test_pydicom_warnings_quoting_values_are_silenced(small_study: tuple[Path, Path], tmp_path: Path,
                                                       recwarn: pytest.WarningsRecorder) -> None:
-    ds = pydicom.dcmread(sorted(small_study[0].rglob("*.dcm"))[0])
+    ds = pydicom.dcmread(min(small_study[0].rglob("*.dcm")))
     with pydicom.config.disable_value_validation():
         ds.SeriesInstanceUID = "SECRET-PATIENT-NAME-NOT-A-UID"  # invalid UI value: pydicom would quote it
         ds.save_as(tmp_path / "bad_uid.dcm")
@@ -94,7 +94,7 @@ def test_raw_dataset_without_file_meta_is_accepted_as_image() -> None:
 def test_every_bad_input_gets_its_reason_and_a_phi_free_message(
     small_study: tuple[Path, Path], phi_strings: list[str], tmp_path: Path
 ) -> None:
-    valid = sorted(small_study[0].rglob("ct/0001.dcm"))[0]
+    valid = min(small_study[0].rglob("ct/0001.dcm"))
     expected = write_bad_inputs(valid, tmp_path, unreadable_dir=False)
     per_file = {k: v for k, v in expected.items()
                 if v not in (QuarantineReason.DUPLICATE_INSTANCE, QuarantineReason.SOP_UID_CONFLICT)}
@@ -107,7 +107,7 @@ def test_every_bad_input_gets_its_reason_and_a_phi_free_message(
 
 
 def test_truncation_at_many_offsets_never_ingests(small_study: tuple[Path, Path], tmp_path: Path) -> None:
-    data = sorted(small_study[0].rglob("mr/0001.dcm"))[0].read_bytes()
+    data = min(small_study[0].rglob("mr/0001.dcm")).read_bytes()
     for offset in [1, 100, 131, 140, 400, 900, 1500, 2500, len(data) // 2, len(data) - 2]:
         cut = tmp_path / f"cut{offset}.dcm"
         cut.write_bytes(data[:offset])
@@ -125,7 +125,7 @@ def test_patient_key_is_keyed_and_stable(small_study: tuple[Path, Path], tmp_pat
 
 def test_permission_denied_file(small_study: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "x.dcm"
-    shutil.copy(sorted(small_study[0].rglob("*.dcm"))[0], path)
+    shutil.copy(min(small_study[0].rglob("*.dcm")), path)
 
     def deny(self: Path) -> bytes:
         raise PermissionError(13, "Permission denied", str(self))

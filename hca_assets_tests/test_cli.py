@@ -1,0 +1,59 @@
+"""The hca command: generate, sql (formats, restricted zone), and the demo end to end."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hca_assets.cli import main
+from hca_assets.config import Settings
+from hca_assets.lake import discover_tables, read_table
+
+
+def test_generate_and_sql_formats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HCA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "data" / "dagster_home"))
+    runner = CliRunner()
+    out = runner.invoke(main, ["generate", "--patients", "1", "--out", str(tmp_path / "data" / "landing"),
+                               "--ct-slices", "8", "--ct-size", "64"])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "data" / "restricted" / "synthetic_truth" / "phi_manifest.json").is_file()
+    ingest = runner.invoke(main, ["ingest", "--settle-seconds", "0"])
+    assert ingest.exit_code == 0, ingest.output
+    assert "succeeded" in ingest.output
+
+    query = "select modality, count(*) as n from raw_instances group by 1 order by 1"
+    denied = runner.invoke(main, ["sql", query])
+    assert denied.exit_code != 0 and "pass --restricted" in denied.output
+    as_csv = runner.invoke(main, ["sql", query, "--restricted", "--format", "csv"])
+    assert as_csv.exit_code == 0, as_csv.output
+    rows = list(csv.DictReader(io.StringIO(as_csv.output)))
+    assert {r["modality"] for r in rows} == {"CT", "MR", "US", rows[1]["modality"]} and sum(int(r["n"]) for r in rows) == 8 + 1 + 24 + 1
+    as_json = runner.invoke(main, ["sql", "select count(*) as n from quarantine", "--format", "json"])
+    assert as_json.exit_code == 0 and json.loads(as_json.output.splitlines()[0]) == {"n": 0}
+    table = runner.invoke(main, ["sql", query, "--restricted"])
+    assert "modality" in table.output and "CT" in table.output
+    bad = runner.invoke(main, ["sql", "selec nonsense"])
+    assert bad.exit_code != 0 and "Error" in bad.output
+
+
+def test_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HCA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "data" / "dagster_home"))  # restored after the test
+    result = CliRunner().invoke(main, ["demo", "--patients", "1", "--fresh"])
+    assert result.exit_code == 0, result.output
+    for reason in ("empty_file", "not_dicom", "truncated", "no_pixel_data", "missing_uid", "undecodable_pixels",
+                   "sop_uid_conflict", "duplicate_instance"):
+        assert reason in result.output
+    manifest = json.loads((tmp_path / "data" / "restricted" / "synthetic_truth" / "phi_manifest.json").read_text())
+    lake = Settings(data_dir=str(tmp_path / "data")).lake
+    lake_text = json.dumps([read_table(uri).to_pylist() for uri in discover_tables(lake).values()], default=str)
+    assert "sop_uid_conflict" in lake_text
+    assert not [s for s in manifest["strings"] if len(s) >= 4 and s in lake_text]
+    assert (tmp_path / "data" / "dagster_home" / "dagster.yaml").is_file()
+    assert list((tmp_path / "data" / "dagster_home").rglob("*.db"))  # runs persisted for the UI
