@@ -41,24 +41,24 @@ class Settings:
     data_dir: str = DEFAULT_DATA_DIR
     landing_dir: str | None = None
     settle_seconds: float = 2.0
-    ingest_workers: int = 2
+    workers: int = 2
 
     def __post_init__(self) -> None:
         if not self.data_dir:
             raise ValueError("`data_dir` must be a path or URI, got an empty string")
         if self.settle_seconds < 0:
             raise ValueError(f"`settle_seconds` must be >= 0, got {self.settle_seconds}")
-        if self.ingest_workers < 1:
-            raise ValueError(f"`ingest_workers` must be >= 1, got {self.ingest_workers}")
+        if self.workers < 1:
+            raise ValueError(f"`workers` must be >= 1, got {self.workers}")
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Read ``HCA_DATA_DIR``, ``HCA_LANDING_DIR``, ``HCA_SETTLE_SECONDS``, ``HCA_INGEST_WORKERS``."""
+        """Read ``HCA_DATA_DIR``, ``HCA_LANDING_DIR``, ``HCA_SETTLE_SECONDS``, ``HCA_WORKERS``."""
         return cls(
             data_dir=os.environ.get("HCA_DATA_DIR", DEFAULT_DATA_DIR),
             landing_dir=os.environ.get("HCA_LANDING_DIR") or None,
             settle_seconds=float(os.environ.get("HCA_SETTLE_SECONDS", "2")),
-            ingest_workers=int(os.environ.get("HCA_INGEST_WORKERS", str(min(2, os.cpu_count() or 1)))),
+            workers=int(os.environ.get("HCA_WORKERS", str(min(2, os.cpu_count() or 1)))),
         )
 
     # zones -------------------------------------------------------------------------------------
@@ -79,6 +79,16 @@ class Settings:
     def quarantine(self) -> str:
         """Quarantined input files, kept whole (they may carry PHI, so they stay restricted)."""
         return join(self.restricted, "quarantine")
+
+    @property
+    def deid_staging(self) -> str:
+        """De-identified files awaiting their checks (kept restricted until they pass)."""
+        return join(self.restricted, "staging", "deid")
+
+    @property
+    def deid(self) -> str:
+        """Published de-identified DICOM (PHI-free zone), one folder per batch."""
+        return join(self.data_dir, "deid")
 
     @property
     def lake(self) -> str:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 
+from hca_assets._parallel import Progress, ordered_map
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.dicom.io import InstanceInfo, InvalidInstance, inspect_file, sha256_file
 from hca_assets.lake.schemas import QUARANTINE, RAW_INSTANCES
@@ -25,7 +25,6 @@ from hca_assets.landing import Batch
 __all__ = ["IngestOutcome", "ingest_batch", "inspect_many"]
 
 STAGE = "raw_dicom"
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -70,22 +69,7 @@ def inspect_many(
     paths: list[Path], key: bytes, *, workers: int = 1, progress: Progress | None = None
 ) -> Iterator[InstanceInfo | _Rejected]:
     """Inspect files in order, with ``workers`` processes; calls ``progress(done, total)``."""
-    total = len(paths)
-    args = [(str(p), key) for p in paths]
-    if workers <= 1 or total < 8:
-        results: Iterator[InstanceInfo | _Rejected] = map(_inspect_one, args)
-        pool = None
-    else:
-        pool = ProcessPoolExecutor(max_workers=workers)
-        results = pool.map(_inspect_one, args, chunksize=max(1, min(32, total // (workers * 4))))
-    try:
-        for done, result in enumerate(results, 1):
-            if progress:
-                progress(done, total)
-            yield result
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    return ordered_map(_inspect_one, [(str(p), key) for p in paths], workers=workers, progress=progress, min_parallel=8)
 
 
 def ingest_batch(

@@ -16,7 +16,7 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     data_dir: str
     landing_dir: str | None = None
     settle_seconds: float = 2.0
-    ingest_workers: int = 2
+    workers: int = 2
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HcaStorage:
@@ -24,7 +24,7 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
             data_dir=settings.data_dir,
             landing_dir=settings.landing_dir,
             settle_seconds=settings.settle_seconds,
-            ingest_workers=settings.ingest_workers,
+            workers=settings.workers,
         )
 
     def settings(self) -> Settings:
@@ -32,7 +32,7 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
             data_dir=self.data_dir,
             landing_dir=self.landing_dir,
             settle_seconds=self.settle_seconds,
-            ingest_workers=self.ingest_workers,
+            workers=self.workers,
         )
 
 

@@ -23,13 +23,13 @@ def test_zones_and_table_locations() -> None:
 def test_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HCA_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("HCA_LANDING_DIR", str(tmp_path / "in"))
-    monkeypatch.setenv("HCA_INGEST_WORKERS", "3")
+    monkeypatch.setenv("HCA_WORKERS", "3")
     s = Settings.from_env()
-    assert (s.data_dir, s.landing, s.ingest_workers) == (str(tmp_path), str(tmp_path / "in"), 3)
+    assert (s.data_dir, s.landing, s.workers) == (str(tmp_path), str(tmp_path / "in"), 3)
 
 
 @pytest.mark.parametrize(("field", "value", "match"), [
-    ("data_dir", "", "data_dir"), ("settle_seconds", -1, "settle_seconds"), ("ingest_workers", 0, "ingest_workers"),
+    ("data_dir", "", "data_dir"), ("settle_seconds", -1, "settle_seconds"), ("workers", 0, "workers"),
 ])
 def test_validation(field: str, value: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):

@@ -38,7 +38,7 @@ def raw_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym_
         key=pseudonym_key.key(settings),
         quarantine_root=Path(settings.quarantine),
         known=known,
-        workers=settings.ingest_workers,
+        workers=settings.workers,
         progress=md.progress_logger(context, "inspected"),
     )
     seconds = time.perf_counter() - start

@@ -347,7 +347,7 @@ def _base(
                                     "AdditionalPatientHistory")
     ds.PatientComments = a(f"Contact daughter at {ident.phone}", "PatientComments")
     ds.ResponsiblePerson = a(f"{ident.family.upper()}^ANNA", "ResponsiblePerson")
-    ds.PatientState = a("Claustrophobic, sedated", "PatientState")
+    ds.PatientState = a("Claustrophobic, sedated", "PatientState", "characteristic")
     other = Dataset()
     other.PatientID = a(ident.other_mrn, "OtherPatientIDsSequence.PatientID")
     other.IssuerOfPatientID = a("Lakeside Regional Hospital", "OtherPatientIDsSequence.IssuerOfPatientID")

@@ -1,0 +1,310 @@
+"""De-identification engine shared by the ``deid_dicom`` asset and ``hca deid``.
+
+Applies the PS3.15 profile (``profile.py``) recursively through every sequence, with keyed pseudonyms
+(``pseudonyms.py``), per-patient date shifting, free-text cleaning, private-tag removal and burned-in
+text redaction (``burned_in.py``). :func:`deidentify_bytes` goes from original bytes to verified output
+bytes; nothing half-done ever leaves it. Audit counts name tags and actions, never values.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import pydicom
+import pydicom.config
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.uid import UID
+
+from hca_assets.dicom.burned_in import BurnedInStatus, TextDetector, clean_burned_in_text, needs_text_check
+from hca_assets.dicom.iod import Path, attribute_types
+from hca_assets.dicom.profile import CLEAN_PIXEL_DATA_CODE, DeidProfile, resolve_action
+from hca_assets.dicom.pseudonyms import Pseudonymizer
+
+__all__ = ["DeidEngine", "DeidFailure", "DeidOutcome", "deidentify_dataset", "phi_terms"]
+
+TEXT_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "PN", "UC", "AE", "CS"})
+DATE_VRS = frozenset({"DA", "DT", "TM"})
+_DUMMY_BY_VR: dict[str, object] = {
+    "DA": "19000101", "DT": "19000101000000", "TM": "000000", "AS": "000Y", "DS": "0", "IS": "0",
+    "US": 0, "SS": 0, "UL": 0, "SL": 0, "UV": 0, "SV": 0, "FL": 0.0, "FD": 0.0,
+    "OB": b"\x00\x00", "OW": b"\x00\x00", "UN": b"", "AT": 0,
+}
+
+
+class DeidFailure(ValueError):
+    """De-identification of one instance failed; ``reason`` is a quarantine code, the message is PHI-free."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class DeidOutcome:
+    """What happened to one instance (PHI stays in the crosswalk fields, which only restricted tables hold)."""
+
+    dataset: Dataset
+    counts: Counter[str] = field(default_factory=Counter)
+    burned_in: BurnedInStatus = BurnedInStatus.NOT_CHECKED
+    original_patient_id: str = ""
+    original_study_uid: str = ""
+    original_series_uid: str = ""
+    original_sop_uid: str = ""
+    date_offset_days: int = 0
+
+
+def phi_terms(ds: Dataset, profile: DeidProfile) -> list[str]:
+    """Names, IDs and dates that ``ds`` itself carries in attributes the profile acts on — the strings a
+    cleaned free text must not contain. Longest first, so a full name is replaced before its parts."""
+    terms: set[str] = set()
+    for elem, _path in _walk(ds):
+        action = profile.action_for(elem.tag)
+        if action in (None, "K") or elem.VR not in TEXT_VRS | {"DA"} or elem.VR == "CS":
+            continue
+        for value in _values(elem):
+            text = str(value).strip()
+            if elem.VR == "PN":
+                terms.update(p for p in re.split(r"[\^=]", text) if len(p) >= 2)
+                terms.add(text.replace("^", " ").strip())
+            elif elem.VR == "DA":
+                terms.update(_date_spellings(text))
+            elif elem.tag.element and elem.keyword.endswith(("ID", "Number", "IDs")):
+                terms.add(text)
+    return sorted((t for t in terms if len(t) >= 2), key=len, reverse=True)
+
+
+def _date_spellings(value: str) -> set[str]:
+    try:
+        d = datetime.strptime(value[:8], "%Y%m%d").date()
+    except ValueError:
+        return set()
+    return {d.strftime(f) for f in ("%Y%m%d", "%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d %b %Y", "%d %B %Y")}
+
+
+def _values(elem: DataElement) -> list[object]:
+    if elem.value is None:
+        return []
+    return list(elem.value) if isinstance(elem.value, MultiValue | list) else [elem.value]
+
+
+def _walk(ds: Dataset, path: Path = ()):  # type: ignore[no-untyped-def]
+    for elem in ds:
+        yield elem, path
+        if elem.VR == "SQ" and elem.value:
+            for item in elem.value:
+                yield from _walk(item, (*path, elem.keyword or str(elem.tag)))
+
+
+@dataclass
+class _Context:
+    profile: DeidProfile
+    pseudo: Pseudonymizer
+    types: dict[tuple[Path, str], str]
+    patient_id: str
+    offset: timedelta
+    terms: list[str]
+    counts: Counter[str]
+
+
+def deidentify_dataset(ds: Dataset, profile: DeidProfile, pseudo: Pseudonymizer) -> DeidOutcome:
+    """Apply the profile to ``ds`` in place (header only; see :class:`DeidEngine` for pixels)."""
+    patient_id = str(ds.get("PatientID", "") or "")
+    outcome = DeidOutcome(
+        dataset=ds,
+        original_patient_id=patient_id,
+        original_study_uid=str(ds.get("StudyInstanceUID", "")),
+        original_series_uid=str(ds.get("SeriesInstanceUID", "")),
+        original_sop_uid=str(ds.get("SOPInstanceUID", "")),
+    )
+    offset = pseudo.date_offset_days(patient_id) if profile.shifts_dates else 0
+    outcome.date_offset_days = offset
+    ctx = _Context(
+        profile=profile, pseudo=pseudo, types=attribute_types(str(ds.get("SOPClassUID", ""))),
+        patient_id=patient_id, offset=timedelta(days=offset), terms=phi_terms(ds, profile), counts=outcome.counts,
+    )
+    _apply(ds, ctx, ())
+    if "MediaStorageSOPInstanceUID" in ds.file_meta and "SOPInstanceUID" in ds:
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    for kw in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle"):
+        if kw in ds.file_meta:
+            del ds.file_meta[kw]
+    _mark(ds, profile, offset)
+    return outcome
+
+
+def _mark(ds: Dataset, profile: DeidProfile, offset: int) -> None:
+    ds.PatientIdentityRemoved = "YES"
+    codes = profile.method_codes()
+    ds.DeidentificationMethod = f"hca_assets PS3.15 {profile.name}"[:64]
+    items = []
+    for value, meaning in codes:
+        item = Dataset()
+        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
+        items.append(item)
+    ds.DeidentificationMethodCodeSequence = Sequence(items)
+    if profile.shifts_dates:
+        ds.LongitudinalTemporalInformationModified = "MODIFIED"
+
+
+def add_clean_pixel_code(ds: Dataset) -> None:
+    """Record the Clean Pixel Data option once burned-in text was verified removed."""
+    item = Dataset()
+    item.CodeValue, item.CodeMeaning = CLEAN_PIXEL_DATA_CODE
+    item.CodingSchemeDesignator = "DCM"
+    ds.DeidentificationMethodCodeSequence.append(item)
+
+
+def _apply(ds: Dataset, ctx: _Context, path: Path) -> None:
+    creators_kept: set[int] = set()
+    for elem in list(ds):
+        tag = elem.tag
+        if tag.is_private:
+            if not tag.is_private_creator and ctx.profile.keeps_private(ds, elem):
+                creators_kept.add((tag.group << 16) | (tag.element >> 8))
+                ctx.counts["K"] += 1
+            elif not tag.is_private_creator:
+                del ds[tag]
+                ctx.counts["X_private"] += 1
+            continue
+        code = ctx.profile.action_for(tag)
+        if code is None:
+            if elem.VR == "SQ" and elem.value:
+                for item in elem.value:
+                    _apply(item, ctx, (*path, elem.keyword))
+            continue
+        action = resolve_action(code, ctx.types.get((path, elem.keyword)))
+        _do(ds, elem, action, ctx, path)
+    for elem in list(ds):  # private creators go unless a safelisted element of their block stayed
+        if elem.tag.is_private_creator and ((elem.tag.group << 16) | elem.tag.element) not in creators_kept:
+            del ds[elem.tag]
+
+
+def _do(ds: Dataset, elem: DataElement, action: str, ctx: _Context, path: Path) -> None:
+    tag, vr = elem.tag, elem.VR
+    ctx.counts[action] += 1
+    if action == "X":
+        del ds[tag]
+    elif action == "K" or (action == "U" and vr == "SQ"):
+        if vr == "SQ" and elem.value:
+            for item in elem.value:
+                _apply(item, ctx, (*path, elem.keyword))
+    elif elem.keyword == "PatientID" and str(elem.value or "").strip():
+        elem.value = ctx.pseudo.patient_id(str(elem.value))
+    elif elem.keyword == "PatientName" and not path:
+        elem.value = ctx.pseudo.patient_name(ctx.patient_id)
+    elif action == "Z":
+        elem.value = Sequence() if vr == "SQ" else (b"" if vr in ("OB", "OW", "UN") else None)
+    elif action == "U":
+        elem.value = _map_values(elem, ctx.pseudo.uid)
+    elif action == "C":
+        _clean(elem, ctx, path)
+    else:  # D
+        _dummy(elem, ctx)
+
+
+def _map_values(elem: DataElement, fn) -> object:  # type: ignore[no-untyped-def]
+    values = [fn(str(v)) for v in _values(elem) if str(v).strip()]
+    return values if len(values) > 1 else (values[0] if values else None)
+
+
+def _dummy(elem: DataElement, ctx: _Context) -> None:
+    vr = elem.VR
+    if vr == "SQ":
+        elem.value = Sequence([Dataset()])
+    elif vr == "UI":
+        elem.value = _map_values(elem, ctx.pseudo.uid)
+    else:
+        elem.value = _DUMMY_BY_VR.get(vr, "ANONYMIZED")
+
+
+def _clean(elem: DataElement, ctx: _Context, path: Path) -> None:
+    vr = elem.VR
+    if vr == "SQ":
+        for item in elem.value or []:
+            _apply(item, ctx, (*path, elem.keyword))
+    elif vr in ("DA", "DT") and ctx.profile.shifts_dates:
+        elem.value = _map_values(elem, lambda v: _shift(v, ctx.offset, vr))
+    elif vr == "TM":
+        return  # whole-day shifts leave times of day unchanged
+    elif vr in TEXT_VRS:
+        elem.value = _map_values(elem, lambda v: _scrub(v, ctx.terms))
+    else:
+        ctx.counts["C_kept"] += 1
+
+
+def _shift(value: str, offset: timedelta, vr: str) -> str:
+    """Shift a DA or DT value by ``offset`` days; unparsable values become the VR's dummy."""
+    value = value.strip()
+    try:
+        d = datetime.strptime(value[:8], "%Y%m%d").date()
+    except ValueError:
+        return str(_DUMMY_BY_VR[vr])
+    shifted = max(d + offset, date(1, 1, 1))
+    return shifted.strftime("%Y%m%d") + (value[8:] if vr == "DT" else "")
+
+
+def _scrub(text: str, terms: list[str]) -> str:
+    for term in terms:
+        text = re.sub(re.escape(term), "[removed]", text, flags=re.IGNORECASE)
+    return text
+
+
+@dataclass
+class DeidEngine:
+    """Profile + pseudonyms + text detector: bytes in, verified de-identified bytes out."""
+
+    profile: DeidProfile
+    pseudo: Pseudonymizer
+    detector: TextDetector | None = None
+    ocr_mode: str = "candidates"
+
+    def deidentify_bytes(self, data: bytes) -> tuple[bytes, DeidOutcome]:
+        """Read, de-identify, clean burned-in text, write, verify. Raises :class:`DeidFailure`."""
+        from hca_assets.dicom.verify import verify_output
+
+        with warnings.catch_warnings(), pydicom.config.disable_value_validation():
+            warnings.simplefilter("ignore")
+            try:
+                original = pydicom.dcmread(io.BytesIO(data))
+                ds = pydicom.dcmread(io.BytesIO(data))
+            except Exception as exc:
+                raise DeidFailure("deid_failed", f"cannot parse input ({type(exc).__name__})") from exc
+            outcome = deidentify_dataset(ds, self.profile, self.pseudo)
+            if needs_text_check(original, mode=self.ocr_mode if self.detector else "off"):
+                assert self.detector is not None
+                result = clean_burned_in_text(ds, self.detector)
+                outcome.burned_in = result.status
+                if result.status == BurnedInStatus.UNVERIFIED:
+                    raise DeidFailure("burned_in_unverified", f"{result.boxes} text region(s) found; removal not verified")
+                if result.status == BurnedInStatus.REDACTED:
+                    add_clean_pixel_code(ds)
+            elif str(original.get("BurnedInAnnotation", "")).upper() == "YES":
+                raise DeidFailure("burned_in_unverified", "flagged as having burned-in text but no OCR was run")
+            buffer = io.BytesIO()
+            try:
+                ds.save_as(buffer, enforce_file_format=True)
+            except Exception as exc:
+                raise DeidFailure("deid_failed", f"cannot write output ({type(exc).__name__})") from exc
+            out = buffer.getvalue()
+            problems = verify_output(original, out, self.profile, outcome.burned_in)
+        if problems:
+            raise DeidFailure("phi_residue", "; ".join(problems))
+        return out, outcome
+
+    def output_name(self, outcome: DeidOutcome) -> str:
+        """Relative output path made of pseudonymous UIDs only."""
+        ds = outcome.dataset
+        return f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
+
+
+def is_valid_uid(value: str) -> bool:
+    return 0 < len(value) <= 64 and UID(value).is_valid

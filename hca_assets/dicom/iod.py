@@ -1,0 +1,40 @@
+"""Attribute types (1, 1C, 2, 2C, 3) per IOD, to resolve PS3.15's combined actions (X/Z, Z/D, X/Z/D…).
+
+The IOD → module → attribute tables are the DICOM standard's, as shipped (generated from PS3.3) in
+highdicom's package data — read through highdicom's loaders rather than copied here.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from highdicom._standard_utils import get_iod_module_map, get_module_attribute_map, get_sop_class_iod_map
+
+__all__ = ["Path", "attribute_types"]
+
+Path = tuple[str, ...]  # keywords of the enclosing sequences, outermost first
+_RANK = {"1": 0, "1C": 1, "2": 2, "2C": 3, "3": 4}
+
+
+def _merge(types: dict[tuple[Path, str], str], modules: list[str]) -> None:
+    attributes = get_module_attribute_map()
+    for module in modules:
+        for a in attributes.get(module, []):
+            key = (tuple(a["path"]), a["keyword"])
+            if key not in types or _RANK[a["type"]] < _RANK[types[key]]:
+                types[key] = a["type"]
+
+
+@functools.cache
+def attribute_types(sop_class_uid: str) -> dict[tuple[Path, str], str]:
+    """(path, keyword) → the most demanding type of that attribute in the SOP class's IOD.
+
+    For an unknown SOP class, the most demanding type over every IOD (keeps any file valid).
+    """
+    iods = get_iod_module_map()
+    iod = get_sop_class_iod_map().get(sop_class_uid)
+    keys = [iod] if iod in iods else list(iods)
+    types: dict[tuple[Path, str], str] = {}
+    for key in keys:
+        _merge(types, [m["key"] for m in iods[key]])
+    return types
