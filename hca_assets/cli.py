@@ -6,6 +6,7 @@ import dataclasses
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import duckdb
 from tqdm import tqdm
 
 from hca_assets.config import Settings, join
+from hca_assets.dicom.profile import DeidOption
 from hca_assets.lake import RESTRICTED, connect
 from hca_assets.synthetic import GeneratorOptions, generate
 
@@ -93,8 +95,55 @@ def run_sql(settings: Settings, query: str, *, restricted: bool, fmt: str) -> st
         return frame.write_csv()
     if fmt == "json":
         return frame.write_ndjson()
-    with pl.Config(tbl_rows=200, tbl_cols=50, fmt_str_lengths=80, tbl_hide_dataframe_shape=True):
+    with pl.Config(tbl_rows=200, tbl_cols=50, fmt_str_lengths=80, tbl_width_chars=250, tbl_hide_dataframe_shape=True):
         return f"{frame}\n"
+
+
+@main.command("deid")
+@click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--option", "options", multiple=True, type=click.Choice([o.value for o in DeidOption]),
+              help="PS3.15 option (repeatable) [default: rtn_long_modif_dates + rtn_pat_chars].")
+@click.option("--basic-only", is_flag=True, help="The Basic Profile with no options.")
+@click.option("--uid-map", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSV id_old,id_new for UIDs.")
+@click.option("--patient-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV id_old,id_new for patient IDs.")
+@click.option("--ocr", type=click.Choice(["candidates", "all", "off"]), default="candidates", show_default=True,
+              help="Which instances get burned-in text detection.")
+@click.option("--workers", type=int, default=None, help="Worker processes [default: HCA_WORKERS or 2].")
+@click.option("--quarantine", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Copy inputs that fail de-identification here (named by sha256).")
+def deid_cmd(input_dir: Path, output_dir: Path, options: tuple[str, ...], basic_only: bool, uid_map: Path | None,
+             patient_map: Path | None, ocr: str, workers: int | None, quarantine: Path | None) -> None:
+    """De-identify every DICOM file under INPUT_DIR into OUTPUT_DIR/<study>/<series>/<instance>.dcm.
+
+    Same engine as the deid_dicom asset; each output is verified before it is renamed into place.
+    """
+    from hca_assets.deid_run import DeidRecord, deidentify_files, spec_from_settings
+    from hca_assets.ingest import keep_file
+    from hca_assets.keys import load_key
+
+    chosen = () if basic_only else (options or Settings.deid_options)
+    settings = _settings(deid_options=tuple(chosen), ocr_mode=ocr, uid_map=str(uid_map) if uid_map else None,
+                         patient_map=str(patient_map) if patient_map else None,
+                         **({"workers": workers} if workers else {}))
+    spec = spec_from_settings(settings, load_key(settings.key_file))
+    sources = sorted(p for p in input_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    rejected: Counter[str] = Counter()
+    with tqdm(total=len(sources), unit="file", desc="deid") as bar:
+        for result in deidentify_files(sources, output_dir, spec, workers=settings.workers,
+                                       progress=lambda done, total: bar.update(done - bar.n)):
+            if not isinstance(result, DeidRecord):
+                rejected[str(result.reason)] += 1
+                if quarantine:
+                    keep_file(Path(result.source), quarantine, "cli", result.sha256)
+    done = len(sources) - sum(rejected.values())
+    click.echo(f"{done} of {len(sources)} files de-identified into {output_dir} (profile {spec.profile.name})")
+    if rejected:
+        click.echo("not de-identified (nothing written for them): "
+                   + ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items())), err=True)
+        sys.exit(1)
 
 
 def _rmtree(path: Path) -> None:
@@ -141,6 +190,9 @@ def demo_cmd(patients: int, seed: int, fresh: bool) -> None:
     click.echo("\nInstances by modality (restricted raw index):")
     click.echo(run_sql(settings, "SELECT modality, count(*) AS instances FROM raw_instances GROUP BY 1 ORDER BY 1",
                        restricted=True, fmt="table"))
+    click.echo("De-identified and published (PHI-free lake):")
+    click.echo(run_sql(settings, "SELECT modality, burned_in, count(*) AS instances, count(DISTINCT patient_pseudonym) AS "
+                       "patients FROM deid_instances GROUP BY 1, 2 ORDER BY 1", restricted=False, fmt="table"))
     click.echo("Quarantine by reason:")
     click.echo(run_sql(settings, "SELECT stage, reason, count(*) AS items FROM quarantine GROUP BY 1, 2 ORDER BY 1, 2",
                        restricted=False, fmt="table"))

@@ -42,6 +42,10 @@ class Settings:
     landing_dir: str | None = None
     settle_seconds: float = 2.0
     workers: int = 2
+    deid_options: tuple[str, ...] = ("rtn_long_modif_dates", "rtn_pat_chars")
+    ocr_mode: str = "candidates"
+    uid_map: str | None = None
+    patient_map: str | None = None
 
     def __post_init__(self) -> None:
         if not self.data_dir:
@@ -53,12 +57,18 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Read ``HCA_DATA_DIR``, ``HCA_LANDING_DIR``, ``HCA_SETTLE_SECONDS``, ``HCA_WORKERS``."""
+        """Read ``HCA_DATA_DIR``, ``HCA_LANDING_DIR``, ``HCA_SETTLE_SECONDS``, ``HCA_WORKERS`` and the
+        de-identification choices ``HCA_DEID_OPTIONS`` (comma-separated Table E.1-1 option columns),
+        ``HCA_DEID_OCR`` (candidates | all | off), ``HCA_DEID_UID_MAP`` / ``HCA_DEID_PATIENT_MAP`` (CSV)."""
         return cls(
             data_dir=os.environ.get("HCA_DATA_DIR", DEFAULT_DATA_DIR),
             landing_dir=os.environ.get("HCA_LANDING_DIR") or None,
             settle_seconds=float(os.environ.get("HCA_SETTLE_SECONDS", "2")),
             workers=int(os.environ.get("HCA_WORKERS", str(min(2, os.cpu_count() or 1)))),
+            deid_options=tuple(o for o in os.environ.get("HCA_DEID_OPTIONS", ",".join(cls.deid_options)).split(",") if o),
+            ocr_mode=os.environ.get("HCA_DEID_OCR", cls.ocr_mode),
+            uid_map=os.environ.get("HCA_DEID_UID_MAP") or None,
+            patient_map=os.environ.get("HCA_DEID_PATIENT_MAP") or None,
         )
 
     # zones -------------------------------------------------------------------------------------

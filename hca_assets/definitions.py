@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from hca_assets.assets.deid import deid_dicom, deid_staged
 from hca_assets.assets.ingest import raw_dicom
 from hca_assets.config import Settings
 from hca_assets.jobs import ingest_job
@@ -12,7 +13,7 @@ from hca_assets.sensors import landing_sensor
 def build_defs(settings: Settings | None = None) -> dg.Definitions:
     """Definitions bound to ``settings`` (default: from the environment)."""
     return dg.Definitions(
-        assets=[raw_dicom],
+        assets=[raw_dicom, deid_staged, deid_dicom],
         jobs=[ingest_job],
         sensors=[landing_sensor],
         resources=default_resources(settings),

@@ -5,16 +5,29 @@ and renamed, so no output folder ever holds a half-written or unverified file. S
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
+import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
+import pydicom
+import pydicom.config
+
 from hca_assets._parallel import Progress, ordered_map
-from hca_assets.dicom.burned_in import RapidOcrDetector
+from hca_assets.config import Settings
+from hca_assets.dicom.burned_in import BurnedInStatus, RapidOcrDetector
 from hca_assets.dicom.deid import DeidEngine, DeidFailure
-from hca_assets.dicom.profile import DeidProfile
-from hca_assets.dicom.pseudonyms import Pseudonymizer
+from hca_assets.dicom.enum import QuarantineReason
+from hca_assets.dicom.profile import DeidOption, DeidProfile
+from hca_assets.dicom.pseudonyms import Pseudonymizer, load_mapping
+from hca_assets.dicom.verify import verify_output
+from hca_assets.ingest import keep_file
+from hca_assets.lake.schemas import DEID_AUDIT, DEID_CROSSWALK, DEID_INSTANCES, QUARANTINE
 
 __all__ = ["DeidRecord", "DeidRejected", "DeidSpec", "deidentify_files"]
 
@@ -83,7 +96,7 @@ def _one(args: tuple[str, str]) -> DeidRecord | DeidRejected:
     except DeidFailure as exc:
         return DeidRejected(source, digest, exc.reason, exc.message)
     except Exception as exc:  # noqa: BLE001 - one bad instance must not stop the others
-        return DeidRejected(source, digest, "deid_failed", f"unexpected {type(exc).__name__}")
+        return DeidRejected(source, digest, QuarantineReason.DEID_FAILED, f"unexpected {type(exc).__name__}")
     rel = _engine.output_name(outcome)
     target = Path(out_root) / rel
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -109,3 +122,136 @@ def deidentify_files(
     """De-identify ``sources`` into ``out_root`` (in input order); rejected inputs produce no file."""
     args = [(str(p), str(out_root)) for p in sources]
     return ordered_map(_one, args, workers=workers, progress=progress, initializer=_init, initargs=(spec,))
+
+
+# --- batch level: stage → check → publish ---------------------------------------------------------
+
+STAGE = "deid_dicom"
+STAGED_MANIFEST = "_staged.jsonl"
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    staged: list[DeidRecord]
+    rejected: list[DeidRejected]
+    crosswalk: pa.Table
+    quarantine: pa.Table
+
+
+def stage_batch(
+    batch: str,
+    sources: list[Path],
+    staging_root: Path,
+    quarantine_root: Path,
+    spec: DeidSpec,
+    *,
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> StageOutcome:
+    """De-identify one batch into ``staging_root/<batch>`` (replacing any earlier staging of it)."""
+    target = staging_root / batch
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    results = list(deidentify_files(sources, target, spec, workers=workers, progress=progress))
+    staged = [r for r in results if isinstance(r, DeidRecord)]
+    rejected = [r for r in results if isinstance(r, DeidRejected)]
+    with (target / STAGED_MANIFEST).open("w") as fh:
+        for r in staged:
+            fh.write(json.dumps(asdict(r)) + "\n")
+    now = datetime.now(UTC)
+    quarantine = [
+        {"batch": batch, "stage": STAGE, "sha256": r.sha256, "reason": str(r.reason), "message": r.message,
+         "kept_as": keep_file(Path(r.source), quarantine_root, batch, r.sha256), "quarantined_at": now}
+        for r in rejected
+    ]
+    return StageOutcome(staged, rejected, crosswalk_table(batch, staged), pa.Table.from_pylist(quarantine, schema=QUARANTINE))
+
+
+def load_staged(staging_root: Path, batch: str) -> list[DeidRecord]:
+    path = staging_root / batch / STAGED_MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"batch {batch!r} has not been staged under {staging_root}")
+    return [DeidRecord(**json.loads(line)) for line in path.read_text().splitlines() if line]
+
+
+def recheck_staged(staging_root: Path, batch: str, spec: DeidSpec) -> dict[str, int]:
+    """Re-verify every staged file against its original, independently of how it was produced:
+    counts of files with PHI residue, wrong or inconsistent pseudonymous UIDs, and missing files."""
+    pseudo = Pseudonymizer(spec.key, spec.uid_map, spec.patient_map)
+    failures = {"phi_residue": 0, "uid_mismatch": 0, "missing": 0}
+    for r in load_staged(staging_root, batch):
+        path = staging_root / batch / r.output
+        if not path.is_file():
+            failures["missing"] += 1
+            continue
+        with warnings.catch_warnings(), pydicom.config.disable_value_validation():
+            warnings.simplefilter("ignore")
+            original = pydicom.dcmread(r.source)
+            if verify_output(original, path.read_bytes(), spec.profile, BurnedInStatus(r.burned_in)):
+                failures["phi_residue"] += 1
+        expected = (pseudo.uid(r.original_study_uid), pseudo.uid(r.original_series_uid), pseudo.uid(r.original_sop_uid))
+        if spec.profile.retains_uids:
+            expected = (r.original_study_uid, r.original_series_uid, r.original_sop_uid)
+        if (r.study_instance_uid, r.series_instance_uid, r.sop_instance_uid) != expected:
+            failures["uid_mismatch"] += 1
+    return failures
+
+
+def publish_batch(staging_root: Path, published_root: Path, batch: str) -> list[DeidRecord]:
+    """Move a checked staging folder into the PHI-free zone (replacing an earlier publication)."""
+    records = load_staged(staging_root, batch)
+    source, target = staging_root / batch, published_root / batch
+    (source / STAGED_MANIFEST).unlink()  # it names original UIDs: it stays restricted
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        shutil.rmtree(target)
+    os.rename(source, target)
+    return records
+
+
+def crosswalk_table(batch: str, records: list[DeidRecord]) -> pa.Table:
+    """Original ↔ pseudonym for patients, studies, series and instances (restricted)."""
+    rows: dict[tuple[str, str], dict[str, object]] = {}
+    for r in records:
+        for kind, original, pseudonym, offset in (
+            ("patient", r.original_patient_id, r.patient_pseudonym, r.date_offset_days),
+            ("study", r.original_study_uid, r.study_instance_uid, None),
+            ("series", r.original_series_uid, r.series_instance_uid, None),
+            ("instance", r.original_sop_uid, r.sop_instance_uid, None),
+        ):
+            rows[(kind, original)] = {"batch": batch, "kind": kind, "original": original, "pseudonym": pseudonym,
+                                      "date_offset_days": offset}
+    return pa.Table.from_pylist(list(rows.values()), schema=DEID_CROSSWALK)
+
+
+def published_tables(batch: str, records: list[DeidRecord], profile: DeidProfile, fingerprint: str) -> tuple[pa.Table, pa.Table]:
+    """PHI-free ``deid_instances`` and ``deid_audit`` rows for a published batch."""
+    now = datetime.now(UTC)
+    instances = [
+        {"batch": batch, "sop_instance_uid": r.sop_instance_uid, "series_instance_uid": r.series_instance_uid,
+         "study_instance_uid": r.study_instance_uid, "patient_pseudonym": r.patient_pseudonym, "modality": r.modality,
+         "sop_class_uid": r.sop_class_uid, "transfer_syntax": r.transfer_syntax, "path": f"{batch}/{r.output}",
+         "sha256": r.sha256, "burned_in": r.burned_in, "published_at": now}
+        for r in records
+    ]
+    audit = [
+        {"batch": batch, "sop_instance_uid": r.sop_instance_uid, "profile": profile.name, "key_fingerprint": fingerprint,
+         "removed": r.counts.get("X", 0), "emptied": r.counts.get("Z", 0), "dummied": r.counts.get("D", 0),
+         "uids_replaced": r.counts.get("U", 0), "cleaned": r.counts.get("C", 0), "kept": r.counts.get("K", 0),
+         "private_removed": r.counts.get("X_private", 0), "burned_in": r.burned_in,
+         "dates_shifted": profile.shifts_dates, "audited_at": now}
+        for r in records
+    ]
+    return pa.Table.from_pylist(instances, schema=DEID_INSTANCES), pa.Table.from_pylist(audit, schema=DEID_AUDIT)
+
+
+def spec_from_settings(settings: Settings, key: bytes) -> DeidSpec:
+    """The de-identification spec the settings describe (profile options, OCR mode, external mappings)."""
+    return DeidSpec(
+        profile=DeidProfile(options=frozenset(DeidOption(o) for o in settings.deid_options)),
+        key=key,
+        uid_map=load_mapping(Path(settings.uid_map)) if settings.uid_map else {},
+        patient_map=load_mapping(Path(settings.patient_map)) if settings.patient_map else {},
+        ocr_mode=settings.ocr_mode,
+    )

@@ -105,7 +105,7 @@ def ingest_batch(
             )
         else:
             rejection = result
-        kept_as = _keep_file(batch.files_dir / rel, quarantine_root, batch.key, rejection.sha256, len(rejected))
+        kept_as = keep_file(batch.files_dir / rel, quarantine_root, batch.key, rejection.sha256, len(rejected))
         rejected.append(_quarantine_row(batch.key, rejection, kept_as, now))
     for i, _ in enumerate(batch.unreadable):
         reason = _Rejected(None, QuarantineReason.UNREADABLE, "directory cannot be listed: permission denied")
@@ -124,7 +124,7 @@ def _quarantine_row(batch: str, r: _Rejected, kept_as: str, now: datetime) -> di
     }
 
 
-def _keep_file(src: Path, root: Path, batch: str, sha256: str | None, index: int) -> str:
+def keep_file(src: Path, root: Path, batch: str, sha256: str | None, index: int = 0) -> str:
     """Copy a rejected file into the quarantine zone under a PHI-free name; idempotent."""
     if sha256 is None:  # unreadable: it stays, untouched, in the restricted batch folder
         return f"{batch}/left-in-batch-{index}"

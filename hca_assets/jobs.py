@@ -4,6 +4,6 @@ import dagster as dg
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
-    selection=dg.AssetSelection.groups("ingest"),
-    description="Ingest one landing batch (one dynamic partition).",
+    selection=dg.AssetSelection.groups("ingest", "deid"),
+    description="Ingest and de-identify one landing batch (one dynamic partition).",
 )

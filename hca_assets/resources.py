@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import dagster as dg
@@ -17,23 +18,19 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     landing_dir: str | None = None
     settle_seconds: float = 2.0
     workers: int = 2
+    deid_options: list[str] = ["rtn_long_modif_dates", "rtn_pat_chars"]
+    ocr_mode: str = "candidates"
+    uid_map: str | None = None
+    patient_map: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HcaStorage:
-        return cls(
-            data_dir=settings.data_dir,
-            landing_dir=settings.landing_dir,
-            settle_seconds=settings.settle_seconds,
-            workers=settings.workers,
-        )
+        fields = dataclasses.asdict(settings)
+        return cls(**{**fields, "deid_options": list(settings.deid_options)})
 
     def settings(self) -> Settings:
-        return Settings(
-            data_dir=self.data_dir,
-            landing_dir=self.landing_dir,
-            settle_seconds=self.settle_seconds,
-            workers=self.workers,
-        )
+        return Settings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Settings)} | {
+            "deid_options": tuple(self.deid_options)})
 
 
 class PseudonymKey(dg.ConfigurableResource):  # type: ignore[misc]

@@ -132,7 +132,7 @@ def clean_burned_in_text(ds: Dataset, detector: TextDetector, *, margin: int = 4
     if photometric.startswith("YBR") or photometric == "PALETTE COLOR":
         photometric = "RGB" if redacted.ndim == 4 else "MONOCHROME2"
     out = redacted if int(ds.get("NumberOfFrames", 1) or 1) > 1 else redacted[0]
-    ds.set_pixel_data(out, photometric, int(ds.BitsStored))
+    ds.set_pixel_data(out, photometric, int(ds.BitsStored), generate_instance_uid=False)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.BurnedInAnnotation = "NO"
     return BurnedInResult(BurnedInStatus.REDACTED, n_boxes)

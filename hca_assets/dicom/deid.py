@@ -24,6 +24,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID
 
 from hca_assets.dicom.burned_in import BurnedInStatus, TextDetector, clean_burned_in_text, needs_text_check
+from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.dicom.iod import Path, attribute_types
 from hca_assets.dicom.profile import CLEAN_PIXEL_DATA_CODE, DeidProfile, resolve_action
 from hca_assets.dicom.pseudonyms import Pseudonymizer
@@ -42,7 +43,7 @@ _DUMMY_BY_VR: dict[str, object] = {
 class DeidFailure(ValueError):
     """De-identification of one instance failed; ``reason`` is a quarantine code, the message is PHI-free."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: QuarantineReason, message: str) -> None:
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
@@ -277,27 +278,27 @@ class DeidEngine:
                 original = pydicom.dcmread(io.BytesIO(data))
                 ds = pydicom.dcmread(io.BytesIO(data))
             except Exception as exc:
-                raise DeidFailure("deid_failed", f"cannot parse input ({type(exc).__name__})") from exc
+                raise DeidFailure(QuarantineReason.DEID_FAILED, f"cannot parse input ({type(exc).__name__})") from exc
             outcome = deidentify_dataset(ds, self.profile, self.pseudo)
             if needs_text_check(original, mode=self.ocr_mode if self.detector else "off"):
                 assert self.detector is not None
                 result = clean_burned_in_text(ds, self.detector)
                 outcome.burned_in = result.status
                 if result.status == BurnedInStatus.UNVERIFIED:
-                    raise DeidFailure("burned_in_unverified", f"{result.boxes} text region(s) found; removal not verified")
+                    raise DeidFailure(QuarantineReason.BURNED_IN_UNVERIFIED, f"{result.boxes} text region(s) found; removal not verified")
                 if result.status == BurnedInStatus.REDACTED:
                     add_clean_pixel_code(ds)
             elif str(original.get("BurnedInAnnotation", "")).upper() == "YES":
-                raise DeidFailure("burned_in_unverified", "flagged as having burned-in text but no OCR was run")
+                raise DeidFailure(QuarantineReason.BURNED_IN_UNVERIFIED, "flagged as having burned-in text but no OCR was run")
             buffer = io.BytesIO()
             try:
                 ds.save_as(buffer, enforce_file_format=True)
             except Exception as exc:
-                raise DeidFailure("deid_failed", f"cannot write output ({type(exc).__name__})") from exc
+                raise DeidFailure(QuarantineReason.DEID_FAILED, f"cannot write output ({type(exc).__name__})") from exc
             out = buffer.getvalue()
             problems = verify_output(original, out, self.profile, outcome.burned_in)
         if problems:
-            raise DeidFailure("phi_residue", "; ".join(problems))
+            raise DeidFailure(QuarantineReason.PHI_RESIDUE, "; ".join(problems))
         return out, outcome
 
     def output_name(self, outcome: DeidOutcome) -> str:

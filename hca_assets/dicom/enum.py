@@ -21,3 +21,6 @@ class QuarantineReason(StrEnum):
     SOP_UID_CONFLICT = "sop_uid_conflict"
     UNREADABLE = "unreadable"
     INTERNAL_ERROR = "internal_error"
+    DEID_FAILED = "deid_failed"
+    PHI_RESIDUE = "phi_residue"
+    BURNED_IN_UNVERIFIED = "burned_in_unverified"

@@ -96,6 +96,10 @@ class DeidProfile:
         return "+".join(["basic", *sorted(o.value for o in self.options)])
 
     @property
+    def retains_uids(self) -> bool:
+        return DeidOption.RETAIN_UIDS in self.options
+
+    @property
     def shifts_dates(self) -> bool:
         return DeidOption.RETAIN_LONGITUDINAL_MODIFIED_DATES in self.options
 

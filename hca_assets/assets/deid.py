@@ -1,0 +1,95 @@
+"""De-identification, stage → check → publish.
+
+``deid_staged`` writes de-identified files to a restricted staging folder and re-verifies them in
+blocking checks; only if those pass does ``deid_dicom`` move them into the PHI-free zone.
+"""
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+
+from hca_assets.assets import _metadata as md
+from hca_assets.checks.deid import DEID_STAGED_CHECKS, PUBLISH_CHECKS, publish_checks, staged_checks
+from hca_assets.deid_run import STAGE, publish_batch, published_tables, spec_from_settings, stage_batch
+from hca_assets.keys import key_fingerprint
+from hca_assets.lake import RAW_INSTANCES, read_table, write_partition
+from hca_assets.lake.schemas import DEID_AUDIT, DEID_CROSSWALK, DEID_INSTANCES, QUARANTINE
+from hca_assets.partitions import ingest_batches
+from hca_assets.resources import HcaStorage, PseudonymKey
+
+DEID_VERSION = "deid-1"
+
+
+@dg.asset(
+    deps=["raw_dicom"],
+    partitions_def=ingest_batches,
+    group_name="deid",
+    kinds={"python", "dicom"},
+    code_version=DEID_VERSION,
+    check_specs=DEID_STAGED_CHECKS,
+    description="PS3.15 de-identification of one batch into restricted staging, re-verified by blocking checks.",
+)
+def deid_staged(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym_key: PseudonymKey) -> dg.MaterializeResult:
+    settings = storage.settings()
+    key = context.partition_key
+    spec = spec_from_settings(settings, pseudonym_key.key(settings))
+    rows = read_table(settings.table_uri("raw_instances", restricted=True), schema=RAW_INSTANCES, where={"batch": key})
+    sources = [Path(settings.raw_batches) / key / "files" / p for p in rows.column("path").to_pylist()]
+    context.log.info(f"batch {key}: de-identifying {len(sources)} instances with profile {spec.profile.name}")
+    start = time.perf_counter()
+    out = stage_batch(key, sources, Path(settings.deid_staging), Path(settings.quarantine), spec,
+                      workers=settings.workers, progress=md.progress_logger(context, "de-identified"))
+    seconds = time.perf_counter() - start
+    write_partition(settings.table_uri("deid_crosswalk", restricted=True), out.crosswalk, match={"batch": key},
+                    schema=DEID_CROSSWALK)
+    write_partition(settings.table_uri("quarantine"), out.quarantine, match={"batch": key, "stage": STAGE}, schema=QUARANTINE)
+    context.log.info(f"batch {key}: {len(out.staged)} staged, {len(out.rejected)} quarantined in {seconds:.1f} s")
+    return dg.MaterializeResult(
+        metadata={
+            md.ROW_COUNT: len(out.staged),
+            md.NUM_QUARANTINED: len(out.rejected),
+            "profile": spec.profile.name,
+            "key_fingerprint": key_fingerprint(spec.key),
+            md.SECONDS: round(seconds, 3),
+            "files_per_second": round(len(sources) / seconds, 1) if seconds else 0.0,
+            "burned_in": md.md_counts(Counter(r.burned_in for r in out.staged), ("burned-in result", "instances")),
+            "quarantine_reasons": md.md_counts(Counter(str(r.reason) for r in out.rejected), ("reason", "instances")),
+        },
+        check_results=staged_checks(settings, spec, key, expected=rows.num_rows),
+    )
+
+
+@dg.asset(
+    deps=[deid_staged],
+    partitions_def=ingest_batches,
+    group_name="deid",
+    kinds={"python", "dicom", "deltalake"},
+    code_version=DEID_VERSION,
+    check_specs=PUBLISH_CHECKS,
+    description="Checked de-identified files of one batch, published to the PHI-free zone, with the audit table.",
+)
+def deid_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym_key: PseudonymKey) -> dg.MaterializeResult:
+    settings = storage.settings()
+    key = context.partition_key
+    spec = spec_from_settings(settings, pseudonym_key.key(settings))
+    records = publish_batch(Path(settings.deid_staging), Path(settings.deid), key)
+    instances, audit = published_tables(key, records, spec.profile, key_fingerprint(spec.key))
+    written = write_partition(settings.table_uri("deid_instances"), instances, match={"batch": key}, schema=DEID_INSTANCES)
+    write_partition(settings.table_uri("deid_audit"), audit, match={"batch": key}, schema=DEID_AUDIT)
+    context.log.info(f"batch {key}: published {len(records)} de-identified instances")
+    return dg.MaterializeResult(
+        metadata={
+            md.ROW_COUNT: len(records),
+            md.TABLE_URI: written.table_uri,
+            md.DELTA_VERSION: written.delta_version,
+            "modalities": md.md_counts(Counter(r.modality for r in records), ("modality", "instances")),
+            "actions": md.md_counts(
+                {c: int(sum(audit.column(c).to_pylist())) for c in ("removed", "emptied", "dummied", "uids_replaced",
+                                                                      "cleaned", "kept", "private_removed")},
+                ("action", "attributes"),
+            ),
+        },
+        check_results=publish_checks(settings, key),
+    )

@@ -1,0 +1,54 @@
+"""Blocking checks for de-identification: the staged files are re-verified before anything is published."""
+
+import hashlib
+from pathlib import Path
+
+import dagster as dg
+
+from hca_assets.config import Settings
+from hca_assets.deid_run import STAGE, DeidSpec, recheck_staged
+from hca_assets.lake import read_table
+from hca_assets.lake.schemas import DEID_INSTANCES, QUARANTINE
+
+NO_PHI = "no_phi_residue"
+UIDS = "uids_pseudonymised_consistently"
+COUNTS = "counts_add_up"
+PUBLISHED = "published_files_match_table"
+
+DEID_STAGED_CHECKS = [
+    dg.AssetCheckSpec(NO_PHI, asset="deid_staged", blocking=True,
+                      description="no removed/replaced original value, private tag or unverified burned-in text in any staged file"),
+    dg.AssetCheckSpec(UIDS, asset="deid_staged", blocking=True,
+                      description="every UID replaced by the keyed pseudonym of its original (valid, ≤ 64 chars, consistent)"),
+    dg.AssetCheckSpec(COUNTS, asset="deid_staged", blocking=True,
+                      description="ingested instances = staged + quarantined by de-identification"),
+]
+PUBLISH_CHECKS = [
+    dg.AssetCheckSpec(PUBLISHED, asset="deid_dicom", blocking=True,
+                      description="every deid_instances row of the batch has its file with the recorded sha256, and no other file exists"),
+]
+
+
+def staged_checks(settings: Settings, spec: DeidSpec, batch: str, *, expected: int) -> list[dg.AssetCheckResult]:
+    failures = recheck_staged(Path(settings.deid_staging), batch, spec)
+    staged = sum(1 for _ in (Path(settings.deid_staging) / batch).rglob("*.dcm"))
+    quarantined = read_table(settings.table_uri("quarantine"), schema=QUARANTINE, where={"batch": batch, "stage": STAGE}).num_rows
+    return [
+        dg.AssetCheckResult(check_name=NO_PHI, passed=failures["phi_residue"] == 0 and failures["missing"] == 0,
+                            metadata={"files_with_residue": failures["phi_residue"], "missing": failures["missing"]}),
+        dg.AssetCheckResult(check_name=UIDS, passed=failures["uid_mismatch"] == 0,
+                            metadata={"mismatched": failures["uid_mismatch"]}),
+        dg.AssetCheckResult(check_name=COUNTS, passed=staged + quarantined == expected,
+                            metadata={"ingested": expected, "staged": staged, "quarantined": quarantined}),
+    ]
+
+
+def publish_checks(settings: Settings, batch: str) -> list[dg.AssetCheckResult]:
+    rows = read_table(settings.table_uri("deid_instances"), schema=DEID_INSTANCES, where={"batch": batch}).to_pylist()
+    bad = sum(
+        1 for r in rows
+        if not (p := Path(settings.deid) / r["path"]).is_file() or hashlib.sha256(p.read_bytes()).hexdigest() != r["sha256"]
+    )
+    on_disk = sum(1 for _ in (Path(settings.deid) / batch).rglob("*.dcm"))
+    return [dg.AssetCheckResult(check_name=PUBLISHED, passed=bad == 0 and on_disk == len(rows),
+                                metadata={"rows": len(rows), "files": on_disk, "mismatched": bad})]
