@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -22,7 +23,10 @@ def ordered_map(
     min_parallel: int = 4,
 ) -> Iterator[R]:
     """``map(fn, items)`` in input order, in ``workers`` processes when there is enough work;
-    calls ``progress(done, total)`` after each item. ``initializer`` runs once per process."""
+    calls ``progress(done, total)`` after each item. ``initializer`` runs once per process.
+
+    Workers come from a fork server, not a plain fork: the callers (Dagster, ONNX runtime) run threads,
+    and forking a threaded process can deadlock or crash the child."""
     total = len(items)
     pool = None
     if workers <= 1 or total < min_parallel:
@@ -30,7 +34,8 @@ def ordered_map(
             initializer(*initargs)
         results: Iterator[R] = map(fn, items)
     else:
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=initializer, initargs=tuple(initargs))
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=initializer, initargs=tuple(initargs),
+                                   mp_context=multiprocessing.get_context("forkserver"))
         results = pool.map(fn, items, chunksize=max(1, min(32, total // (workers * 4))))
     try:
         for done, result in enumerate(results, 1):

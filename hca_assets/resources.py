@@ -18,7 +18,7 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     landing_dir: str | None = None
     settle_seconds: float = 2.0
     workers: int = 2
-    deid_options: list[str] = ["rtn_long_modif_dates", "rtn_pat_chars"]
+    deid_options: list[str] = list(Settings.deid_options)  # noqa: RUF012 - pydantic copies field defaults
     ocr_mode: str = "candidates"
     uid_map: str | None = None
     patient_map: str | None = None
