@@ -25,6 +25,7 @@ from pydicom.uid import UID
 
 from hca_assets.dicom.burned_in import BurnedInStatus, TextDetector, clean_burned_in_text, needs_text_check
 from hca_assets.dicom.enum import QuarantineReason
+from hca_assets.dicom.io import read_dataset
 from hca_assets.dicom.iod import Path, attribute_types
 from hca_assets.dicom.profile import CLEAN_PIXEL_DATA_CODE, DeidProfile, resolve_action
 from hca_assets.dicom.pseudonyms import Pseudonymizer
@@ -64,23 +65,24 @@ class DeidOutcome:
 
 
 def phi_terms(ds: Dataset, profile: DeidProfile) -> list[str]:
-    """Names, IDs and dates that ``ds`` itself carries in attributes the profile acts on — the strings a
-    cleaned free text must not contain. Longest first, so a full name is replaced before its parts."""
+    """The identifying strings ``ds`` itself carries — values of every attribute the profile removes, empties,
+    dummies or replaces, name components and several spellings of its dates — which a cleaned free text
+    must not contain. Longest first, so a full name goes before its parts."""
     terms: set[str] = set()
     for elem, _path in _walk(ds):
         action = profile.action_for(elem.tag)
-        if action in (None, "K") or elem.VR not in TEXT_VRS | {"DA"} or elem.VR == "CS":
+        if elem.tag.is_private or action in (None, "K", "C") or elem.VR not in TEXT_VRS | {"DA"}:
             continue
         for value in _values(elem):
             text = str(value).strip()
             if elem.VR == "PN":
-                terms.update(p for p in re.split(r"[\^=]", text) if len(p) >= 2)
-                terms.add(text.replace("^", " ").strip())
+                terms.update(p.strip() for p in re.split(r"[\^=]", text) if len(p.strip()) >= 3)
+                terms.add(" ".join(p for p in text.split("^") if p).strip())
             elif elem.VR == "DA":
                 terms.update(_date_spellings(text))
-            elif elem.tag.element and elem.keyword.endswith(("ID", "Number", "IDs")):
+            elif len(text) >= 4:
                 terms.add(text)
-    return sorted((t for t in terms if len(t) >= 2), key=len, reverse=True)
+    return sorted((t for t in terms if len(t) >= 3), key=len, reverse=True)
 
 
 def _date_spellings(value: str) -> set[str]:
@@ -275,10 +277,11 @@ class DeidEngine:
         with warnings.catch_warnings(), pydicom.config.disable_value_validation():
             warnings.simplefilter("ignore")
             try:
-                original = pydicom.dcmread(io.BytesIO(data))
-                ds = pydicom.dcmread(io.BytesIO(data))
-            except Exception as exc:
+                original, ds = read_dataset(data), read_dataset(data)
+            except Exception as exc:  # reported without the library's text, which can quote values
                 raise DeidFailure(QuarantineReason.DEID_FAILED, f"cannot parse input ({type(exc).__name__})") from exc
+            ds.file_meta.setdefault("MediaStorageSOPClassUID", ds.get("SOPClassUID"))
+            ds.file_meta.setdefault("MediaStorageSOPInstanceUID", ds.get("SOPInstanceUID"))
             outcome = deidentify_dataset(ds, self.profile, self.pseudo)
             if needs_text_check(original, mode=self.ocr_mode if self.detector else "off"):
                 assert self.detector is not None

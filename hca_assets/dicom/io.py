@@ -23,7 +23,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.keys import keyed_digest
 
-__all__ = ["InstanceInfo", "InvalidInstance", "inspect_bytes", "inspect_file", "sha256_file"]
+__all__ = ["InstanceInfo", "InvalidInstance", "inspect_bytes", "inspect_file", "read_dataset", "sha256_file"]
 
 REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -90,7 +90,7 @@ def inspect_bytes(data: bytes, key: bytes) -> InstanceInfo:
 def _inspect(data: bytes, key: bytes) -> InstanceInfo:
     if not data:
         raise InvalidInstance(QuarantineReason.EMPTY_FILE, "file is empty (0 bytes)")
-    ds = _read(data)
+    ds = read_dataset(data)
     ts = UID(ds.file_meta.TransferSyntaxUID)
     _check_complete(ds, data, ts)
     missing = [kw for kw in REQUIRED_UIDS if not str(ds.get(kw, "") or "").strip()]
@@ -123,8 +123,9 @@ def _inspect(data: bytes, key: bytes) -> InstanceInfo:
     )
 
 
-def _read(data: bytes) -> Dataset:
-    """Parse a Part 10 file; a file without File Meta is accepted only if it parses as an image."""
+def read_dataset(data: bytes) -> Dataset:
+    """Parse a Part 10 file, or a raw data set without File Meta if it parses as an image (then its
+    transfer syntax is inferred from the encoding). Raises :class:`InvalidInstance`."""
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
     except InvalidDicomError:

@@ -44,17 +44,28 @@ def _strings(elem: DataElement) -> list[str]:
 
 
 def protected_values(original: Dataset, profile: DeidProfile) -> tuple[dict[str, str], dict[tuple[Path, int], str]]:
-    """(value → attribute keyword) for strings that must not survive, and (location → value) of dates."""
+    """(value → attribute keyword) for strings that must not survive, and (location → value) of dates.
+
+    A value that the original also carries inside an attribute the profile keeps (a manufacturer name
+    that is also the institution's, "WHOLE BODY" in a private tag and in BodyPartExamined, "5.000000")
+    is not protected — except person-name components, which are exempt only when they equal a whole
+    retained code string (a defined term such as "PERFUSION" in ImageType).
+    """
     strings: dict[str, str] = {}
+    names: set[str] = set()
     dates: dict[tuple[Path, int], str] = {}
-    for elem, path, _ in _walk(original):
+    retained: list[str] = []
+    codes: set[str] = set()
+    for elem, path, parent in _walk(original):
         if elem.tag.is_private:
-            if elem.tag.is_private_creator:
+            if elem.tag.is_private_creator or profile.keeps_private(parent, elem):
                 continue
             name = f"private {elem.tag}"
         else:
             action = profile.action_for(elem.tag)
             if action is None or action == "K" or elem.VR == "SQ":
+                retained.extend(v.lower() for v in _strings(elem))
+                codes.update(v.lower() for v in _strings(elem) if elem.VR == "CS")
                 continue
             if action == "C" and elem.VR not in ("DA", "DT"):
                 continue  # cleaned text keeps its non-identifying words; the names/IDs/dates it held are
@@ -69,10 +80,14 @@ def protected_values(original: Dataset, profile: DeidProfile) -> tuple[dict[str,
             if len(value) >= MIN_LENGTH:
                 strings.setdefault(value, name)
             if elem.VR == "PN":
+                names.add(value)
                 for part in re.split(r"[\^=]", value):
                     if len(part.strip()) >= MIN_LENGTH:
                         strings.setdefault(part.strip(), name)
-    return strings, dates
+                        names.add(part.strip())
+    kept_text = "\x00".join(retained)
+    exempt = {s for s in strings if (s.lower() in codes if s in names else s.lower() in kept_text)}
+    return {s: n for s, n in strings.items() if s not in exempt}, dates
 
 
 def _bytes_outside_pixel_data(ds: Dataset, output: bytes) -> bytes:
@@ -84,12 +99,21 @@ def _bytes_outside_pixel_data(ds: Dataset, output: bytes) -> bytes:
     return output
 
 
+def _own_vocabulary(ds: Dataset) -> list[bytes]:
+    """Text the de-identification writes: dummies, cleaning marks, method description and codes."""
+    phrases = {"ANONYMIZED", "[removed]", "PSEUDONYM", str(ds.get("DeidentificationMethod", ""))}
+    phrases |= {str(item.get("CodeMeaning", "")) for item in ds.get("DeidentificationMethodCodeSequence", [])}
+    return sorted((p.lower().encode() for p in phrases if p), key=len, reverse=True)
+
+
 def verify_output(original: Dataset, output: bytes, profile: DeidProfile, burned_in: BurnedInStatus) -> list[str]:
     """Problems with ``output`` (empty list = publishable)."""
     problems: list[str] = []
     ds = pydicom.dcmread(io.BytesIO(output))
     strings, dates = protected_values(original, profile)
     scanned = _bytes_outside_pixel_data(ds, output).lower()
+    for phrase in _own_vocabulary(ds):  # what de-identification itself wrote is not a leak
+        scanned = scanned.replace(phrase, b"\x00")
     leaked = sorted({name for value, name in strings.items() if value.lower().encode("utf-8", "replace") in scanned})
     if leaked:
         problems.append(f"original values found in output: {', '.join(leaked)}")
