@@ -22,7 +22,7 @@ def _fixed_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=str(tmp_path / "data"), settle_seconds=0.0, workers=1)
+    return Settings(data_dir=str(tmp_path / "data"), settle_seconds=0.0, workers=1, ocr_mode="candidates")
 
 
 @pytest.fixture(scope="session")

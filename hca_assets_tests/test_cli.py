@@ -5,14 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 
+import pydicom
 import pytest
 from click.testing import CliRunner
 
 from hca_assets.cli import main
 from hca_assets.config import Settings
 from hca_assets.lake import discover_tables, read_table
+from hca_assets_tests.conftest import SMALL
 
 
 def test_generate_and_sql_formats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,3 +60,26 @@ def test_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert not [s for s in manifest["strings"] if len(s) >= 4 and s in lake_text]
     assert (tmp_path / "data" / "dagster_home" / "dagster.yaml").is_file()
     assert list((tmp_path / "data" / "dagster_home").rglob("*.db"))  # runs persisted for the UI
+
+
+def test_deid_command(tmp_path: Path, small_study: tuple[Path, Path], phi_strings: list[str],
+                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HCA_DATA_DIR", str(tmp_path / "data"))
+    source = tmp_path / "in"
+    shutil.copytree(small_study[0], source)
+    (source / "junk.dcm").write_bytes(b"not dicom at all")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["deid", str(source), str(out), "--workers", "2", "--quarantine", str(tmp_path / "q")])
+    assert result.exit_code == 1  # one input could not be de-identified
+    assert "deid_failed 1" in result.output
+    files = sorted(out.rglob("*.dcm"))
+    assert len(files) == SMALL.instances_per_patient
+    assert not list(out.rglob(".*"))  # no temporary files left behind
+    assert all(p.relative_to(out).parts[0].startswith("2.25.") for p in files)  # names carry pseudonyms only
+    lowered = [s.lower().encode() for s in phi_strings]
+    assert not [p for p in files if any(s in p.read_bytes().lower() for s in lowered)]
+    assert len(list((tmp_path / "q").rglob("*.dcm"))) == 1
+    again = CliRunner().invoke(main, ["deid", str(source), str(tmp_path / "out2"), "--basic-only"])
+    assert "(profile basic)" in again.output
+    ds = pydicom.dcmread(min((tmp_path / "out2").rglob("*.dcm")))
+    assert not ds.get("StudyDate")  # basic profile: dates emptied, not shifted

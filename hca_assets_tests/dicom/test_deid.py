@@ -124,7 +124,7 @@ def test_date_intervals_preserved_within_the_patient(outputs: dict) -> None:  # 
 
 
 def test_deterministic_for_a_key_and_different_for_another(small_study: tuple[Path, Path], engine: DeidEngine) -> None:
-    path = sorted(small_study[0].rglob("ct/0003.dcm"))[0]
+    path = min(small_study[0].rglob("ct/0003.dcm"))
     first, _ = engine.deidentify_bytes(path.read_bytes())
     again, _ = DeidEngine(DeidProfile(), Pseudonymizer(KEY)).deidentify_bytes(path.read_bytes())
     other, _ = DeidEngine(DeidProfile(), Pseudonymizer(b"another-key-0123456")).deidentify_bytes(path.read_bytes())
@@ -134,7 +134,7 @@ def test_deterministic_for_a_key_and_different_for_another(small_study: tuple[Pa
 
 
 def test_external_mapping_honoured(small_study: tuple[Path, Path]) -> None:
-    path = sorted(small_study[0].rglob("ct/0001.dcm"))[0]
+    path = min(small_study[0].rglob("ct/0001.dcm"))
     original = pydicom.dcmread(path)
     pseudo = Pseudonymizer(KEY, uid_map={original.StudyInstanceUID: "1.2.3.4.5"}, patient_map={original.PatientID: "TRIAL-007"})
     _, outcome = DeidEngine(DeidProfile(), pseudo).deidentify_bytes(path.read_bytes())
@@ -142,7 +142,7 @@ def test_external_mapping_honoured(small_study: tuple[Path, Path]) -> None:
 
 
 def test_nested_sequences_are_processed_recursively(small_study: tuple[Path, Path]) -> None:
-    ds = pydicom.dcmread(sorted(small_study[0].rglob("ct/0001.dcm"))[0])
+    ds = pydicom.dcmread(min(small_study[0].rglob("ct/0001.dcm")))
     inner = Dataset()
     inner.PatientName = "NESTED^SECRETNAME"
     inner.ReferencedSOPInstanceUID = ds.SOPInstanceUID
@@ -160,10 +160,10 @@ def test_nested_sequences_are_processed_recursively(small_study: tuple[Path, Pat
 
 
 def test_clean_descriptors_keeps_text_without_identifiers(small_study: tuple[Path, Path]) -> None:
-    path = sorted(small_study[0].rglob("ct/0001.dcm"))[0]
+    path = min(small_study[0].rglob("ct/0001.dcm"))
     original = pydicom.dcmread(path)
     profile = DeidProfile(options=frozenset({*DeidProfile().options, DeidOption.CLEAN_DESCRIPTORS}))
-    data, outcome = DeidEngine(profile, Pseudonymizer(KEY)).deidentify_bytes(path.read_bytes())
+    _data, outcome = DeidEngine(profile, Pseudonymizer(KEY)).deidentify_bytes(path.read_bytes())
     description = outcome.dataset.StudyDescription
     assert description.startswith("CT CHEST ABDOMEN") and "[removed]" in description
     assert original.PatientName.family_name.lower() not in description.lower()
@@ -172,7 +172,7 @@ def test_clean_descriptors_keeps_text_without_identifiers(small_study: tuple[Pat
 
 
 def test_safe_private_safelist(small_study: tuple[Path, Path]) -> None:
-    path = sorted(small_study[0].rglob("ct/0001.dcm"))[0]
+    path = min(small_study[0].rglob("ct/0001.dcm"))
     profile = DeidProfile(options=frozenset({*DeidProfile().options, DeidOption.RETAIN_SAFE_PRIVATE}),
                           safe_private=frozenset({(PRIVATE_CREATOR, 0x12)}))
     _, outcome = DeidEngine(profile, Pseudonymizer(KEY)).deidentify_bytes(path.read_bytes())
@@ -188,7 +188,7 @@ def test_a_leak_is_caught_and_nothing_is_returned(small_study: tuple[Path, Path]
         return None if elem.keyword == "PatientAddress" else real_do(ds, elem, action, ctx, path)
 
     monkeypatch.setattr(deid_module, "_do", leaky_do)
-    path = sorted(small_study[0].rglob("ct/0001.dcm"))[0]
+    path = min(small_study[0].rglob("ct/0001.dcm"))
     with pytest.raises(DeidFailure) as err:
         DeidEngine(DeidProfile(), Pseudonymizer(KEY)).deidentify_bytes(path.read_bytes())
     assert err.value.reason == QuarantineReason.PHI_RESIDUE and "PatientAddress" in err.value.message
@@ -203,7 +203,7 @@ class AlwaysText:
 
 
 def test_unverifiable_burned_in_text_is_refused(small_study: tuple[Path, Path]) -> None:
-    path = sorted(small_study[0].rglob("us/*.dcm"))[0]
+    path = min(small_study[0].rglob("us/*.dcm"))
     with pytest.raises(DeidFailure) as err:
         DeidEngine(DeidProfile(), Pseudonymizer(KEY), AlwaysText()).deidentify_bytes(path.read_bytes())
     assert err.value.reason == QuarantineReason.BURNED_IN_UNVERIFIED

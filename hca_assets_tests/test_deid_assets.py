@@ -1,0 +1,85 @@
+"""deid_staged → deid_dicom through Dagster: stage, blocking re-verification, publish; PHI never leaves."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from hca_assets.assets.deid import deid_dicom, deid_staged
+from hca_assets.assets.ingest import raw_dicom
+from hca_assets.config import Settings
+from hca_assets.dicom import deid as deid_module
+from hca_assets.dicom import verify as verify_module
+from hca_assets.lake import discover_tables, read_table
+from hca_assets.landing import claim
+from hca_assets.partitions import INGEST_BATCHES
+from hca_assets.resources import HcaStorage, PseudonymKey
+from hca_assets_tests.conftest import SMALL
+
+
+def run(settings: Settings, instance: dg.DagsterInstance, key: str) -> dg.ExecuteInJobResult:
+    return dg.materialize(
+        [raw_dicom, deid_staged, deid_dicom], instance=instance, partition_key=key, raise_on_error=False,
+        resources={"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey()},
+    )
+
+
+@pytest.fixture
+def batch(settings: Settings, small_study: tuple[Path, Path]) -> str:
+    shutil.copytree(small_study[0], Path(settings.landing))
+    claimed = claim(Path(settings.landing), Path(settings.raw_batches), settle_seconds=0)
+    assert claimed is not None
+    return claimed.key
+
+
+def test_stage_check_publish_idempotent_and_phi_free(
+    settings: Settings, batch: str, small_study: tuple[Path, Path], phi_strings: list[str]
+) -> None:
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(INGEST_BATCHES, [batch])
+        counts = []
+        for _ in range(2):
+            result = run(settings, instance, batch)
+            assert result.success
+            assert all(e.passed for e in result.get_asset_check_evaluations())
+            counts.append({name: read_table(uri).num_rows for name, uri in discover_tables(settings.lake).items()})
+        assert counts[0] == counts[1] and counts[0]["deid_instances"] == SMALL.instances_per_patient
+        metadata = json.dumps([{k: str(v.value) for k, v in m.metadata.items()}
+                               for node in ("deid_staged", "deid_dicom")
+                               for m in result.asset_materializations_for_node(node)])
+    published = sorted(Path(settings.deid, batch).rglob("*.dcm"))
+    assert len(published) == SMALL.instances_per_patient
+    assert not (Path(settings.deid_staging) / batch).exists()  # staging emptied by publishing
+    strings = [s.lower().encode() for s in phi_strings]
+    for path in published:
+        data = path.read_bytes().lower()
+        assert not [s for s in strings if s in data], path.name
+    lake_text = json.dumps([read_table(uri).to_pylist() for uri in discover_tables(settings.lake).values()], default=str)
+    assert not [s for s in phi_strings if s in lake_text] and not [s for s in phi_strings if s in metadata]
+    crosswalk = read_table(settings.table_uri("deid_crosswalk", restricted=True)).to_pylist()
+    assert {r["kind"] for r in crosswalk} == {"patient", "study", "series", "instance"}
+    assert "deid_crosswalk" not in discover_tables(settings.lake)
+
+
+def test_failed_blocking_check_publishes_nothing(settings: Settings, batch: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sabotage the engine (keeps PatientAddress) and its own gate; the blocking check must stop publication."""
+    real_do = deid_module._do
+
+    def leaky_do(ds, elem, action, ctx, path):  # type: ignore[no-untyped-def]
+        return None if elem.keyword == "PatientAddress" else real_do(ds, elem, action, ctx, path)
+
+    monkeypatch.setattr(deid_module, "_do", leaky_do)
+    monkeypatch.setattr(verify_module, "verify_output", lambda *a, **k: [])  # the engine's own gate, disabled
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(INGEST_BATCHES, [batch])
+        result = run(settings, instance, batch)
+    assert not result.success
+    failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+    assert "no_phi_residue" in failed
+    assert not result.asset_materializations_for_node("deid_dicom")
+    assert not Path(settings.deid).exists() or not any(Path(settings.deid).rglob("*.dcm"))
+    assert "deid_instances" not in discover_tables(settings.lake)
