@@ -34,8 +34,9 @@ def ordered_map(
             initializer(*initargs)
         results: Iterator[R] = map(fn, items)
     else:
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=initializer, initargs=tuple(initargs),
-                                   mp_context=multiprocessing.get_context("forkserver"))
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([fn.__module__])  # imported once in the server, not in every worker
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=initializer, initargs=tuple(initargs), mp_context=context)
         results = pool.map(fn, items, chunksize=max(1, min(32, total // (workers * 4))))
     try:
         for done, result in enumerate(results, 1):

@@ -5,6 +5,7 @@ and renamed, so no output folder ever holds a half-written or unverified file. S
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -23,9 +24,10 @@ from hca_assets.config import Settings
 from hca_assets.dicom.burned_in import BurnedInStatus, RapidOcrDetector
 from hca_assets.dicom.deid import DeidEngine, DeidFailure
 from hca_assets.dicom.enum import QuarantineReason
+from hca_assets.dicom.io import read_dataset
 from hca_assets.dicom.profile import DeidOption, DeidProfile
 from hca_assets.dicom.pseudonyms import Pseudonymizer, load_mapping
-from hca_assets.dicom.verify import verify_output
+from hca_assets.dicom.verify import collect_facts, verify_output
 from hca_assets.ingest import keep_file
 from hca_assets.lake.schemas import DEID_AUDIT, DEID_CROSSWALK, DEID_INSTANCES, QUARANTINE
 
@@ -187,9 +189,12 @@ def recheck_staged(staging_root: Path, batch: str, spec: DeidSpec) -> dict[str, 
             continue
         with warnings.catch_warnings(), pydicom.config.disable_value_validation():
             warnings.simplefilter("ignore")
-            original = pydicom.dcmread(r.source)
-            if verify_output(original, path.read_bytes(), spec.profile, BurnedInStatus(r.burned_in)):
-                failures["phi_residue"] += 1
+            original = read_dataset(Path(r.source).read_bytes())
+            output = path.read_bytes()
+            problems = verify_output(collect_facts(original, spec.profile), pydicom.dcmread(io.BytesIO(output)), output,
+                                     spec.profile, BurnedInStatus(r.burned_in), lambda original=original: original)
+        if problems:
+            failures["phi_residue"] += 1
         expected = (pseudo.uid(r.original_study_uid), pseudo.uid(r.original_series_uid), pseudo.uid(r.original_sop_uid))
         if spec.profile.retains_uids:
             expected = (r.original_study_uid, r.original_series_uid, r.original_sop_uid)

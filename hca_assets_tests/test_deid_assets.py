@@ -67,12 +67,15 @@ def test_stage_check_publish_idempotent_and_phi_free(
 
 def test_failed_blocking_check_publishes_nothing(settings: Settings, batch: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Sabotage the engine (keeps PatientAddress) and its own gate; the blocking check must stop publication."""
-    real_do = deid_module._do
+    real_apply = deid_module._apply
 
-    def leaky_do(ds, elem, action, ctx, path):  # type: ignore[no-untyped-def]
-        return None if elem.keyword == "PatientAddress" else real_do(ds, elem, action, ctx, path)
+    def leaky_apply(ds, ctx, path):  # type: ignore[no-untyped-def]
+        address = None if path else ds.get("PatientAddress")
+        real_apply(ds, ctx, path)
+        if address:
+            ds.PatientAddress = address
 
-    monkeypatch.setattr(deid_module, "_do", leaky_do)
+    monkeypatch.setattr(deid_module, "_apply", leaky_apply)
     monkeypatch.setattr(verify_module, "verify_output", lambda *a, **k: [])  # the engine's own gate, disabled
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(INGEST_BATCHES, [batch])

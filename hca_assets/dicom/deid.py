@@ -21,16 +21,20 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
+from hca_assets.dicom import verify
 from hca_assets.dicom.burned_in import BurnedInStatus, TextDetector, clean_burned_in_text, needs_text_check
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.dicom.io import read_dataset
 from hca_assets.dicom.iod import Path, attribute_types
 from hca_assets.dicom.profile import CLEAN_PIXEL_DATA_CODE, DeidProfile, resolve_action
 from hca_assets.dicom.pseudonyms import Pseudonymizer
+from hca_assets.dicom.traverse import keyword, vr_of
+from hca_assets.dicom.verify import collect_facts
 
-__all__ = ["DeidEngine", "DeidFailure", "DeidOutcome", "deidentify_dataset", "phi_terms"]
+__all__ = ["DeidEngine", "DeidFailure", "DeidOutcome", "deidentify_dataset"]
 
 TEXT_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "PN", "UC", "AE", "CS"})
 DATE_VRS = frozenset({"DA", "DT", "TM"})
@@ -64,47 +68,10 @@ class DeidOutcome:
     date_offset_days: int = 0
 
 
-def phi_terms(ds: Dataset, profile: DeidProfile) -> list[str]:
-    """The identifying strings ``ds`` itself carries — values of every attribute the profile removes, empties,
-    dummies or replaces, name components and several spellings of its dates — which a cleaned free text
-    must not contain. Longest first, so a full name goes before its parts."""
-    terms: set[str] = set()
-    for elem, _path in _walk(ds):
-        action = profile.action_for(elem.tag)
-        if elem.tag.is_private or action in (None, "K", "C") or elem.VR not in TEXT_VRS | {"DA"}:
-            continue
-        for value in _values(elem):
-            text = str(value).strip()
-            if elem.VR == "PN":
-                terms.update(p.strip() for p in re.split(r"[\^=]", text) if len(p.strip()) >= 3)
-                terms.add(" ".join(p for p in text.split("^") if p).strip())
-            elif elem.VR == "DA":
-                terms.update(_date_spellings(text))
-            elif len(text) >= 4:
-                terms.add(text)
-    return sorted((t for t in terms if len(t) >= 3), key=len, reverse=True)
-
-
-def _date_spellings(value: str) -> set[str]:
-    try:
-        d = datetime.strptime(value[:8], "%Y%m%d").date()
-    except ValueError:
-        return set()
-    return {d.strftime(f) for f in ("%Y%m%d", "%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d %b %Y", "%d %B %Y")}
-
-
 def _values(elem: DataElement) -> list[object]:
     if elem.value is None:
         return []
     return list(elem.value) if isinstance(elem.value, MultiValue | list) else [elem.value]
-
-
-def _walk(ds: Dataset, path: Path = ()):  # type: ignore[no-untyped-def]
-    for elem in ds:
-        yield elem, path
-        if elem.VR == "SQ" and elem.value:
-            for item in elem.value:
-                yield from _walk(item, (*path, elem.keyword or str(elem.tag)))
 
 
 @dataclass
@@ -118,8 +85,11 @@ class _Context:
     counts: Counter[str]
 
 
-def deidentify_dataset(ds: Dataset, profile: DeidProfile, pseudo: Pseudonymizer) -> DeidOutcome:
-    """Apply the profile to ``ds`` in place (header only; see :class:`DeidEngine` for pixels)."""
+def deidentify_dataset(ds: Dataset, profile: DeidProfile, pseudo: Pseudonymizer, terms: list[str]) -> DeidOutcome:
+    """Apply the profile to ``ds`` in place (header only; see :class:`DeidEngine` for pixels).
+
+    ``terms`` are the identifying strings the data set carries (:func:`verify.collect_facts`), removed
+    from free text that an option keeps."""
     patient_id = str(ds.get("PatientID", "") or "")
     outcome = DeidOutcome(
         dataset=ds,
@@ -132,7 +102,7 @@ def deidentify_dataset(ds: Dataset, profile: DeidProfile, pseudo: Pseudonymizer)
     outcome.date_offset_days = offset
     ctx = _Context(
         profile=profile, pseudo=pseudo, types=attribute_types(str(ds.get("SOPClassUID", ""))),
-        patient_id=patient_id, offset=timedelta(days=offset), terms=phi_terms(ds, profile), counts=outcome.counts,
+        patient_id=patient_id, offset=timedelta(days=offset), terms=terms, counts=outcome.counts,
     )
     _apply(ds, ctx, ())
     if "MediaStorageSOPInstanceUID" in ds.file_meta and "SOPInstanceUID" in ds:
@@ -167,28 +137,35 @@ def add_clean_pixel_code(ds: Dataset) -> None:
 
 
 def _apply(ds: Dataset, ctx: _Context, path: Path) -> None:
+    """Act on one data set level; removed and untouched elements are never converted from raw bytes."""
     creators_kept: set[int] = set()
-    for elem in list(ds):
-        tag = elem.tag
+    creators: list[BaseTag] = []
+    for tag in list(ds.keys()):
         if tag.is_private:
-            if not tag.is_private_creator and ctx.profile.keeps_private(ds, elem):
+            if tag.is_private_creator:
+                creators.append(tag)
+            elif ctx.profile.safe_private and ctx.profile.keeps_private(ds, ds[tag]):
                 creators_kept.add((tag.group << 16) | (tag.element >> 8))
                 ctx.counts["K"] += 1
-            elif not tag.is_private_creator:
+            else:
                 del ds[tag]
                 ctx.counts["X_private"] += 1
             continue
         code = ctx.profile.action_for(tag)
         if code is None:
-            if elem.VR == "SQ" and elem.value:
-                for item in elem.value:
-                    _apply(item, ctx, (*path, elem.keyword))
+            if vr_of(ds, tag) == "SQ":
+                for item in ds[tag].value or []:
+                    _apply(item, ctx, (*path, keyword(tag)))
             continue
-        action = resolve_action(code, ctx.types.get((path, elem.keyword)))
-        _do(ds, elem, action, ctx, path)
-    for elem in list(ds):  # private creators go unless a safelisted element of their block stayed
-        if elem.tag.is_private_creator and ((elem.tag.group << 16) | elem.tag.element) not in creators_kept:
-            del ds[elem.tag]
+        action = resolve_action(code, ctx.types.get((path, keyword(tag))))
+        if action == "X":
+            del ds[tag]
+            ctx.counts["X"] += 1
+            continue
+        _do(ds, ds[tag], action, ctx, path)
+    for tag in creators:  # a private creator goes unless a safelisted element of its block stayed
+        if ((tag.group << 16) | tag.element) not in creators_kept:
+            del ds[tag]
 
 
 def _do(ds: Dataset, elem: DataElement, action: str, ctx: _Context, path: Path) -> None:
@@ -272,18 +249,18 @@ class DeidEngine:
 
     def deidentify_bytes(self, data: bytes) -> tuple[bytes, DeidOutcome]:
         """Read, de-identify, clean burned-in text, write, verify. Raises :class:`DeidFailure`."""
-        from hca_assets.dicom.verify import verify_output
-
         with warnings.catch_warnings(), pydicom.config.disable_value_validation():
             warnings.simplefilter("ignore")
             try:
-                original, ds = read_dataset(data), read_dataset(data)
+                ds = read_dataset(data)
+                facts = collect_facts(ds, self.profile)
             except Exception as exc:  # reported without the library's text, which can quote values
                 raise DeidFailure(QuarantineReason.DEID_FAILED, f"cannot parse input ({type(exc).__name__})") from exc
+            check_text = needs_text_check(ds, mode=self.ocr_mode if self.detector else "off")
             ds.file_meta.setdefault("MediaStorageSOPClassUID", ds.get("SOPClassUID"))
             ds.file_meta.setdefault("MediaStorageSOPInstanceUID", ds.get("SOPInstanceUID"))
-            outcome = deidentify_dataset(ds, self.profile, self.pseudo)
-            if needs_text_check(original, mode=self.ocr_mode if self.detector else "off"):
+            outcome = deidentify_dataset(ds, self.profile, self.pseudo, facts.terms)
+            if check_text:
                 assert self.detector is not None
                 result = clean_burned_in_text(ds, self.detector)
                 outcome.burned_in = result.status
@@ -291,15 +268,18 @@ class DeidEngine:
                     raise DeidFailure(QuarantineReason.BURNED_IN_UNVERIFIED, f"{result.boxes} text region(s) found; removal not verified")
                 if result.status == BurnedInStatus.REDACTED:
                     add_clean_pixel_code(ds)
-            elif str(original.get("BurnedInAnnotation", "")).upper() == "YES":
+            elif facts.burned_in_flagged:
                 raise DeidFailure(QuarantineReason.BURNED_IN_UNVERIFIED, "flagged as having burned-in text but no OCR was run")
+            if any(ds.get_item(tag).VR is None for tag in ds.keys()):
+                for _ in ds.iterall():  # read as implicit VR, written as explicit: resolve every VR first
+                    pass
             buffer = io.BytesIO()
             try:
                 ds.save_as(buffer, enforce_file_format=True)
             except Exception as exc:
                 raise DeidFailure(QuarantineReason.DEID_FAILED, f"cannot write output ({type(exc).__name__})") from exc
             out = buffer.getvalue()
-            problems = verify_output(original, out, self.profile, outcome.burned_in)
+            problems = verify.verify_output(facts, ds, out, self.profile, outcome.burned_in, lambda: read_dataset(data))
         if problems:
             raise DeidFailure(QuarantineReason.PHI_RESIDUE, "; ".join(problems))
         return out, outcome

@@ -1,101 +1,124 @@
-"""Independent verification of de-identified output against its original: the gate before anything leaves.
+"""Verification of de-identified output against facts taken from its original: the gate before anything leaves.
 
-Recomputes, from the original and the profile, every value the profile must remove, empty, dummy,
-replace or clean, and looks for it in the output bytes. Messages name attributes, never values.
+:func:`collect_facts` records, from the original and the profile, every value the profile must remove,
+empty, dummy, replace or clean; :func:`verify_output` looks for them in the output bytes and checks
+dates, private tags, UIDs and markers. Messages name attributes, never values.
 """
 
 from __future__ import annotations
 
-import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import pydicom
-from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from hca_assets.dicom.burned_in import BurnedInStatus
 from hca_assets.dicom.iod import Path
 from hca_assets.dicom.profile import DeidProfile
+from hca_assets.dicom.traverse import SCANNED_VRS, acted, keyword, raw_values, vr_of
 
-__all__ = ["protected_values", "verify_output"]
+__all__ = ["OriginalFacts", "collect_facts", "verify_output"]
 
-_SCANNED_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"})
-_FREE_TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 MIN_LENGTH = 4  # shorter values ("M", "0", "YES") are not identifying on their own and occur everywhere
+_FREE_TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+_DATE_FORMATS = ("%Y%m%d", "%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d %b %Y", "%d %B %Y")
 
 
-def _walk(ds: Dataset, path: Path = ()) -> Iterator[tuple[DataElement, Path, Dataset]]:
-    """Every element with the keywords of its enclosing sequences and the data set that holds it."""
-    for elem in ds:
-        yield elem, path, ds
-        if elem.VR == "SQ" and elem.value:
-            for item in elem.value:
-                yield from _walk(item, (*path, elem.keyword or str(elem.tag)))
+@dataclass
+class OriginalFacts:
+    """What the original carried in the attributes the profile acts on (PHI: memory and restricted zone only).
+    Strings are kept as lower-cased bytes in the file's encoding, the form they would take in the output."""
+
+    strings: dict[bytes, str] = field(default_factory=dict)  # value → attribute name, for messages
+    names: set[bytes] = field(default_factory=set)  # person-name values and components
+    dates: dict[tuple[Path, int], set[str]] = field(default_factory=dict)
+    terms: list[str] = field(default_factory=list)  # for cleaning free text: longest first
+    burned_in_flagged: bool = False
 
 
-def _strings(elem: DataElement) -> list[str]:
-    value = elem.value
-    if value is None or elem.VR not in _SCANNED_VRS:
-        return []
-    values = value if isinstance(value, list | pydicom.multival.MultiValue) else [value]
-    return [str(v).strip() for v in values if str(v).strip()]
+def _date_spellings(value: str) -> set[str]:
+    try:
+        d = datetime.strptime(value[:8], "%Y%m%d").date()
+    except ValueError:
+        return set()
+    return {d.strftime(f) for f in _DATE_FORMATS}
 
 
-def protected_values(original: Dataset, profile: DeidProfile) -> tuple[dict[str, str], dict[tuple[Path, int], str]]:
-    """(value → attribute keyword) for strings that must not survive, and (location → value) of dates.
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
 
-    A value that the original also carries inside an attribute the profile keeps (a manufacturer name
-    that is also the institution's, "WHOLE BODY" in a private tag and in BodyPartExamined, "5.000000")
-    is not protected — except person-name components, which are exempt only when they equal a whole
-    retained code string (a defined term such as "PERFUSION" in ImageType).
-    """
-    strings: dict[str, str] = {}
-    names: set[str] = set()
-    dates: dict[tuple[Path, int], str] = {}
-    retained: list[str] = []
-    codes: set[str] = set()
-    for elem, path, parent in _walk(original):
-        if elem.tag.is_private:
-            if elem.tag.is_private_creator or profile.keeps_private(parent, elem):
+
+def collect_facts(original: Dataset, profile: DeidProfile) -> OriginalFacts:
+    """Walk the original once, reading raw bytes of acted-on elements, and record the protected values."""
+    facts = OriginalFacts(burned_in_flagged=str(original.get("BurnedInAnnotation", "")).upper() == "YES")
+    terms: set[str] = set()
+    for tag, vr, path, parent, code in acted(original, profile):
+        if vr == "SQ" or code == "K" or vr not in SCANNED_VRS:
+            continue
+        if code == "private":
+            if tag.is_private_creator or profile.keeps_private(parent, parent[tag]):
                 continue
-            name = f"private {elem.tag}"
+            name = f"private {tag}"
         else:
-            action = profile.action_for(elem.tag)
-            if action is None or action == "K" or elem.VR == "SQ":
-                retained.extend(v.lower() for v in _strings(elem))
-                codes.update(v.lower() for v in _strings(elem) if elem.VR == "CS")
-                continue
-            if action == "C" and elem.VR not in ("DA", "DT"):
-                continue  # cleaned text keeps its non-identifying words; the names/IDs/dates it held are
-                # protected through the attributes that carry them
-            name = elem.keyword or str(elem.tag)
-        for value in _strings(elem):
-            if elem.VR in ("DA", "DT"):
-                dates[(path, int(elem.tag))] = value
-                continue
-            if elem.VR == "TM":
-                continue  # times of day survive whole-day shifts by design
-            if len(value) >= MIN_LENGTH:
-                strings.setdefault(value, name)
-            if elem.VR == "PN":
-                names.add(value)
-                for part in re.split(r"[\^=]", value):
-                    if len(part.strip()) >= MIN_LENGTH:
-                        strings.setdefault(part.strip(), name)
-                        names.add(part.strip())
-    kept_text = "\x00".join(retained)
-    exempt = {s for s in strings if (s.lower() in codes if s in names else s.lower() in kept_text)}
-    return {s: n for s, n in strings.items() if s not in exempt}, dates
+            name = keyword(tag)
+        for value in raw_values(parent, tag):
+            low = value.lower()
+            if vr in ("DA", "DT"):
+                text = _text(value)
+                facts.dates.setdefault((path, int(tag)), set()).add(text)
+                terms.update(_date_spellings(text))
+            elif vr == "TM" or (code == "C" and vr in _FREE_TEXT_VRS):
+                continue  # times survive whole-day shifts; cleaned text keeps its non-identifying words
+            elif vr == "PN":
+                parts = [p.strip() for p in re.split(rb"[\^=]", value) if p.strip()]
+                facts.names.update([low, *(p.lower() for p in parts)])
+                terms.update(_text(p) for p in parts if len(p) >= 3)
+                terms.add(" ".join(_text(p) for p in parts))
+                for part in [value, *parts]:
+                    if len(part) >= MIN_LENGTH:
+                        facts.strings.setdefault(part.lower(), name)
+            elif len(value) >= MIN_LENGTH:
+                facts.strings.setdefault(low, name)
+                if code != "private":
+                    terms.add(_text(value))
+    facts.terms = sorted((t for t in terms if len(t) >= 3), key=len, reverse=True)
+    return facts
 
 
-def _bytes_outside_pixel_data(ds: Dataset, output: bytes) -> bytes:
-    """Every byte of the file except the Pixel Data value (binary samples, verified separately by OCR and
-    unchanged unless redacted); the whole file when its extent is not known (encapsulated data)."""
-    elem = ds.get_item(0x7FE00010)
-    if isinstance(elem, RawDataElement) and elem.value_tell and elem.length != 0xFFFFFFFF:
-        return output[: elem.value_tell] + output[elem.value_tell + elem.length :]
+def _retained(ds: Dataset, profile: DeidProfile) -> Iterator[tuple[str, bytes]]:
+    """(VR, lower-cased value) of every element the profile keeps or ignores, at any depth (slow path)."""
+    for tag in list(ds.keys()):
+        if tag.is_private:
+            continue
+        vr = vr_of(ds, tag)
+        if vr == "SQ":
+            for item in ds[tag].value or []:
+                yield from _retained(item, profile)
+        elif vr in SCANNED_VRS and profile.action_for(tag) in (None, "K"):
+            yield from ((vr, v.lower()) for v in raw_values(ds, tag))
+
+
+def _exempt(facts: OriginalFacts, candidates: set[bytes], original: Dataset, profile: DeidProfile) -> set[bytes]:
+    """Candidates the original also carries in attributes the profile keeps (a manufacturer name that is
+    also the institution's, "WHOLE BODY" in a private tag and in BodyPartExamined, "5.000000"). Person
+    names are exempt only when they equal a whole retained code string (a defined term such as "PERFUSION")."""
+    retained = list(_retained(original, profile))
+    codes = {v for vr, v in retained if vr == "CS"}
+    kept_text = b"\x00".join(v for _, v in retained)
+    return {s for s in candidates if (s in codes if s in facts.names else s in kept_text)}
+
+
+def _scanned_bytes(ds: Dataset, output: bytes) -> bytes:
+    """The output without its pixel sample bytes when they form the file's tail (they are binary, unchanged
+    unless redacted, and redaction is verified by OCR); the whole output otherwise."""
+    raw = ds.get_item(0x7FE00010) if "PixelData" in ds else None
+    value = getattr(raw, "value", None)
+    if isinstance(value, bytes) and len(value) > 1024 and output.endswith(value):
+        return output[: len(output) - len(value)]
     return output
 
 
@@ -106,37 +129,53 @@ def _own_vocabulary(ds: Dataset) -> list[bytes]:
     return sorted((p.lower().encode() for p in phrases if p), key=len, reverse=True)
 
 
-def verify_output(original: Dataset, output: bytes, profile: DeidProfile, burned_in: BurnedInStatus) -> list[str]:
-    """Problems with ``output`` (empty list = publishable)."""
+def verify_output(
+    facts: OriginalFacts,
+    output_ds: Dataset,
+    output: bytes,
+    profile: DeidProfile,
+    burned_in: BurnedInStatus,
+    load_original: Callable[[], Dataset],
+) -> list[str]:
+    """Problems with ``output`` (the bytes of ``output_ds``); an empty list means publishable."""
     problems: list[str] = []
-    ds = pydicom.dcmread(io.BytesIO(output))
-    strings, dates = protected_values(original, profile)
-    scanned = _bytes_outside_pixel_data(ds, output).lower()
-    for phrase in _own_vocabulary(ds):  # what de-identification itself wrote is not a leak
+    scanned = _scanned_bytes(output_ds, output).lower()
+    for phrase in _own_vocabulary(output_ds):  # what de-identification itself wrote is not a leak
         scanned = scanned.replace(phrase, b"\x00")
-    leaked = sorted({name for value, name in strings.items() if value.lower().encode("utf-8", "replace") in scanned})
-    if leaked:
-        problems.append(f"original values found in output: {', '.join(leaked)}")
-    out_elems = list(_walk(ds))
-    text = " ".join(s for e, _, _ in out_elems if e.VR in _FREE_TEXT_VRS for s in _strings(e)).lower()
-    out_dates = {(p, int(e.tag)): s for e, p, _ in out_elems if e.VR in ("DA", "DT") for s in _strings(e)[:1]}
-    unshifted = sorted({str(pydicom.tag.Tag(loc[1])) for loc, v in dates.items() if out_dates.get(loc) == v})
+    found = {s for s in facts.strings if s in scanned}
+    if found:
+        found -= _exempt(facts, found, load_original(), profile)
+    if found:
+        problems.append(f"original values found in output: {', '.join(sorted({facts.strings[s] for s in found}))}")
+    out_dates: dict[tuple[Path, int], set[str]] = {}
+    text: list[str] = []
+    private = 0
+    bad_uids: set[str] = set()
+    for tag, vr, path, parent, code in acted(output_ds, profile):
+        if code == "private":
+            private += not tag.is_private_creator and not profile.keeps_private(parent, parent[tag])
+            continue
+        values = [_text(v) for v in raw_values(parent, tag)] if vr in SCANNED_VRS else []
+        if vr in ("DA", "DT"):
+            out_dates.setdefault((path, int(tag)), set()).update(values)
+        elif vr in _FREE_TEXT_VRS:
+            text.extend(v.lower() for v in values)
+        elif vr == "UI":
+            bad_uids.update(keyword(tag) for v in values if len(v) > 64 or not UID(v).is_valid)
+    unshifted = sorted({str(pydicom.tag.Tag(loc[1])) for loc, v in facts.dates.items() if v & out_dates.get(loc, set())})
     if unshifted:
         problems.append(f"dates left unchanged at {', '.join(unshifted)}")
-    if any(v[:8].lower() in text for v in dates.values() if len(v) >= 8):
+    joined = "\x00".join(text)
+    if any(v[:8].lower() in joined for values in facts.dates.values() for v in values if len(v) >= 8):
         problems.append("an original date appears in free text")
-    private = [e for e, _, parent in out_elems if e.tag.is_private and not e.tag.is_private_creator
-               and not profile.keeps_private(parent, e)]
     if private:
-        problems.append(f"{len(private)} private element(s) not on the safelist")
-    bad_uids = sorted({e.keyword for e, _, _ in out_elems if e.VR == "UI" for s in _strings(e)
-                       if len(s) > 64 or not UID(s).is_valid})
+        problems.append(f"{private} private element(s) not on the safelist")
     if bad_uids:
-        problems.append(f"invalid UIDs in {', '.join(bad_uids)}")
-    if str(ds.get("PatientIdentityRemoved", "")) != "YES":
+        problems.append(f"invalid UIDs in {', '.join(sorted(bad_uids))}")
+    if str(output_ds.get("PatientIdentityRemoved", "")) != "YES":
         problems.append("PatientIdentityRemoved is not YES")
     if burned_in == BurnedInStatus.UNVERIFIED or (
-        str(original.get("BurnedInAnnotation", "")).upper() == "YES" and str(ds.get("BurnedInAnnotation", "")) != "NO"
+        facts.burned_in_flagged and str(output_ds.get("BurnedInAnnotation", "")) != "NO"
     ):
         problems.append("burned-in text not verified removed")
     return problems

@@ -182,12 +182,15 @@ def test_safe_private_safelist(small_study: tuple[Path, Path]) -> None:
 
 def test_a_leak_is_caught_and_nothing_is_returned(small_study: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """Sabotage the engine so it keeps PatientAddress: the independent verification must refuse the output."""
-    real_do = deid_module._do
+    real_apply = deid_module._apply
 
-    def leaky_do(ds, elem, action, ctx, path):  # type: ignore[no-untyped-def]
-        return None if elem.keyword == "PatientAddress" else real_do(ds, elem, action, ctx, path)
+    def leaky_apply(ds, ctx, path):  # type: ignore[no-untyped-def]
+        address = None if path else ds.get("PatientAddress")
+        real_apply(ds, ctx, path)
+        if address:
+            ds.PatientAddress = address
 
-    monkeypatch.setattr(deid_module, "_do", leaky_do)
+    monkeypatch.setattr(deid_module, "_apply", leaky_apply)
     path = min(small_study[0].rglob("ct/0001.dcm"))
     with pytest.raises(DeidFailure) as err:
         DeidEngine(DeidProfile(), Pseudonymizer(KEY)).deidentify_bytes(path.read_bytes())
