@@ -92,13 +92,13 @@ def _one(args: tuple[str, str]) -> DeidRecord | DeidRejected:
     source, out_root = args
     assert _engine is not None
     data = Path(source).read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
     try:
         out, outcome = _engine.deidentify_bytes(data)
     except DeidFailure as exc:
-        return DeidRejected(source, digest, exc.reason, exc.message)
+        return DeidRejected(source, hashlib.sha256(data).hexdigest(), exc.reason, exc.message)
     except Exception as exc:  # noqa: BLE001 - one bad instance must not stop the others
-        return DeidRejected(source, digest, QuarantineReason.DEID_FAILED, f"unexpected {type(exc).__name__}")
+        return DeidRejected(source, hashlib.sha256(data).hexdigest(), QuarantineReason.DEID_FAILED,
+                            f"unexpected {type(exc).__name__}")
     rel = _engine.output_name(outcome)
     target = Path(out_root) / rel
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ bytes; nothing half-done ever leaves it. Audit counts name tags and actions, nev
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import warnings
@@ -32,7 +33,7 @@ from hca_assets.dicom.iod import Path, attribute_types
 from hca_assets.dicom.profile import CLEAN_PIXEL_DATA_CODE, DeidProfile, resolve_action
 from hca_assets.dicom.pseudonyms import Pseudonymizer
 from hca_assets.dicom.traverse import keyword, vr_of
-from hca_assets.dicom.verify import collect_facts
+from hca_assets.dicom.verify import OriginalFacts, collect_facts
 
 __all__ = ["DeidEngine", "DeidFailure", "DeidOutcome", "deidentify_dataset"]
 
@@ -82,14 +83,20 @@ class _Context:
     patient_id: str
     offset: timedelta
     terms: list[str]
+    uids: set[str]
     counts: Counter[str]
 
+    @functools.cached_property
+    def scrubber(self) -> re.Pattern[str]:
+        """One case-insensitive pattern for every term, longest first (built on first use)."""
+        return re.compile("|".join(re.escape(t) for t in self.terms), re.IGNORECASE)
 
-def deidentify_dataset(ds: Dataset, profile: DeidProfile, pseudo: Pseudonymizer, terms: list[str]) -> DeidOutcome:
+
+def deidentify_dataset(ds: Dataset, profile: DeidProfile, pseudo: Pseudonymizer, facts: OriginalFacts) -> DeidOutcome:
     """Apply the profile to ``ds`` in place (header only; see :class:`DeidEngine` for pixels).
 
-    ``terms`` are the identifying strings the data set carries (:func:`verify.collect_facts`), removed
-    from free text that an option keeps."""
+    ``facts`` (:func:`verify.collect_facts`) give the identifying strings the data set carries, which
+    are removed from free text that an option keeps."""
     patient_id = str(ds.get("PatientID", "") or "")
     outcome = DeidOutcome(
         dataset=ds,
@@ -102,7 +109,7 @@ def deidentify_dataset(ds: Dataset, profile: DeidProfile, pseudo: Pseudonymizer,
     outcome.date_offset_days = offset
     ctx = _Context(
         profile=profile, pseudo=pseudo, types=attribute_types(str(ds.get("SOPClassUID", ""))),
-        patient_id=patient_id, offset=timedelta(days=offset), terms=terms, counts=outcome.counts,
+        patient_id=patient_id, offset=timedelta(days=offset), terms=facts.terms, uids=facts.uids, counts=outcome.counts,
     )
     _apply(ds, ctx, ())
     if "MediaStorageSOPInstanceUID" in ds.file_meta and "SOPInstanceUID" in ds:
@@ -216,9 +223,16 @@ def _clean(elem: DataElement, ctx: _Context, path: Path) -> None:
     elif vr == "TM":
         return  # whole-day shifts leave times of day unchanged
     elif vr in TEXT_VRS:
-        elem.value = _map_values(elem, lambda v: _scrub(v, ctx.terms))
+        elem.value = _map_values(elem, lambda v: _scrub(v, ctx))
     else:
         ctx.counts["C_kept"] += 1
+
+
+def _scrub(text: str, ctx: _Context) -> str:
+    """Free text without the names, IDs, dates and UIDs the data set carries."""
+    for uid in ctx.uids:
+        text = text.replace(uid, "[removed]")
+    return ctx.scrubber.sub("[removed]", text) if ctx.terms else text
 
 
 def _shift(value: str, offset: timedelta, vr: str) -> str:
@@ -232,10 +246,6 @@ def _shift(value: str, offset: timedelta, vr: str) -> str:
     return shifted.strftime("%Y%m%d") + (value[8:] if vr == "DT" else "")
 
 
-def _scrub(text: str, terms: list[str]) -> str:
-    for term in terms:
-        text = re.sub(re.escape(term), "[removed]", text, flags=re.IGNORECASE)
-    return text
 
 
 @dataclass
@@ -259,7 +269,7 @@ class DeidEngine:
             check_text = needs_text_check(ds, mode=self.ocr_mode if self.detector else "off")
             ds.file_meta.setdefault("MediaStorageSOPClassUID", ds.get("SOPClassUID"))
             ds.file_meta.setdefault("MediaStorageSOPInstanceUID", ds.get("SOPInstanceUID"))
-            outcome = deidentify_dataset(ds, self.profile, self.pseudo, facts.terms)
+            outcome = deidentify_dataset(ds, self.profile, self.pseudo, facts)
             if check_text:
                 assert self.detector is not None
                 result = clean_burned_in_text(ds, self.detector)

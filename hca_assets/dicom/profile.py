@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.tag import BaseTag, Tag
+from pydicom.tag import BaseTag
 
 from hca_assets.dicom.ps315 import ProfileRow, load_table
 
@@ -108,10 +108,10 @@ class DeidProfile:
         return next((row.options[o.value] for o in sorted(self.options) if o.value in row.options), row.basic)
 
     @functools.cached_property
-    def actions(self) -> dict[BaseTag, str]:
-        """Tag → action code (possibly combined) for every concrete tag of the table, options applied."""
+    def actions(self) -> dict[int, str]:
+        """Tag (as int) → action code (possibly combined) for every concrete tag of the table, options applied."""
         return {
-            Tag(int(m[1], 16), int(m[2], 16)): self._action(row)
+            (int(m[1], 16) << 16) | int(m[2], 16): self._action(row)
             for row in load_table()
             if (m := _CONCRETE_TAG.fullmatch(row.tag))
         }
@@ -123,14 +123,14 @@ class DeidProfile:
 
     def action_for(self, tag: BaseTag) -> str | None:
         """The action for a (non-private) tag, or None when the profile leaves it alone."""
-        action = self.actions.get(tag)
+        action = self.actions.get(int(tag))
         if action is not None:
             return action
-        group = tag.group & 0xFF00
+        group = (tag >> 16) & 0xFF00
         if group == 0x5000:
             return self._wildcards["(50XX,XXXX)"]
-        if group == 0x6000 and tag.element in (0x3000, 0x4000):
-            return self._wildcards[f"(60XX,{tag.element:04X})"]
+        if group == 0x6000 and tag & 0xFFFF in (0x3000, 0x4000):
+            return self._wildcards[f"(60XX,{tag & 0xFFFF:04X})"]
         return None
 
     def keeps_private(self, parent: Dataset, elem: DataElement) -> bool:

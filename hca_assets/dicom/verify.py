@@ -37,6 +37,7 @@ class OriginalFacts:
     names: set[bytes] = field(default_factory=set)  # person-name values and components
     dates: dict[tuple[Path, int], set[str]] = field(default_factory=dict)
     terms: list[str] = field(default_factory=list)  # for cleaning free text: longest first
+    uids: set[str] = field(default_factory=set)  # replaced UIDs, also removed from cleaned free text
     burned_in_flagged: bool = False
 
 
@@ -83,8 +84,10 @@ def collect_facts(original: Dataset, profile: DeidProfile) -> OriginalFacts:
                         facts.strings.setdefault(part.lower(), name)
             elif len(value) >= MIN_LENGTH:
                 facts.strings.setdefault(low, name)
-                if code != "private":
+                if code != "private" and vr != "UI":
                     terms.add(_text(value))
+                elif vr == "UI":
+                    facts.uids.add(_text(value))
     facts.terms = sorted((t for t in terms if len(t) >= 3), key=len, reverse=True)
     return facts
 
