@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEBIAN_PACKAGES :=
+BENCH_DEBIAN_PACKAGES := tesseract-ocr
 export HCA_DATA_DIR ?= $(CURDIR)/data
 
 .PHONY: install demo test bench ui clean
@@ -24,6 +25,7 @@ test: install
 	$(BIN)/python -m pytest -n 2 hca_assets_tests
 
 bench: install
+	HCA_DEBIAN_PACKAGES="$(BENCH_DEBIAN_PACKAGES)" ./scripts/system-deps.sh
 	$(BIN)/python -m benchmarks.run
 
 ui: install

@@ -16,8 +16,14 @@ Path = tuple[str, ...]  # keywords of the enclosing sequences, outermost first
 _RANK = {"1": 0, "1C": 1, "2": 2, "2C": 3, "3": 4}
 
 
+# loaded at import, so worker processes forked from a preloaded server share them instead of re-reading
+_IODS = get_iod_module_map()
+_ATTRIBUTES = get_module_attribute_map()
+_SOP_CLASS_IOD = get_sop_class_iod_map()
+
+
 def _merge(types: dict[tuple[Path, str], str], modules: list[str]) -> None:
-    attributes = get_module_attribute_map()
+    attributes = _ATTRIBUTES
     for module in modules:
         for a in attributes.get(module, []):
             key = (tuple(a["path"]), a["keyword"])
@@ -31,8 +37,8 @@ def attribute_types(sop_class_uid: str) -> dict[tuple[Path, str], str]:
 
     For an unknown SOP class, the most demanding type over every IOD (keeps any file valid).
     """
-    iods = get_iod_module_map()
-    iod = get_sop_class_iod_map().get(sop_class_uid)
+    iods = _IODS
+    iod = _SOP_CLASS_IOD.get(sop_class_uid)
     keys = [iod] if iod in iods else list(iods)
     types: dict[tuple[Path, str], str] = {}
     for key in keys:
