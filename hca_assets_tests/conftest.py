@@ -39,6 +39,22 @@ def phi_strings(small_study: tuple[Path, Path]) -> list[str]:
     return [s for s in manifest["strings"] if len(s) >= 4]
 
 
+@pytest.fixture
+def leaky_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sabotage de-identification so that PatientAddress survives (in this process): gates must catch it."""
+    from hca_assets.dicom import deid
+
+    real_apply = deid._apply
+
+    def leaky_apply(ds, ctx, path):  # type: ignore[no-untyped-def]
+        address = None if path else ds.get("PatientAddress")
+        real_apply(ds, ctx, path)
+        if address:
+            ds.PatientAddress = address
+
+    monkeypatch.setattr(deid, "_apply", leaky_apply)
+
+
 def public_test_files() -> list[Path]:
     """pydicom's own test files and the pydicom-data package's files (read directly: no downloads)."""
     pydicom_dir = Path(pydicom.__file__).parent / "data" / "test_files"

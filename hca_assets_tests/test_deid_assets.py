@@ -12,7 +12,6 @@ import pytest
 from hca_assets.assets.deid import deid_dicom, deid_staged
 from hca_assets.assets.ingest import raw_dicom
 from hca_assets.config import Settings
-from hca_assets.dicom import deid as deid_module
 from hca_assets.dicom import verify as verify_module
 from hca_assets.lake import discover_tables, read_table
 from hca_assets.landing import claim
@@ -65,17 +64,9 @@ def test_stage_check_publish_idempotent_and_phi_free(
     assert "deid_crosswalk" not in discover_tables(settings.lake)
 
 
+@pytest.mark.usefixtures("leaky_engine")
 def test_failed_blocking_check_publishes_nothing(settings: Settings, batch: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Sabotage the engine (keeps PatientAddress) and its own gate; the blocking check must stop publication."""
-    real_apply = deid_module._apply
-
-    def leaky_apply(ds, ctx, path):  # type: ignore[no-untyped-def]
-        address = None if path else ds.get("PatientAddress")
-        real_apply(ds, ctx, path)
-        if address:
-            ds.PatientAddress = address
-
-    monkeypatch.setattr(deid_module, "_apply", leaky_apply)
+    """With the engine sabotaged (keeps PatientAddress) and its own gate off, the blocking check must stop publication."""
     monkeypatch.setattr(verify_module, "verify_output", lambda *a, **k: [])  # the engine's own gate, disabled
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(INGEST_BATCHES, [batch])

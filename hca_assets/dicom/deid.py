@@ -23,7 +23,6 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
-from pydicom.uid import UID
 
 from hca_assets.dicom import verify
 from hca_assets.dicom.burned_in import BurnedInStatus, TextDetector, clean_burned_in_text, needs_text_check
@@ -38,7 +37,6 @@ from hca_assets.dicom.verify import OriginalFacts, collect_facts
 __all__ = ["DeidEngine", "DeidFailure", "DeidOutcome", "deidentify_dataset"]
 
 TEXT_VRS = frozenset({"LO", "SH", "LT", "ST", "UT", "PN", "UC", "AE", "CS"})
-DATE_VRS = frozenset({"DA", "DT", "TM"})
 _DUMMY_BY_VR: dict[str, object] = {
     "DA": "19000101", "DT": "19000101000000", "TM": "000000", "AS": "000Y", "DS": "0", "IS": "0",
     "US": 0, "SS": 0, "UL": 0, "SL": 0, "UV": 0, "SV": 0, "FL": 0.0, "FD": 0.0,
@@ -298,7 +296,3 @@ class DeidEngine:
         """Relative output path made of pseudonymous UIDs only."""
         ds = outcome.dataset
         return f"{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
-
-
-def is_valid_uid(value: str) -> bool:
-    return 0 < len(value) <= 64 and UID(value).is_valid

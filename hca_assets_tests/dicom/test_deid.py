@@ -14,7 +14,6 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from hca_assets.dicom import deid as deid_module
 from hca_assets.dicom.burned_in import BurnedInStatus, RapidOcrDetector
 from hca_assets.dicom.deid import DeidEngine, DeidFailure
 from hca_assets.dicom.enum import QuarantineReason
@@ -180,17 +179,9 @@ def test_safe_private_safelist(small_study: tuple[Path, Path]) -> None:
     assert [e.tag.element & 0xFF for e in private] == [0x12]
 
 
-def test_a_leak_is_caught_and_nothing_is_returned(small_study: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Sabotage the engine so it keeps PatientAddress: the independent verification must refuse the output."""
-    real_apply = deid_module._apply
-
-    def leaky_apply(ds, ctx, path):  # type: ignore[no-untyped-def]
-        address = None if path else ds.get("PatientAddress")
-        real_apply(ds, ctx, path)
-        if address:
-            ds.PatientAddress = address
-
-    monkeypatch.setattr(deid_module, "_apply", leaky_apply)
+@pytest.mark.usefixtures("leaky_engine")
+def test_a_leak_is_caught_and_nothing_is_returned(small_study: tuple[Path, Path]) -> None:
+    """With the engine sabotaged to keep PatientAddress, the verification must refuse the output."""
     path = min(small_study[0].rglob("ct/0001.dcm"))
     with pytest.raises(DeidFailure) as err:
         DeidEngine(DeidProfile(), Pseudonymizer(KEY)).deidentify_bytes(path.read_bytes())
