@@ -115,11 +115,12 @@ def deidentify_dataset(ds: Dataset, profile: DeidProfile, pseudo: Pseudonymizer,
     for kw in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle", "ReceivingApplicationEntityTitle"):
         if kw in ds.file_meta:
             del ds.file_meta[kw]
-    _mark(ds, profile, offset)
+    _mark(ds, profile)
     return outcome
 
 
-def _mark(ds: Dataset, profile: DeidProfile, offset: int) -> None:
+def _mark(ds: Dataset, profile: DeidProfile) -> None:
+    """The de-identification markers: identity removed, method text and CID 7050 codes, dates modified."""
     ds.PatientIdentityRemoved = "YES"
     codes = profile.method_codes()
     ds.DeidentificationMethod = f"hca_assets PS3.15 {profile.name}"[:64]
