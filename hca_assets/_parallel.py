@@ -37,7 +37,7 @@ def ordered_map(
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([fn.__module__])  # imported once in the server, not in every worker
         pool = ProcessPoolExecutor(max_workers=workers, initializer=initializer, initargs=tuple(initargs), mp_context=context)
-        results = pool.map(fn, items, chunksize=max(1, min(32, total // (workers * 4))))
+        results = pool.map(fn, items, chunksize=max(1, min(8, total // (workers * 8))))
     try:
         for done, result in enumerate(results, 1):
             if progress:
