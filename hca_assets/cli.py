@@ -19,7 +19,7 @@ from hca_assets.dicom.profile import DeidOption
 from hca_assets.lake import RESTRICTED, connect
 from hca_assets.synthetic import GeneratorOptions, generate
 
-TRUTH_DIRNAME = "synthetic_truth"
+TRUTH_DIRNAME = "synthetic_truth"  # keep in step with Settings.truth_file
 
 
 def _settings(**changes: object) -> Settings:
@@ -146,6 +146,26 @@ def deid_cmd(input_dir: Path, output_dir: Path, options: tuple[str, ...], basic_
         sys.exit(1)
 
 
+@main.command("search")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
+@click.option("-k", "k", type=int, default=5, show_default=True)
+@click.option("--level", type=click.Choice(["image", "series"]), default="image", show_default=True)
+@click.option("--text", default=None, help="Search by text (backends that embed text only).")
+def search_cmd(file: Path | None, k: int, level: str, text: str | None) -> None:
+    """Nearest neighbours of FILE (DICOM or PNG) in the FAISS index, with pseudonymous IDs and labels."""
+    from hca_assets.search.query import load_query_image, search_similar
+
+    if (file is None) == (text is None):
+        raise click.UsageError("give FILE or --text (not both)")
+    try:
+        found = search_similar(_settings(), image=load_query_image(file) if file else None, text=text, k=k, level=level)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for rank, n in enumerate(found, 1):
+        click.echo(f"{rank:>2}  {n.similarity:.4f}  {n.modality:<3} {n.body_part or '-':<13} study {n.study_instance_uid}  "
+                   f"series {n.series_instance_uid}  {n.labels or ''}")
+
+
 def _rmtree(path: Path) -> None:
     """Remove a tree, including folders whose permissions were locked (the demo's unreadable folder)."""
     for p in [path, *path.rglob("*")]:
@@ -193,6 +213,11 @@ def demo_cmd(patients: int, seed: int, fresh: bool) -> None:
     click.echo("De-identified and published (PHI-free lake):")
     click.echo(run_sql(settings, "SELECT modality, burned_in, count(*) AS instances, count(DISTINCT patient_pseudonym) AS "
                        "patients FROM deid_instances GROUP BY 1, 2 ORDER BY 1", restricted=False, fmt="table"))
+    click.echo("Retrieval (leave-one-out kNN, other patients only), latest evaluation:")
+    click.echo(run_sql(settings, "SELECT level, target, metric, round(value, 3) AS value FROM evaluations WHERE label = "
+                       "'overall' AND (aggregation IS NULL OR aggregation = 'mean') AND metric IN ('P@1', 'P@5', 'mAP') AND "
+                       "run_id = (SELECT arg_max(run_id, evaluated_at) FROM evaluations) ORDER BY 1, 2, 3",
+                       restricted=False, fmt="table"))
     click.echo("Quarantine by reason:")
     click.echo(run_sql(settings, "SELECT stage, reason, count(*) AS items FROM quarantine GROUP BY 1, 2 ORDER BY 1, 2",
                        restricted=False, fmt="table"))

@@ -46,6 +46,9 @@ class Settings:
     ocr_mode: str = "candidates"
     uid_map: str | None = None
     patient_map: str | None = None
+    embedder: str = "local"
+    eval_min_p5: float = 0.9
+    max_constant_fraction: float = 0.05
 
     def __post_init__(self) -> None:
         if not self.data_dir:
@@ -59,7 +62,8 @@ class Settings:
     def from_env(cls) -> Settings:
         """Read ``HCA_DATA_DIR``, ``HCA_LANDING_DIR``, ``HCA_SETTLE_SECONDS``, ``HCA_WORKERS`` and the
         de-identification choices ``HCA_DEID_OPTIONS`` (comma-separated Table E.1-1 option columns),
-        ``HCA_DEID_OCR`` (candidates | all | off), ``HCA_DEID_UID_MAP`` / ``HCA_DEID_PATIENT_MAP`` (CSV)."""
+        ``HCA_DEID_OCR`` (candidates | all | off), ``HCA_DEID_UID_MAP`` / ``HCA_DEID_PATIENT_MAP`` (CSV);
+        ``HCA_EMBEDDER`` (backend), ``HCA_EVAL_MIN_P5`` and ``HCA_MAX_CONSTANT_FRACTION`` (check floors)."""
         return cls(
             data_dir=os.environ.get("HCA_DATA_DIR", DEFAULT_DATA_DIR),
             landing_dir=os.environ.get("HCA_LANDING_DIR") or None,
@@ -69,6 +73,9 @@ class Settings:
             ocr_mode=os.environ.get("HCA_DEID_OCR", cls.ocr_mode),
             uid_map=os.environ.get("HCA_DEID_UID_MAP") or None,
             patient_map=os.environ.get("HCA_DEID_PATIENT_MAP") or None,
+            embedder=os.environ.get("HCA_EMBEDDER", cls.embedder),
+            eval_min_p5=float(os.environ.get("HCA_EVAL_MIN_P5", str(cls.eval_min_p5))),
+            max_constant_fraction=float(os.environ.get("HCA_MAX_CONSTANT_FRACTION", str(cls.max_constant_fraction))),
         )
 
     # zones -------------------------------------------------------------------------------------
@@ -99,6 +106,11 @@ class Settings:
     def deid(self) -> str:
         """Published de-identified DICOM (PHI-free zone), one folder per batch."""
         return join(self.data_dir, "deid")
+
+    @property
+    def truth_file(self) -> str:
+        """Ground truth of synthetic studies (original UIDs: restricted)."""
+        return join(self.restricted, "synthetic_truth", "instances.jsonl")
 
     @property
     def lake(self) -> str:

@@ -4,6 +4,12 @@ import dagster as dg
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
-    selection=dg.AssetSelection.groups("ingest", "deid"),
-    description="Ingest and de-identify one landing batch (one dynamic partition).",
+    selection=dg.AssetSelection.groups("ingest", "deid", "images", "embeddings"),
+    description="Ingest, de-identify, render and embed one landing batch (one dynamic partition).",
+)
+
+index_job = dg.define_asset_job(
+    "index_job",
+    selection=dg.AssetSelection.groups("search"),
+    description="Rebuild or extend the FAISS indexes and evaluate retrieval over all batches.",
 )

@@ -41,16 +41,23 @@ def open_instance(settings: Settings) -> dg.DagsterInstance:
 
 
 def ingest_pending(settings: Settings, instance: dg.DagsterInstance) -> list[BatchRun]:
-    """Claim the landing zone, register new batches and materialize each one's assets."""
+    """Claim the landing zone, register new batches, materialize each one's assets, then the index and
+    evaluation over all batches (what the automation sensor does under the daemon)."""
     registered = set(instance.get_dynamic_partitions(INGEST_BATCHES))
     pending = claim_pending(settings, registered)
     if pending:
         instance.add_dynamic_partitions(INGEST_BATCHES, pending)
-    job = build_defs(settings).resolve_job_def("ingest_job")
+    defs = build_defs(settings)
+    job = defs.resolve_job_def("ingest_job")
     runs = []
     for key in pending:
         result = job.execute_in_process(
             instance=instance, partition_key=key, raise_on_error=False, run_config=_INFO_LOGS
         )
         runs.append(BatchRun(key, result.run_id, result.success))
+    if pending:
+        result = defs.resolve_job_def("index_job").execute_in_process(
+            instance=instance, raise_on_error=False, run_config=_INFO_LOGS
+        )
+        runs.append(BatchRun("(all batches: index + evaluation)", result.run_id, result.success))
     return runs

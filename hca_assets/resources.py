@@ -22,6 +22,9 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     ocr_mode: str = "candidates"
     uid_map: str | None = None
     patient_map: str | None = None
+    embedder: str = "local"
+    eval_min_p5: float = 0.9
+    max_constant_fraction: float = 0.05
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HcaStorage:

@@ -38,3 +38,11 @@ def landing_sensor(context: dg.SensorEvaluationContext, storage: HcaStorage) -> 
         dynamic_partitions_requests=[ingest_batches.build_add_request(pending)],
         run_requests=[dg.RunRequest(partition_key=k, run_key=k) for k in pending],
     )
+
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "automation_sensor",
+    target=dg.AssetSelection.groups("search"),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Keeps the index and the evaluation up to date once new embeddings pass their checks.",
+)

@@ -48,7 +48,7 @@ def test_generate_and_sql_formats(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HCA_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "data" / "dagster_home"))  # restored after the test
-    result = CliRunner().invoke(main, ["demo", "--patients", "1", "--fresh"])
+    result = CliRunner().invoke(main, ["demo", "--patients", "2", "--fresh"])
     assert result.exit_code == 0, result.output
     for reason in ("empty_file", "not_dicom", "truncated", "no_pixel_data", "missing_uid", "undecodable_pixels",
                    "sop_uid_conflict", "duplicate_instance"):
@@ -58,6 +58,7 @@ def test_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     lake_text = json.dumps([read_table(uri).to_pylist() for uri in discover_tables(lake).values()], default=str)
     assert "sop_uid_conflict" in lake_text
     assert not [s for s in manifest["strings"] if len(s) >= 4 and s in lake_text]
+    assert "Retrieval" in result.output and "P@5" in result.output
     assert (tmp_path / "data" / "dagster_home" / "dagster.yaml").is_file()
     assert list((tmp_path / "data" / "dagster_home").rglob("*.db"))  # runs persisted for the UI
 

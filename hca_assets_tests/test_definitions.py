@@ -7,13 +7,17 @@ def test_definitions_load_and_jobs_resolve() -> None:
     dg.Definitions.validate_loadable(defs)
     job = defs.resolve_job_def("ingest_job")
     assert job.partitions_def is not None
-    assert {s.name for s in defs.sensors or []} == {"landing_sensor"}
+    assert {s.name for s in defs.sensors or []} == {"landing_sensor", "automation_sensor"}
+    assert defs.resolve_job_def("index_job").partitions_def is None
     checks = {(c.asset_key.to_user_string(), c.name) for c in defs.resolve_asset_graph().asset_check_keys}
     assert checks == {
         ("raw_dicom", "schema_matches"), ("raw_dicom", "sop_instance_uid_unique"), ("raw_dicom", "counts_add_up"),
         ("deid_staged", "no_phi_residue"), ("deid_staged", "uids_pseudonymised_consistently"),
         ("deid_staged", "counts_add_up"), ("deid_dicom", "published_files_match_table"),
+        ("images", "few_constant_images"), ("images", "image_shapes"), ("images", "nifti_affine_matches_dicom"),
+        ("embeddings", "vectors_valid"), ("faiss_index", "index_matches_embeddings"),
+        ("retrieval_eval", "retrieval_above_floor"),
     }
-    for asset in ("raw_dicom", "deid_staged", "deid_dicom"):
+    for asset in ("raw_dicom", "deid_staged", "deid_dicom", "images", "embeddings", "faiss_index", "retrieval_eval"):
         assert all(spec.blocking for spec in defs.resolve_assets_def(asset).check_specs)
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} >= {"raw_dicom", "deid_staged", "deid_dicom"}

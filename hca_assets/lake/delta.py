@@ -54,7 +54,7 @@ def write_partition(
     predicate = " AND ".join(f"{column} = '{value}'" for column, value in match.items())
     for attempt in range(attempts):
         try:
-            write_deltalake(uri, table, mode="overwrite", partition_by=list(partition_by), predicate=predicate)
+            write_deltalake(uri, table, mode="overwrite", partition_by=list(partition_by) or None, predicate=predicate)
             break
         except CommitFailedError:
             if attempt == attempts - 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "PARTITION_COLUMN", "QUARANTINE", "RAW_INSTANCES", "RESTRICTED", "SCHEMAS"]
+__all__ = ["DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "EMBEDDINGS", "EVALUATIONS", "IMAGES", "LABELS", "PARTITION_COLUMN", "QUARANTINE", "RAW_INSTANCES", "RESTRICTED", "SCHEMAS", "SERIES_EMBEDDINGS", "VOLUMES"]
 
 PARTITION_COLUMN = "batch"
 
@@ -93,9 +93,102 @@ DEID_CROSSWALK = pa.schema(
     ]
 )
 
+IMAGES = pa.schema(
+    [
+        pa.field("batch", pa.string(), nullable=False),
+        pa.field("sop_instance_uid", pa.string(), nullable=False),
+        pa.field("frame", pa.int32(), nullable=False),
+        pa.field("series_instance_uid", pa.string(), nullable=False),
+        pa.field("study_instance_uid", pa.string(), nullable=False),
+        pa.field("patient_pseudonym", pa.string(), nullable=False),
+        pa.field("modality", pa.string(), nullable=False),
+        pa.field("body_part", pa.string()),
+        pa.field("path", pa.string(), nullable=False),  # relative to the images zone
+        pa.field("rows", pa.int32(), nullable=False),  # original size
+        pa.field("columns", pa.int32(), nullable=False),
+        pa.field("spacing_row_mm", pa.float64()),
+        pa.field("spacing_col_mm", pa.float64()),
+        pa.field("window", pa.string()),  # CT preset, or null (VOI LUT / percentiles)
+        pa.field("constant", pa.bool_(), nullable=False),
+        pa.field("preprocessing_version", pa.string(), nullable=False),
+    ]
+)
+
+VOLUMES = pa.schema(
+    [
+        pa.field("batch", pa.string(), nullable=False),
+        pa.field("series_instance_uid", pa.string(), nullable=False),
+        pa.field("modality", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),  # NIfTI, relative to the images zone
+        pa.field("slices", pa.int32(), nullable=False),
+        pa.field("shape", pa.list_(pa.int32()), nullable=False),
+        pa.field("affine", pa.list_(pa.float64()), nullable=False),  # 4×4 RAS, row-major
+        pa.field("preprocessing_version", pa.string(), nullable=False),
+    ]
+)
+
+EMBEDDINGS = pa.schema(
+    [
+        pa.field("batch", pa.string(), nullable=False),
+        pa.field("sop_instance_uid", pa.string(), nullable=False),
+        pa.field("frame", pa.int32(), nullable=False),
+        pa.field("series_instance_uid", pa.string(), nullable=False),
+        pa.field("study_instance_uid", pa.string(), nullable=False),
+        pa.field("patient_pseudonym", pa.string(), nullable=False),
+        pa.field("modality", pa.string(), nullable=False),
+        pa.field("vector", pa.list_(pa.float32()), nullable=False),  # L2-normalised, length = model dim
+        pa.field("code_version", pa.string(), nullable=False),
+    ]
+)
+
+SERIES_EMBEDDINGS = pa.schema(
+    [
+        pa.field("batch", pa.string(), nullable=False),
+        pa.field("series_instance_uid", pa.string(), nullable=False),
+        pa.field("aggregation", pa.string(), nullable=False),  # mean | max | median | std
+        pa.field("study_instance_uid", pa.string(), nullable=False),
+        pa.field("patient_pseudonym", pa.string(), nullable=False),
+        pa.field("modality", pa.string(), nullable=False),
+        pa.field("slices", pa.int32(), nullable=False),
+        pa.field("vector", pa.list_(pa.float32()), nullable=False),
+        pa.field("code_version", pa.string(), nullable=False),
+    ]
+)
+
+LABELS = pa.schema(
+    [
+        pa.field("batch", pa.string(), nullable=False),
+        pa.field("sop_instance_uid", pa.string(), nullable=False),  # pseudonymous
+        pa.field("series_instance_uid", pa.string(), nullable=False),
+        pa.field("patient_pseudonym", pa.string(), nullable=False),
+        pa.field("class_label", pa.string(), nullable=False),
+        pa.field("body_region", pa.string(), nullable=False),
+        pa.field("lesion_present", pa.bool_(), nullable=False),
+        pa.field("lesion_type", pa.string()),
+        pa.field("study_has_lesion", pa.bool_(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+    ]
+)
+
+EVALUATIONS = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("metric", pa.string(), nullable=False),
+        pa.field("value", pa.float64(), nullable=False),
+        pa.field("level", pa.string(), nullable=False),  # image | series
+        pa.field("target", pa.string(), nullable=False),  # which label: class_label | lesion
+        pa.field("label", pa.string(), nullable=False),  # a class, or "overall"
+        pa.field("aggregation", pa.string()),  # series level only
+        pa.field("queries", pa.int32(), nullable=False),
+        pa.field("code_version", pa.string(), nullable=False),
+        pa.field("evaluated_at", _TS, nullable=False),
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "raw_instances": RAW_INSTANCES, "quarantine": QUARANTINE, "deid_instances": DEID_INSTANCES,
-    "deid_audit": DEID_AUDIT, "deid_crosswalk": DEID_CROSSWALK,
+    "deid_audit": DEID_AUDIT, "deid_crosswalk": DEID_CROSSWALK, "images": IMAGES, "volumes": VOLUMES,
+    "embeddings": EMBEDDINGS, "series_embeddings": SERIES_EMBEDDINGS, "labels": LABELS, "evaluations": EVALUATIONS,
 }
 
 RESTRICTED: frozenset[str] = frozenset({"raw_instances", "deid_crosswalk"})

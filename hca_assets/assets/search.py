@@ -1,0 +1,147 @@
+"""Images, embeddings, labels (per batch) and the FAISS index and retrieval evaluation (all batches)."""
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.compute as pc
+
+from hca_assets.assets import _metadata as md
+from hca_assets.checks.search import (
+    EMBEDDING_CHECKS,
+    EVAL_CHECKS,
+    IMAGE_CHECKS,
+    INDEX_CHECKS,
+    embedding_checks,
+    eval_checks,
+    image_checks,
+    index_checks,
+)
+from hca_assets.embedding_run import aggregate_series, embed_images
+from hca_assets.evaluation.labels import labels_from_truth
+from hca_assets.evaluation.report import retrieval_rows
+from hca_assets.images_run import render_batch
+from hca_assets.lake import read_table, write_partition
+from hca_assets.lake.schemas import (
+    DEID_CROSSWALK,
+    DEID_INSTANCES,
+    EMBEDDINGS,
+    EVALUATIONS,
+    IMAGES,
+    LABELS,
+    SERIES_EMBEDDINGS,
+    VOLUMES,
+)
+from hca_assets.models import get_embedder
+from hca_assets.models.base import code_version
+from hca_assets.partitions import ingest_batches
+from hca_assets.resources import HcaStorage
+from hca_assets.search.index import index_embeddings
+
+IMAGES_VERSION = "images-1"
+
+
+@dg.asset(deps=["deid_dicom"], partitions_def=ingest_batches, group_name="images", kinds={"python", "png", "nifti"},
+          code_version=IMAGES_VERSION, check_specs=IMAGE_CHECKS,
+          description="1024² 8-bit PNG per frame (windowed, letterboxed) and NIfTI per 3D series, from de-identified DICOM.")
+def images(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
+    settings = storage.settings()
+    key = context.partition_key
+    instances = read_table(settings.table_uri("deid_instances"), schema=DEID_INSTANCES, where={"batch": key}).to_pylist()
+    start = time.perf_counter()
+    out = render_batch(key, instances, Path(settings.deid), Path(settings.images), workers=settings.workers,
+                       progress=md.progress_logger(context, "rendered"))
+    write_partition(settings.table_uri("images"), out.images, match={"batch": key}, schema=IMAGES)
+    write_partition(settings.table_uri("volumes"), out.volumes, match={"batch": key}, schema=VOLUMES)
+    for sop, reason in out.failed:
+        context.log.warning(f"instance {sop}: {reason}")
+    return dg.MaterializeResult(
+        metadata={
+            md.ROW_COUNT: out.images.num_rows, "volumes": out.volumes.num_rows, "failed": len(out.failed),
+            md.SECONDS: round(time.perf_counter() - start, 3),
+            "windows": md.md_counts(Counter(str(w) for w in out.images.column("window").to_pylist()), ("window", "images")),
+        },
+        check_results=image_checks(settings, key, failed=len(out.failed)),
+    )
+
+
+@dg.asset(deps=[images], partitions_def=ingest_batches, group_name="embeddings", kinds={"python", "deltalake"},
+          code_version=code_version(get_embedder("local")), check_specs=EMBEDDING_CHECKS,
+          description="One L2-normalised vector per image, and per 3D series by mean/max/median/std of its slices.")
+def embeddings(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
+    settings = storage.settings()
+    key = context.partition_key
+    embedder = get_embedder(settings.embedder)
+    version = code_version(embedder)
+    rows = read_table(settings.table_uri("images"), schema=IMAGES, where={"batch": key}).to_pylist()
+    start = time.perf_counter()
+    table = embed_images(rows, Path(settings.images), embedder, version, progress=md.progress_logger(context, "embedded"))
+    seconds = time.perf_counter() - start
+    volumes = set(read_table(settings.table_uri("volumes"), schema=VOLUMES, where={"batch": key})
+                  .column("series_instance_uid").to_pylist())
+    series = aggregate_series(table, volumes)
+    write_partition(settings.table_uri("embeddings"), table, match={"batch": key}, schema=EMBEDDINGS)
+    write_partition(settings.table_uri("series_embeddings"), series, match={"batch": key}, schema=SERIES_EMBEDDINGS)
+    return dg.MaterializeResult(
+        metadata={md.ROW_COUNT: table.num_rows, "series_vectors": series.num_rows, "code_version": version,
+                  "dim": embedder.dim, "images_per_second": round(table.num_rows / seconds, 1) if seconds else 0.0},
+        check_results=embedding_checks(settings, key, expected=len(rows), dim=embedder.dim),
+    )
+
+
+@dg.asset(deps=["deid_staged", "deid_dicom"], partitions_def=ingest_batches, group_name="embeddings",
+          kinds={"python", "deltalake"}, code_version="labels-1",
+          description="Class and lesion labels of published instances, from synthetic ground truth via the crosswalk.")
+def labels(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
+    settings = storage.settings()
+    key = context.partition_key
+    crosswalk = read_table(settings.table_uri("deid_crosswalk", restricted=True), schema=DEID_CROSSWALK,
+                           where={"batch": key}).to_pylist()
+    instances = read_table(settings.table_uri("deid_instances"), schema=DEID_INSTANCES, where={"batch": key}).to_pylist()
+    table = labels_from_truth(key, Path(settings.truth_file), crosswalk, instances)
+    write_partition(settings.table_uri("labels"), table, match={"batch": key}, schema=LABELS)
+    return dg.MaterializeResult(metadata={
+        md.ROW_COUNT: table.num_rows,
+        "classes": md.md_counts(Counter(table.column("class_label").to_pylist()), ("class", "instances")),
+    })
+
+
+@dg.asset(deps=[embeddings], group_name="search", kinds={"faiss"}, check_specs=INDEX_CHECKS,
+          automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+          description="Exact FAISS indexes (image and series level) per embedding code_version; grows incrementally.")
+def faiss_index(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
+    settings = storage.settings()
+    version = code_version(get_embedder(settings.embedder))
+    manifests = {}
+    for level, name in (("image", "embeddings"), ("series", "series_embeddings")):
+        table = read_table(settings.table_uri(name), schema=EMBEDDINGS if level == "image" else SERIES_EMBEDDINGS)
+        if table.num_rows:
+            manifests[level] = index_embeddings(table, level, Path(settings.indexes), version)
+            context.log.info(f"{level} index: {manifests[level]['count']} vectors ({manifests[level]['mode']})")
+    return dg.MaterializeResult(
+        metadata={"code_version": version, **{f"{lvl}_ntotal": m["count"] for lvl, m in manifests.items()}},
+        check_results=index_checks(settings, version),
+    )
+
+
+@dg.asset(deps=[faiss_index, labels], group_name="search", kinds={"python", "deltalake"}, check_specs=EVAL_CHECKS,
+          automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+          description="Leave-one-out kNN retrieval metrics (no same-patient/series neighbours), image and series level.")
+def retrieval_eval(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
+    settings = storage.settings()
+    version = code_version(get_embedder(settings.embedder))
+    emb = read_table(settings.table_uri("embeddings"), schema=EMBEDDINGS)
+    emb = emb.filter(pc.equal(emb.column("code_version"), version))
+    series = read_table(settings.table_uri("series_embeddings"), schema=SERIES_EMBEDDINGS)
+    series = series.filter(pc.equal(series.column("code_version"), version))
+    table = retrieval_rows(emb, series, read_table(settings.table_uri("labels"), schema=LABELS), version, context.run_id)
+    write_partition(settings.table_uri("evaluations"), table, match={"run_id": context.run_id}, schema=EVALUATIONS,
+                    partition_by=())
+    overall = [r for r in table.to_pylist() if r["label"] == "overall" and r["level"] == "image"]
+    lines = ["| target | metric | value |", "|---|---|---:|"] + [
+        f"| {r['target']} | {r['metric']} | {r['value']:.3f} |" for r in overall]
+    return dg.MaterializeResult(
+        metadata={md.ROW_COUNT: table.num_rows, "image_level": dg.MetadataValue.md("\n".join(lines)), "code_version": version},
+        check_results=eval_checks(settings, context.run_id),
+    )

@@ -1,0 +1,62 @@
+"""3D series → NIfTI: slices sorted along the slice normal, affine from DICOM geometry (LPS → RAS)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_modality_lut
+
+__all__ = ["Volume", "build_volume", "slice_positions_ras"]
+
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class Volume:
+    image: nib.Nifti1Image
+    sop_instance_uids: list[str]  # in volume (slice) order
+
+
+def _normal(ds: Dataset) -> np.ndarray:
+    iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
+    return np.cross(iop[:3], iop[3:])
+
+
+def build_volume(slices: list[Dataset]) -> Volume:
+    """Stack single-frame slices of one series into a NIfTI volume (modality LUT applied, float32).
+
+    Raises ``ValueError`` when the slices do not form one regular volume (orientation, size, spacing).
+    """
+    if len(slices) < 2:
+        raise ValueError(f"a volume needs at least 2 slices, got {len(slices)}")
+    iops = {tuple(round(float(v), 4) for v in ds.ImageOrientationPatient) for ds in slices}
+    if len(iops) != 1:
+        raise ValueError(f"slices have {len(iops)} different orientations")
+    if len({(int(ds.Rows), int(ds.Columns)) for ds in slices}) != 1:
+        raise ValueError("slices have different sizes")
+    normal = _normal(slices[0])
+    ordered = sorted(slices, key=lambda ds: float(np.dot(normal, np.asarray(ds.ImagePositionPatient, dtype=float))))
+    positions = np.array([np.dot(normal, np.asarray(ds.ImagePositionPatient, dtype=float)) for ds in ordered])
+    gaps = np.diff(positions)
+    if np.any(gaps <= 0) or np.ptp(gaps) > 0.01 * max(1.0, float(np.mean(gaps))):
+        raise ValueError("slice positions are not evenly spaced along the normal")
+    first = ordered[0]
+    iop = np.asarray(first.ImageOrientationPatient, dtype=float)
+    row_spacing, col_spacing = (float(v) for v in first.PixelSpacing)
+    lps = np.eye(4)
+    lps[:3, 0] = iop[:3] * col_spacing  # i: along a row (increasing column)
+    lps[:3, 1] = iop[3:] * row_spacing  # j: down a column (increasing row)
+    lps[:3, 2] = normal * float(np.mean(gaps))
+    lps[:3, 3] = np.asarray(first.ImagePositionPatient, dtype=float)
+    data = np.stack([apply_modality_lut(ds.pixel_array, ds).astype(np.float32) for ds in ordered])  # k, j, i
+    image = nib.Nifti1Image(np.ascontiguousarray(data.transpose(2, 1, 0)), _LPS_TO_RAS @ lps)
+    image.header.set_xyzt_units("mm")
+    return Volume(image, [str(ds.SOPInstanceUID) for ds in ordered])
+
+
+def slice_positions_ras(slices: list[Dataset]) -> np.ndarray:
+    """ImagePositionPatient of each slice converted to RAS (for checking an affine)."""
+    return np.array([(_LPS_TO_RAS @ np.r_[np.asarray(ds.ImagePositionPatient, dtype=float), 1.0])[:3] for ds in slices])

@@ -1,0 +1,67 @@
+"""Windowing, VOI / percentile normalisation, MONOCHROME1, letterboxing; NIfTI geometry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from hca_assets.dicom.pixels import WINDOWS, Window, choose_window, frames, letterbox, to_uint8
+from hca_assets.dicom.volumes import build_volume, slice_positions_ras
+from hca_assets_tests.conftest import public_test_files
+
+
+def test_ct_window_maps_hounsfield_units(small_study: tuple[Path, Path]) -> None:
+    ds = pydicom.dcmread(min(small_study[0].rglob("ct/0006.dcm")))
+    hu = ds.pixel_array.astype(np.int32) - 1024
+    image = to_uint8(ds, ds.pixel_array, WINDOWS["soft_tissue"])
+    assert image.dtype == np.uint8
+    assert (image[hu <= -160] == 0).all() and (image[hu >= 240] == 255).all()
+    assert choose_window("CT", "HEAD").name == "brain" and choose_window("MR", "HEAD") is None
+    with pytest.raises(ValueError, match="high > low"):
+        Window("bad", 10, 5)
+
+
+def test_percentiles_monochrome1_and_voi_lut() -> None:
+    files = {p.name: p for p in public_test_files()}
+    mono1 = pydicom.dcmread(files["MR-SIEMENS-DICOM-WithOverlays.dcm"])
+    mono1.PhotometricInterpretation = "MONOCHROME1"
+    normal = pydicom.dcmread(files["MR-SIEMENS-DICOM-WithOverlays.dcm"])
+    a, b = to_uint8(mono1, mono1.pixel_array, None), to_uint8(normal, normal.pixel_array, None)
+    assert np.array_equal(a, 255 - b)  # inverted
+    assert np.percentile(b, 99) >= 250 and np.percentile(b, 1) <= 5  # 1st/99th percentile stretch
+    voi = pydicom.dcmread(files["vlut_04.dcm"])
+    assert "VOILUTSequence" in voi and to_uint8(voi, voi.pixel_array, None).max() == 255
+    rgb = pydicom.dcmread(files["SC_rgb_rle_2frame.dcm"])
+    stack = frames(rgb)
+    assert stack.shape[0] == 2 and to_uint8(rgb, stack[1], None).shape[-1] == 3
+
+
+@pytest.mark.parametrize(("shape", "box"), [((100, 400), (384, 640)), ((400, 100), (0, 1024)), ((512, 512), (0, 1024))])
+def test_letterbox_preserves_aspect_with_black_padding(shape: tuple[int, int], box: tuple[int, int]) -> None:
+    image = np.full(shape, 200, dtype=np.uint8)
+    out = letterbox(image)
+    assert out.shape == (1024, 1024)
+    rows = np.flatnonzero(out.max(axis=1))
+    cols = np.flatnonzero(out.max(axis=0))
+    assert (rows[-1] - rows[0] + 1) / (cols[-1] - cols[0] + 1) == pytest.approx(shape[0] / shape[1], rel=0.01)
+    if shape[0] < shape[1]:
+        assert (rows[0], rows[-1] + 1) == box and out[0].max() == 0
+
+
+def test_nifti_affine_matches_dicom_geometry(small_study: tuple[Path, Path]) -> None:
+    slices = [pydicom.dcmread(p) for p in sorted(small_study[0].rglob("ct/*.dcm"))]
+    shuffled = slices[::2] + slices[1::2]  # order on disk must not matter
+    volume = build_volume(shuffled)
+    assert volume.image.shape == (64, 64, len(slices))
+    expected = slice_positions_ras(slices)  # files are written feet → head
+    placed = np.array([(volume.image.affine @ [0, 0, k, 1])[:3] for k in range(len(slices))])
+    assert np.allclose(placed, expected, atol=1e-3)
+    assert np.allclose(np.abs(np.diag(volume.image.affine)[:3]), [float(slices[0].PixelSpacing[1]),
+                                                                   float(slices[0].PixelSpacing[0]), 2.5])
+    data = np.asarray(volume.image.dataobj)
+    assert data[:, :, 0].T == pytest.approx(slices[0].pixel_array.astype(np.float32) - 1024)  # HU, i = column
+    with pytest.raises(ValueError, match="evenly spaced"):
+        build_volume(slices[:3] + slices[5:])

@@ -1,0 +1,57 @@
+"""images → embeddings → faiss_index → retrieval_eval through Dagster, and search over the result."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import dagster as dg
+
+from hca_assets.assets.deid import deid_dicom, deid_staged
+from hca_assets.assets.ingest import raw_dicom
+from hca_assets.assets.search import embeddings, faiss_index, images, labels, retrieval_eval
+from hca_assets.config import Settings
+from hca_assets.lake import read_table
+from hca_assets.landing import claim
+from hca_assets.partitions import INGEST_BATCHES
+from hca_assets.resources import HcaStorage, PseudonymKey
+from hca_assets.search.query import load_query_image, search_similar
+from hca_assets.synthetic import generate
+from hca_assets_tests.conftest import SMALL
+
+PER_BATCH = [raw_dicom, deid_staged, deid_dicom, images, embeddings, labels]
+
+
+def test_images_embeddings_index_eval_and_search(settings: Settings) -> None:
+    two_patients = dataclasses.replace(SMALL, patients=2, seed=11)  # evaluation needs other patients to retrieve
+    generate(Path(settings.landing), Path(settings.truth_file).parent, two_patients)
+    batch = claim(Path(settings.landing), Path(settings.raw_batches), settle_seconds=0)
+    assert batch is not None
+    resources = {"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey()}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
+        per_batch = dg.materialize(PER_BATCH, instance=instance, partition_key=batch.key, resources=resources)
+        assert per_batch.success and all(e.passed for e in per_batch.get_asset_check_evaluations())
+        for _ in range(2):  # the second run extends the index by nothing and appends a new evaluation
+            whole = dg.materialize([faiss_index, retrieval_eval], instance=instance, resources=resources,
+                                   selection=[faiss_index, retrieval_eval])
+            assert whole.success and all(e.passed for e in whole.get_asset_check_evaluations())
+    image_rows = read_table(settings.table_uri("images")).to_pylist()
+    assert len(image_rows) == 2 * SMALL.instances_per_patient
+    assert all((Path(settings.images) / r["path"]).is_file() for r in image_rows)
+    volumes = read_table(settings.table_uri("volumes")).to_pylist()
+    assert sorted(v["modality"] for v in volumes) == ["CT", "CT", "MR", "MR"]
+    assert read_table(settings.table_uri("embeddings")).num_rows == len(image_rows)
+    assert {r["aggregation"] for r in read_table(settings.table_uri("series_embeddings")).to_pylist()} == {
+        "mean", "max", "median", "std"}
+    evaluations = read_table(settings.table_uri("evaluations")).to_pylist()
+    assert len({r["run_id"] for r in evaluations}) == 2
+    assert {"P@1", "P@5", "P@10", "mAP", "top1_accuracy", "top5_majority_accuracy"} <= {r["metric"] for r in evaluations}
+    ct = next(r for r in image_rows if r["modality"] == "CT")
+    found = search_similar(settings, image=load_query_image(Path(settings.images) / ct["path"]), k=3)
+    mine = next(n for n in found if n.sop_instance_uid == ct["sop_instance_uid"])  # itself, among near-identical slices
+    assert mine.similarity > 0.999 and found[0].similarity >= mine.similarity - 1e-5
+    assert all(n.modality == "CT" for n in found)
+    series = search_similar(settings, image=load_query_image(Path(settings.images) / ct["path"]), k=2, level="series")
+    assert [n.modality for n in series] == ["CT", "CT"]  # a CT slice finds the CT volumes first
+    assert ct["series_instance_uid"] in {n.series_instance_uid for n in series}
