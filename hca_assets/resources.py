@@ -45,8 +45,17 @@ class PseudonymKey(dg.ConfigurableResource):  # type: ignore[misc]
         return self.secret.encode() if self.secret else load_key(settings.key_file)
 
 
+class EmbeddingEndpoint(dg.ConfigurableResource):  # type: ignore[misc]
+    """URL and key of a remote embedding endpoint (``HCA_MI2_ENDPOINT`` / ``HCA_MI2_KEY`` through ``EnvVar``)."""
+
+    url: str = ""
+    key: str = ""
+
+
 def default_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     """Resources for the running deployment; the secret stays an ``EnvVar`` (never shown in the UI)."""
     settings = settings or Settings.from_env()
     key = PseudonymKey(secret=dg.EnvVar(KEY_ENV)) if os.environ.get(KEY_ENV) else PseudonymKey()
-    return {"storage": HcaStorage.from_settings(settings), "pseudonym_key": key}
+    endpoint = (EmbeddingEndpoint(url=dg.EnvVar("HCA_MI2_ENDPOINT"), key=dg.EnvVar("HCA_MI2_KEY"))
+                if os.environ.get("HCA_MI2_ENDPOINT") else EmbeddingEndpoint())
+    return {"storage": HcaStorage.from_settings(settings), "pseudonym_key": key, "embedding_endpoint": endpoint}

@@ -14,10 +14,11 @@ from hca_assets.config import Settings
 from hca_assets.lake import read_table
 from hca_assets.landing import claim
 from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import HcaStorage, PseudonymKey
+from hca_assets.resources import EmbeddingEndpoint, HcaStorage, PseudonymKey
 from hca_assets.search.query import load_query_image, search_similar
 from hca_assets.synthetic import generate
 from hca_assets_tests.conftest import SMALL
+from hca_assets_tests.stubs import Mi2Stub
 
 PER_BATCH = [raw_dicom, deid_staged, deid_dicom, images, embeddings, labels]
 
@@ -27,7 +28,8 @@ def test_images_embeddings_index_eval_and_search(settings: Settings) -> None:
     generate(Path(settings.landing), Path(settings.truth_file).parent, two_patients)
     batch = claim(Path(settings.landing), Path(settings.raw_batches), settle_seconds=0)
     assert batch is not None
-    resources = {"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey()}
+    resources = {"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey(),
+                 "embedding_endpoint": EmbeddingEndpoint()}
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
         per_batch = dg.materialize(PER_BATCH, instance=instance, partition_key=batch.key, resources=resources)
@@ -55,3 +57,14 @@ def test_images_embeddings_index_eval_and_search(settings: Settings) -> None:
     series = search_similar(settings, image=load_query_image(Path(settings.images) / ct["path"]), k=2, level="series")
     assert [n.modality for n in series] == ["CT", "CT"]  # a CT slice finds the CT volumes first
     assert ct["series_instance_uid"] in {n.series_instance_uid for n in series}
+
+    # the same batch re-embedded through the MedImageInsight backend (local stub server), as configured by env
+    azure = dataclasses.replace(settings, embedder="azure")
+    with Mi2Stub() as stub, dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
+        result = dg.materialize([embeddings], instance=instance, partition_key=batch.key, resources={
+            "storage": HcaStorage.from_settings(azure), "embedding_endpoint": EmbeddingEndpoint(url=stub.url, key=stub.key)})
+        assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+        assert stub.rows_seen == len(image_rows)
+    rows = read_table(settings.table_uri("embeddings")).to_pylist()
+    assert {r["code_version"] for r in rows} == {"azure-mi2@medimageinsight-1+pre-1"} and len(rows[0]["vector"]) == 1024

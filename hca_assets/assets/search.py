@@ -18,6 +18,7 @@ from hca_assets.checks.search import (
     image_checks,
     index_checks,
 )
+from hca_assets.config import Settings
 from hca_assets.embedding_run import aggregate_series, embed_images
 from hca_assets.evaluation.labels import labels_from_truth
 from hca_assets.evaluation.report import retrieval_rows
@@ -33,10 +34,9 @@ from hca_assets.lake.schemas import (
     SERIES_EMBEDDINGS,
     VOLUMES,
 )
-from hca_assets.models import get_embedder
-from hca_assets.models.base import code_version
+from hca_assets.models import embedder_code_version, get_embedder
 from hca_assets.partitions import ingest_batches
-from hca_assets.resources import HcaStorage
+from hca_assets.resources import EmbeddingEndpoint, HcaStorage
 from hca_assets.search.index import index_embeddings
 
 IMAGES_VERSION = "images-1"
@@ -67,13 +67,15 @@ def images(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Materia
 
 
 @dg.asset(deps=[images], partitions_def=ingest_batches, group_name="embeddings", kinds={"python", "deltalake"},
-          code_version=code_version(get_embedder("local")), check_specs=EMBEDDING_CHECKS,
+          code_version=embedder_code_version(Settings.from_env().embedder), check_specs=EMBEDDING_CHECKS,
+          pool="embedding_endpoint", retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
           description="One L2-normalised vector per image, and per 3D series by mean/max/median/std of its slices.")
-def embeddings(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
+def embeddings(context: dg.AssetExecutionContext, storage: HcaStorage,
+               embedding_endpoint: EmbeddingEndpoint) -> dg.MaterializeResult:
     settings = storage.settings()
     key = context.partition_key
-    embedder = get_embedder(settings.embedder)
-    version = code_version(embedder)
+    embedder = get_embedder(settings.embedder, url=embedding_endpoint.url, key=embedding_endpoint.key)
+    version = embedder_code_version(settings.embedder)
     rows = read_table(settings.table_uri("images"), schema=IMAGES, where={"batch": key}).to_pylist()
     start = time.perf_counter()
     table = embed_images(rows, Path(settings.images), embedder, version, progress=md.progress_logger(context, "embedded"))
@@ -112,7 +114,7 @@ def labels(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Materia
           description="Exact FAISS indexes (image and series level) per embedding code_version; grows incrementally.")
 def faiss_index(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
     settings = storage.settings()
-    version = code_version(get_embedder(settings.embedder))
+    version = embedder_code_version(settings.embedder)
     manifests = {}
     for level, name in (("image", "embeddings"), ("series", "series_embeddings")):
         table = read_table(settings.table_uri(name), schema=EMBEDDINGS if level == "image" else SERIES_EMBEDDINGS)
@@ -130,7 +132,7 @@ def faiss_index(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Ma
           description="Leave-one-out kNN retrieval metrics (no same-patient/series neighbours), image and series level.")
 def retrieval_eval(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
     settings = storage.settings()
-    version = code_version(get_embedder(settings.embedder))
+    version = embedder_code_version(settings.embedder)
     emb = read_table(settings.table_uri("embeddings"), schema=EMBEDDINGS)
     emb = emb.filter(pc.equal(emb.column("code_version"), version))
     series = read_table(settings.table_uri("series_embeddings"), schema=SERIES_EMBEDDINGS)

@@ -1,13 +1,37 @@
 """Embedding backends behind one small protocol (no Dagster here)."""
 
+from __future__ import annotations
+
+import os
+
 from hca_assets.models.base import Embedder
 from hca_assets.models.local import LocalEmbedder
 
-__all__ = ["Embedder", "LocalEmbedder", "get_embedder"]
+__all__ = ["Embedder", "LocalEmbedder", "embedder_code_version", "get_embedder"]
+
+_VERSION_ENV = "HCA_MI2_MODEL_VERSION"
 
 
-def get_embedder(name: str) -> Embedder:
-    """The backend called ``name`` (config: ``HCA_EMBEDDER``)."""
+def get_embedder(name: str, *, url: str = "", key: str = "") -> Embedder:
+    """The backend called ``name``: ``local`` (weight-free default) or ``azure`` (MedImageInsight endpoint;
+    URL and key default to ``HCA_MI2_ENDPOINT`` / ``HCA_MI2_KEY``)."""
     if name == "local":
         return LocalEmbedder()
-    raise ValueError(f"unknown embedding backend {name!r}; available: 'local' (the Azure backend is not built yet)")
+    if name == "azure":
+        from hca_assets.models.azure import AzureMedImageInsight
+
+        return AzureMedImageInsight(url or os.environ.get("HCA_MI2_ENDPOINT", ""), key or os.environ.get("HCA_MI2_KEY", ""),
+                                    version=os.environ.get(_VERSION_ENV, "medimageinsight-1"),
+                                    deployment=os.environ.get("HCA_MI2_DEPLOYMENT") or None)
+    raise ValueError(f"unknown embedding backend {name!r}; available: 'local', 'azure'")
+
+
+def embedder_code_version(name: str) -> str:
+    """The code_version of a backend's embeddings without building it (no endpoint or key needed)."""
+    from hca_assets.dicom.pixels import PREPROCESSING_VERSION
+
+    if name == "local":
+        return f"local@{LocalEmbedder.version}+{PREPROCESSING_VERSION}"
+    if name == "azure":
+        return f"azure-mi2@{os.environ.get(_VERSION_ENV, 'medimageinsight-1')}+{PREPROCESSING_VERSION}"
+    raise ValueError(f"unknown embedding backend {name!r}; available: 'local', 'azure'")

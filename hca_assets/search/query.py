@@ -14,8 +14,7 @@ from hca_assets.dicom.io import read_dataset
 from hca_assets.dicom.pixels import choose_window, frames, letterbox, to_uint8
 from hca_assets.images_run import IMAGE_SIZE
 from hca_assets.lake import read_table, table_exists
-from hca_assets.models import get_embedder
-from hca_assets.models.base import code_version
+from hca_assets.models import embedder_code_version, get_embedder
 from hca_assets.search.index import IndexFiles, load_index, search
 
 __all__ = ["Neighbour", "load_query_image", "search_similar"]
@@ -56,10 +55,11 @@ def search_similar(settings: Settings, *, image: np.ndarray | None = None, text:
     embedder = get_embedder(settings.embedder)
     if text is not None and not embedder.supports_text:
         raise ValueError(f"the {embedder.name!r} backend cannot embed text; choose a backend that can (HCA_EMBEDDER)")
-    query = embedder.embed([image]) if image is not None else embedder.embed_text([text or ""])
-    files = IndexFiles.for_version(Path(settings.indexes), code_version(embedder), level)
+    version = embedder_code_version(settings.embedder)
+    files = IndexFiles.for_version(Path(settings.indexes), version, level)
     if not files.manifest.exists():
-        raise FileNotFoundError(f"no {level} index for {code_version(embedder)}: materialize faiss_index first")
+        raise FileNotFoundError(f"no {level} index for {version}: materialize faiss_index first")
+    query = embedder.embed([image]) if image is not None else embedder.embed_text([text or ""])
     index, ids, _ = load_index(files)
     sims, found = search(index, query, k)
     by_id = {r["id"]: r for r in ids.to_pylist()}
