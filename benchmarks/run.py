@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pydicom
 
 from hca_assets.ingest import ingest_batch
@@ -238,6 +239,102 @@ def bench_ocr() -> list[str]:
     ]
 
 
+def bench_embeddings(synthetic: Path) -> list[str]:
+    import numpy as np
+
+    from hca_assets.dicom.pixels import choose_window, letterbox, to_uint8
+    from hca_assets.models import LocalEmbedder
+
+    images = []
+    for p in sorted(synthetic.rglob("*.dcm"))[:120]:
+        ds = pydicom.dcmread(p)
+        images.append(letterbox(to_uint8(ds, ds.pixel_array, choose_window(ds.Modality, ds.get("BodyPartExamined")))))
+    embedder = LocalEmbedder()
+    t = best_of(lambda: embedder.embed(images))
+    assert np.isfinite(embedder.embed(images[:2])).all()
+    return ["## Embeddings", "", f"Local weight-free backend ({embedder.dim}-d) on {len(images)} letterboxed 1024² images: "
+            f"**{len(images) / t:.0f} images/s** on one process.", ""]
+
+
+def _clustered(n: int, dim: int, centres: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    import numpy as np
+
+    v = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 100_000):
+        m = min(100_000, n - start)
+        chunk = centres[rng.integers(len(centres), size=m)] + 0.5 * rng.normal(size=(m, dim)).astype(np.float32)
+        v[start:start + m] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
+    return v
+
+
+def _latency(search: Callable[[np.ndarray], object], queries: np.ndarray) -> tuple[float, float]:
+    import numpy as np
+
+    times = []
+    for q in queries:
+        start = time.perf_counter()
+        search(q[np.newaxis])
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+
+
+def _faiss_rows(v: np.ndarray, queries: np.ndarray) -> list[str]:
+    import faiss
+    import numpy as np
+
+    from hca_assets.search.index import exact_index, ivf_index, recall_at_10
+
+    n, dim = v.shape
+    ids = np.arange(n, dtype=np.int64)
+    start = time.perf_counter()
+    exact = exact_index(v, ids)
+    build = time.perf_counter() - start
+    p50, p99 = _latency(lambda q: exact.search(q, 10), queries)
+    rows = [f"| {n:,} | exact (IndexFlatIP) | {build:.1f} | {p50:.2f} | {p99:.2f} | 1.000 |"]
+    p50, p99 = _latency(lambda q: np.argpartition(-(v @ q[0]), 10)[:10], queries)
+    rows.append(f"| {n:,} | numpy matmul + argpartition (baseline) | – | {p50:.2f} | {p99:.2f} | 1.000 |")
+    faiss.omp_set_num_threads(2)  # building may use both cores; queries are timed on one
+    start = time.perf_counter()
+    ivf, facts = ivf_index(v, ids)
+    build = time.perf_counter() - start
+    faiss.omp_set_num_threads(1)
+    p50, p99 = _latency(lambda q: ivf.search(q, 10), queries)
+    rows.append(f"| {n:,} | IVF-Flat nlist {facts['nlist']} nprobe {facts['nprobe']} | {build:.1f} | {p50:.2f} | "
+                f"{p99:.2f} | {recall_at_10(ivf, exact, queries):.3f} |")
+    if n <= 100_000:
+        faiss.omp_set_num_threads(2)
+        start = time.perf_counter()
+        hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = 80
+        hnsw.add(v)
+        build = time.perf_counter() - start
+        faiss.omp_set_num_threads(1)
+        hnsw.hnsw.efSearch = 64
+        p50, p99 = _latency(lambda q: hnsw.search(q, 10), queries)
+        rows.append(f"| {n:,} | HNSW M32 efSearch 64 | {build:.1f} | {p50:.2f} | {p99:.2f} | "
+                    f"{recall_at_10(hnsw, exact, queries):.3f} |")
+    return rows
+
+
+def bench_faiss(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), dim: int = 1024) -> list[str]:
+    """Exact vs IVF (vs HNSW up to 100k) vs a numpy matmul, single queries on one thread."""
+    import faiss
+    import numpy as np
+
+    faiss.omp_set_num_threads(1)
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(1000, dim)).astype(np.float32)
+    lines = ["## FAISS (random-but-clustered 1024-d vectors, 1000 clusters; single query, 1 thread)", "",
+             "| vectors | index | build s | p50 ms | p99 ms | recall@10 |", "|---:|---|---:|---:|---:|---:|"]
+    for n in sizes:
+        v = _clustered(n, dim, centres, rng)
+        queries = v[rng.choice(n, size=100 if n < 1_000_000 else 30, replace=False)] + 0.01
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        lines += _faiss_rows(v, queries)
+    faiss.omp_set_num_threads(2)
+    return [*lines, "", "Goal at 1M: recall@10 ≥ 0.95 with p50 ≤ 2 ms per query on one core.", ""]
+
+
 def main() -> None:
     work = Path(__file__).parent / "_work"
     work.mkdir(exist_ok=True)
@@ -245,7 +342,9 @@ def main() -> None:
         gen_lines, synthetic = bench_generator(work)
         ingest_lines = bench_ingest(work, synthetic)
         deid_lines = bench_deid(work, synthetic)
+        embedding_lines = bench_embeddings(synthetic)
         ocr_lines = bench_ocr()
+        faiss_lines = bench_faiss()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     header = [
@@ -255,7 +354,7 @@ def main() -> None:
         f"Each figure is the best of {REPEATS} runs.",
         "",
     ]
-    RESULTS.write_text("\n".join(header + gen_lines + ingest_lines + deid_lines + ocr_lines))
+    RESULTS.write_text("\n".join(header + gen_lines + ingest_lines + deid_lines + ocr_lines + embedding_lines + faiss_lines))
     print(RESULTS.read_text())
 
 

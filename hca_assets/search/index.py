@@ -56,11 +56,53 @@ def _atomic(path: Path, write) -> None:  # type: ignore[no-untyped-def]
     os.replace(tmp, path)
 
 
+EXACT_LIMIT = 100_000  # above this, an IVF index is tried and kept only if its recall@10 holds
+MIN_RECALL = 0.95
+
+
+def exact_index(vectors: np.ndarray, ids: np.ndarray) -> faiss.Index:
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
+    index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+    return index
+
+
+def recall_at_10(candidate: faiss.Index, exact: faiss.Index, queries: np.ndarray) -> float:
+    """Mean overlap of the candidate's top 10 with the exact top 10."""
+    _, truth = exact.search(queries, 10)
+    _, found = candidate.search(queries, 10)
+    return float(np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found, strict=True)]))
+
+
+def ivf_index(vectors: np.ndarray, ids: np.ndarray, *, seed: int = 0, train_size: int = 50_000,
+              held_out: int = 200) -> tuple[faiss.Index, dict[str, object]]:
+    """An IVF-Flat index whose ``nprobe`` is raised until recall@10 against exact search on held-out
+    queries reaches ``MIN_RECALL``; returns the index and its acceptance facts (``accepted`` False if never)."""
+    n, dim = vectors.shape
+    nlist = int(min(2048, max(16, 4 * np.sqrt(n))))
+    rng = np.random.default_rng(seed)
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.niter = 10  # k-means iterations: recall is then tested, not assumed
+    index.train(vectors[rng.choice(n, size=min(n, max(train_size, 40 * nlist)), replace=False)])
+    index.add_with_ids(vectors, ids)
+    queries = vectors[rng.choice(n, size=min(held_out, n), replace=False)]
+    exact = exact_index(vectors, ids)
+    recall, nprobe = 0.0, 4
+    while nprobe <= nlist:
+        index.nprobe = nprobe
+        recall = recall_at_10(index, exact, queries)
+        if recall >= MIN_RECALL:
+            break
+        nprobe *= 2
+    return index, {"nlist": nlist, "nprobe": int(index.nprobe), "recall_at_10": recall, "accepted": recall >= MIN_RECALL}
+
+
 def build_or_extend(files: IndexFiles, vectors: np.ndarray, keys: pa.Table, code_version: str) -> dict[str, object]:
     """Make the index hold exactly ``vectors`` (rows keyed by ``keys``, whose column ``id`` is int64).
 
     When an index of this version exists and holds a subset of the ids, only the new rows are added
-    (incremental growth); otherwise it is rebuilt. Returns the manifest.
+    (incremental growth); otherwise it is rebuilt: exact up to ``EXACT_LIMIT`` rows, beyond that IVF if it
+    passes the recall@10 ≥ 0.95 test against exact search, else exact. Returns the manifest.
     """
     ids = keys.column("id").to_numpy()
     if len(set(ids.tolist())) != len(ids):
@@ -75,23 +117,31 @@ def build_or_extend(files: IndexFiles, vectors: np.ndarray, keys: pa.Table, code
             if new.any():
                 index.add_with_ids(vectors[new], ids[new])
             mode = f"extended by {int(new.sum())}"
+    approximate: dict[str, object] = {}
     if index is None:
-        index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
-        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if len(ids) > EXACT_LIMIT:
+            candidate, approximate = ivf_index(vectors, ids)
+            index = candidate if approximate["accepted"] else None
+        if index is None:
+            index = exact_index(vectors, ids)
+    elif files.manifest.exists():
+        approximate = json.loads(files.manifest.read_text()).get("approximate", {})
     _atomic(files.index, lambda p: faiss.write_index(index, str(p)))
     _atomic(files.ids, lambda p: pq.write_table(keys, p))
+    kind = "IndexIVFFlat" if isinstance(faiss.downcast_index(index), faiss.IndexIVFFlat) else "IndexIDMap2(IndexFlatIP)"
     manifest = {
         "level": files.level, "code_version": code_version, "count": int(index.ntotal), "dim": int(index.d),
-        "type": "IndexIDMap2(IndexFlatIP)", "metric": "inner_product", "mode": mode,
+        "type": kind, "metric": "inner_product", "mode": mode, "approximate": approximate,
         "sha256": hashlib.sha256(files.index.read_bytes()).hexdigest(),
     }
     _atomic(files.manifest, lambda p: p.write_text(json.dumps(manifest, indent=1)))
     return manifest
 
 
-def index_embeddings(table: pa.Table, level: str, indexes_root: Path, code_version: str) -> dict[str, object]:
-    """Index the rows of an ``embeddings`` (level image) or ``series_embeddings`` (level series, mean
-    aggregation) table that belong to ``code_version``; returns the manifest."""
+def keyed_vectors(table: pa.Table, level: str, code_version: str) -> tuple[pa.Table, np.ndarray]:
+    """Rows of an ``embeddings`` (image) or ``series_embeddings`` (series: mean aggregation) table for one
+    code_version, as (keys with a stable ``id`` column, float32 vectors)."""
     import pyarrow.compute as pc
 
     table = table.filter(pc.equal(table.column("code_version"), code_version))
@@ -103,9 +153,15 @@ def index_embeddings(table: pa.Table, level: str, indexes_root: Path, code_versi
     else:
         parts = zip(keys.column("series_instance_uid").to_pylist(), keys.column("aggregation").to_pylist(), strict=True)
     ids = pa.array([stable_id(level, str(a), str(b)) for a, b in parts], pa.int64())
-    vectors = np.stack(table.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
-    return build_or_extend(IndexFiles.for_version(indexes_root, code_version, level), vectors,
-                           keys.append_column("id", ids), code_version)
+    vectors = (np.stack(table.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
+               if table.num_rows else np.zeros((0, 0), np.float32))
+    return keys.append_column("id", ids), vectors
+
+
+def index_embeddings(table: pa.Table, level: str, indexes_root: Path, code_version: str) -> dict[str, object]:
+    """Index one code_version's rows of an embeddings table (see :func:`keyed_vectors`); returns the manifest."""
+    keys, vectors = keyed_vectors(table, level, code_version)
+    return build_or_extend(IndexFiles.for_version(indexes_root, code_version, level), vectors, keys, code_version)
 
 
 def load_index(files: IndexFiles) -> tuple[faiss.Index, pa.Table, dict[str, object]]:

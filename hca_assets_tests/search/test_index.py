@@ -42,3 +42,29 @@ def test_versions_live_side_by_side(tmp_path: Path) -> None:
     v, _keys = make(10)
     with pytest.raises(ValueError, match="duplicate ids"):
         build_or_extend(a, v[:2], pa.table({"id": pa.array([1, 1], pa.int64())}), "x")
+
+
+def clustered(n: int, dim: int = 32, clusters: int = 50, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim))
+    v = (centres[rng.integers(clusters, size=n)] + 0.3 * rng.normal(size=(n, dim))).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_ivf_is_accepted_only_with_recall_and_used_above_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hca_assets.search import index as index_module
+
+    v = clustered(4000)
+    ids = np.arange(4000, dtype=np.int64)
+    ivf, facts = index_module.ivf_index(v, ids)
+    assert facts["accepted"] and facts["recall_at_10"] >= 0.95 and ivf.nprobe == facts["nprobe"]
+    assert index_module.recall_at_10(ivf, index_module.exact_index(v, ids), v[:50]) >= 0.9
+    monkeypatch.setattr(index_module, "EXACT_LIMIT", 1000)
+    keys = pa.table({"id": pa.array(ids)})
+    manifest = build_or_extend(IndexFiles(tmp_path, "image"), v, keys, "x")
+    assert manifest["type"] == "IndexIVFFlat" and manifest["approximate"]["accepted"]
+    random = np.random.default_rng(3).normal(size=(4000, 32)).astype(np.float32)
+    random /= np.linalg.norm(random, axis=1, keepdims=True)
+    monkeypatch.setattr(index_module, "MIN_RECALL", 1.01)  # an unattainable bar: exact search must be kept
+    manifest = build_or_extend(IndexFiles(tmp_path / "b", "image"), random, keys, "x")
+    assert manifest["type"] == "IndexIDMap2(IndexFlatIP)" and manifest["approximate"]["accepted"] is False
