@@ -6,6 +6,7 @@ import os
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nibabel as nib
@@ -15,9 +16,10 @@ import pydicom
 from PIL import Image
 
 from hca_assets._parallel import Progress, ordered_map
+from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.dicom.pixels import PREPROCESSING_VERSION, choose_window, frames, letterbox, to_uint8
 from hca_assets.dicom.volumes import build_volume, slice_positions_ras
-from hca_assets.lake.schemas import IMAGES, VOLUMES
+from hca_assets.lake.schemas import IMAGES, QUARANTINE, VOLUMES
 
 __all__ = ["IMAGE_SIZE", "VOLUME_MODALITIES", "RenderOutcome", "check_volume_affine", "render_batch"]
 
@@ -81,6 +83,18 @@ def render_batch(
             rows.extend(result)
     volumes = _volumes(batch, instances, deid_root, images_root)
     return RenderOutcome(pa.Table.from_pylist(rows, schema=IMAGES), pa.Table.from_pylist(volumes, schema=VOLUMES), failed)
+
+
+RENDER_STAGE = "images"
+
+
+def render_quarantine(batch: str, failed: list[tuple[str, str]], instances: list[dict[str, object]]) -> pa.Table:
+    """Quarantine rows for instances that could not be rendered (the de-identified file stays where it is)."""
+    now = datetime.now(UTC)
+    by_sop = {str(r["sop_instance_uid"]): r for r in instances}
+    rows = [{"batch": batch, "stage": RENDER_STAGE, "sha256": by_sop[sop]["sha256"], "reason": str(QuarantineReason.UNRENDERABLE),
+             "message": reason, "kept_as": f"deid/{by_sop[sop]['path']}", "quarantined_at": now} for sop, reason in failed]
+    return pa.Table.from_pylist(rows, schema=QUARANTINE)
 
 
 def _volumes(batch: str, instances: list[dict[str, object]], deid_root: Path, images_root: Path) -> list[dict[str, object]]:

@@ -68,3 +68,16 @@ def test_images_embeddings_index_eval_and_search(settings: Settings) -> None:
         assert stub.rows_seen == len(image_rows)
     rows = read_table(settings.table_uri("embeddings")).to_pylist()
     assert {r["code_version"] for r in rows} == {"azure-mi2@medimageinsight-1+pre-1"} and len(rows[0]["vector"]) == 1024
+
+
+def test_unrenderable_instance_is_quarantined_not_fatal(tmp_path: Path) -> None:
+    from hca_assets.images_run import render_batch, render_quarantine
+
+    (tmp_path / "deid" / "b1").mkdir(parents=True)
+    (tmp_path / "deid" / "b1" / "broken.dcm").write_bytes(b"DICM but not really")
+    row = {"sop_instance_uid": "2.25.1", "series_instance_uid": "2.25.2", "study_instance_uid": "2.25.3",
+           "patient_pseudonym": "PSN1", "modality": "CT", "path": "b1/broken.dcm", "sha256": "ab" * 32}
+    out = render_batch("b1", [row], tmp_path / "deid", tmp_path / "images")
+    assert out.images.num_rows == 0 and [sop for sop, _ in out.failed] == ["2.25.1"]
+    q = render_quarantine("b1", out.failed, [row]).to_pylist()
+    assert q[0]["reason"] == "unrenderable" and q[0]["stage"] == "images" and "broken" in q[0]["kept_as"]

@@ -22,7 +22,7 @@ from hca_assets.config import Settings
 from hca_assets.embedding_run import aggregate_series, embed_images
 from hca_assets.evaluation.labels import labels_from_truth
 from hca_assets.evaluation.report import retrieval_rows
-from hca_assets.images_run import render_batch
+from hca_assets.images_run import RENDER_STAGE, render_batch, render_quarantine
 from hca_assets.lake import read_table, write_partition
 from hca_assets.lake.schemas import (
     DEID_CROSSWALK,
@@ -31,6 +31,7 @@ from hca_assets.lake.schemas import (
     EVALUATIONS,
     IMAGES,
     LABELS,
+    QUARANTINE,
     SERIES_EMBEDDINGS,
     VOLUMES,
 )
@@ -54,8 +55,10 @@ def images(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Materia
                        progress=md.progress_logger(context, "rendered"))
     write_partition(settings.table_uri("images"), out.images, match={"batch": key}, schema=IMAGES)
     write_partition(settings.table_uri("volumes"), out.volumes, match={"batch": key}, schema=VOLUMES)
+    write_partition(settings.table_uri("quarantine"), render_quarantine(key, out.failed, instances),
+                    match={"batch": key, "stage": RENDER_STAGE}, schema=QUARANTINE)
     for sop, reason in out.failed:
-        context.log.warning(f"instance {sop}: {reason}")
+        context.log.warning(f"instance {sop}: {reason} (quarantined)")
     return dg.MaterializeResult(
         metadata={
             md.ROW_COUNT: out.images.num_rows, "volumes": out.volumes.num_rows, "failed": len(out.failed),

@@ -24,3 +24,4 @@ class QuarantineReason(StrEnum):
     DEID_FAILED = "deid_failed"
     PHI_RESIDUE = "phi_residue"
     BURNED_IN_UNVERIFIED = "burned_in_unverified"
+    UNRENDERABLE = "unrenderable"
