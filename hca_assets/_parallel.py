@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 Progress = Callable[[int, int], None]
+_PRELOAD = ("hca_assets.ingest", "hca_assets.deid_run", "hca_assets.images_run")
 
 
 def ordered_map(
@@ -35,7 +36,8 @@ def ordered_map(
         results: Iterator[R] = map(fn, items)
     else:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([fn.__module__])  # imported once in the server, not in every worker
+        # imported once in the server (which lives as long as this process), not in every worker of every pool
+        context.set_forkserver_preload([*_PRELOAD, fn.__module__])
         pool = ProcessPoolExecutor(max_workers=workers, initializer=initializer, initargs=tuple(initargs), mp_context=context)
         results = pool.map(fn, items, chunksize=max(1, min(8, total // (workers * 8))))
     try:
