@@ -12,19 +12,19 @@ from hca_assets.keys import KEY_ENV, load_key
 
 
 class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
-    """Storage root, landing folder and ingest knobs (see :class:`hca_assets.config.Settings`)."""
+    """:class:`hca_assets.config.Settings` as a Dagster resource (same fields, defaults taken from it)."""
 
     data_dir: str
     landing_dir: str | None = None
-    settle_seconds: float = 2.0
-    workers: int = 2
+    settle_seconds: float = Settings.settle_seconds
+    workers: int = Settings.workers
     deid_options: list[str] = list(Settings.deid_options)  # noqa: RUF012 - pydantic copies field defaults
-    ocr_mode: str = "candidates"
+    ocr_mode: str = Settings.ocr_mode
     uid_map: str | None = None
     patient_map: str | None = None
-    embedder: str = "local"
-    eval_min_p5: float = 0.9
-    max_constant_fraction: float = 0.05
+    embedder: str = Settings.embedder
+    eval_min_p5: float = Settings.eval_min_p5
+    max_constant_fraction: float = Settings.max_constant_fraction
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HcaStorage:

@@ -34,3 +34,14 @@ def test_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_validation(field: str, value: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         Settings(**{field: value})  # type: ignore[arg-type]
+
+
+def test_dagster_resource_mirrors_settings_exactly(tmp_path: Path) -> None:
+    import dataclasses
+
+    from hca_assets.resources import HcaStorage
+
+    assert set(HcaStorage.model_fields) == {f.name for f in dataclasses.fields(Settings)}
+    s = Settings(data_dir=str(tmp_path), workers=3, deid_options=("clean_desc",), embedder="azure")
+    assert HcaStorage.from_settings(s).settings() == s
+    assert HcaStorage(data_dir="x").settings() == Settings(data_dir="x")  # same defaults
