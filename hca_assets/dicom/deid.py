@@ -31,7 +31,7 @@ from hca_assets.dicom.io import read_dataset
 from hca_assets.dicom.iod import Path, attribute_types
 from hca_assets.dicom.profile import CLEAN_PIXEL_DATA_CODE, DeidProfile, resolve_action
 from hca_assets.dicom.pseudonyms import Pseudonymizer
-from hca_assets.dicom.traverse import keyword, vr_of
+from hca_assets.dicom.traverse import keyword, raw_values, vr_of
 from hca_assets.dicom.verify import OriginalFacts, collect_facts
 
 __all__ = ["DeidEngine", "DeidFailure", "DeidOutcome", "deidentify_dataset"]
@@ -168,10 +168,33 @@ def _apply(ds: Dataset, ctx: _Context, path: Path) -> None:
             del ds[tag]
             ctx.counts["X"] += 1
             continue
-        _do(ds, ds[tag], action, ctx, path)
+        if not _without_conversion(ds, tag, action, ctx, path):
+            _do(ds, ds[tag], action, ctx, path)
     for tag in creators:  # a private creator goes unless a safelisted element of its block stayed
         if ((tag.group << 16) | tag.element) not in creators_kept:
             del ds[tag]
+
+
+def _without_conversion(ds: Dataset, tag: BaseTag, action: str, ctx: _Context, path: Path) -> bool:
+    """Z, U, and date/time C actions on plain elements, done from raw bytes (no pydicom value conversion,
+    which dominated run time). Returns False when the general path must handle the element."""
+    vr = vr_of(ds, tag)
+    if vr in ("SQ", "PN", "UN") or " or " in vr or (not path and keyword(tag) == "PatientID"):
+        return False
+    if action == "Z":
+        ds[tag] = DataElement(tag, vr, b"" if vr in ("OB", "OW") else None)
+    elif action == "U" and vr == "UI":
+        values = [ctx.pseudo.uid(v.decode("ascii", "replace")) for v in raw_values(ds, tag)]
+        ds[tag] = DataElement(tag, vr, values if len(values) > 1 else (values[0] if values else None))
+    elif action == "C" and vr == "TM":
+        pass  # whole-day shifts leave times of day unchanged
+    elif action == "C" and vr in ("DA", "DT") and ctx.profile.shifts_dates:
+        values = [_shift(v.decode("ascii", "replace"), ctx.offset, vr) for v in raw_values(ds, tag)]
+        ds[tag] = DataElement(tag, vr, values if len(values) > 1 else (values[0] if values else None))
+    else:
+        return False
+    ctx.counts[action] += 1
+    return True
 
 
 def _do(ds: Dataset, elem: DataElement, action: str, ctx: _Context, path: Path) -> None:
