@@ -10,11 +10,13 @@ from hca_assets.models.local import LocalEmbedder
 __all__ = ["Embedder", "LocalEmbedder", "embedder_code_version", "get_embedder"]
 
 _VERSION_ENV = "HCA_MI2_MODEL_VERSION"
+_ONNX_ENV = "HCA_ONNX_MODEL"
 
 
 def get_embedder(name: str, *, url: str = "", key: str = "") -> Embedder:
-    """The backend called ``name``: ``local`` (weight-free default) or ``azure`` (MedImageInsight endpoint;
-    URL and key default to ``HCA_MI2_ENDPOINT`` / ``HCA_MI2_KEY``)."""
+    """The backend called ``name``: ``local`` (weight-free default), ``azure`` (MedImageInsight endpoint;
+    URL and key default to ``HCA_MI2_ENDPOINT`` / ``HCA_MI2_KEY``) or ``onnx`` (the model file named by
+    ``HCA_ONNX_MODEL``)."""
     if name == "local":
         return LocalEmbedder()
     if name == "azure":
@@ -23,7 +25,13 @@ def get_embedder(name: str, *, url: str = "", key: str = "") -> Embedder:
         return AzureMedImageInsight(url or os.environ.get("HCA_MI2_ENDPOINT", ""), key or os.environ.get("HCA_MI2_KEY", ""),
                                     version=os.environ.get(_VERSION_ENV, "medimageinsight-1"),
                                     deployment=os.environ.get("HCA_MI2_DEPLOYMENT") or None)
-    raise ValueError(f"unknown embedding backend {name!r}; available: 'local', 'azure'")
+    if name == "onnx":
+        from pathlib import Path
+
+        from hca_assets.models.onnx import OnnxEmbedder
+
+        return OnnxEmbedder(Path(os.environ.get(_ONNX_ENV, "")))
+    raise ValueError(f"unknown embedding backend {name!r}; available: 'local', 'azure', 'onnx'")
 
 
 def embedder_code_version(name: str) -> str:
@@ -34,4 +42,11 @@ def embedder_code_version(name: str) -> str:
         return f"local@{LocalEmbedder.version}+{PREPROCESSING_VERSION}"
     if name == "azure":
         return f"azure-mi2@{os.environ.get(_VERSION_ENV, 'medimageinsight-1')}+{PREPROCESSING_VERSION}"
-    raise ValueError(f"unknown embedding backend {name!r}; available: 'local', 'azure'")
+    if name == "onnx":
+        import hashlib
+        from pathlib import Path
+
+        model = Path(os.environ.get(_ONNX_ENV, ""))
+        digest = hashlib.sha256(model.read_bytes()).hexdigest()[:12] if model.is_file() else "missing"
+        return f"onnx@sha256-{digest}+{PREPROCESSING_VERSION}"
+    raise ValueError(f"unknown embedding backend {name!r}; available: 'local', 'azure', 'onnx'")
