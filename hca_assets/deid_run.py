@@ -28,7 +28,7 @@ from hca_assets.dicom.io import read_dataset
 from hca_assets.dicom.profile import DeidOption, DeidProfile
 from hca_assets.dicom.pseudonyms import Pseudonymizer, load_mapping
 from hca_assets.dicom.verify import collect_facts, verify_output
-from hca_assets.ingest import keep_file
+from hca_assets.ingest import keep_file, quarantine_row
 from hca_assets.lake.schemas import DEID_AUDIT, DEID_CROSSWALK, DEID_INSTANCES, QUARANTINE
 
 __all__ = ["DeidRecord", "DeidRejected", "DeidSpec", "deidentify_files"]
@@ -162,11 +162,8 @@ def stage_batch(
         for r in staged:
             fh.write(json.dumps(asdict(r)) + "\n")
     now = datetime.now(UTC)
-    quarantine = [
-        {"batch": batch, "stage": STAGE, "sha256": r.sha256, "reason": str(r.reason), "message": r.message,
-         "kept_as": keep_file(Path(r.source), quarantine_root, batch, r.sha256), "quarantined_at": now}
-        for r in rejected
-    ]
+    quarantine = [quarantine_row(batch, STAGE, r.sha256, r.reason, r.message,
+                                 keep_file(Path(r.source), quarantine_root, batch, r.sha256), now) for r in rejected]
     return StageOutcome(staged, rejected, crosswalk_table(batch, staged), pa.Table.from_pylist(quarantine, schema=QUARANTINE))
 
 

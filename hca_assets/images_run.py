@@ -19,6 +19,7 @@ from hca_assets._parallel import Progress, ordered_map
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.dicom.pixels import PREPROCESSING_VERSION, choose_window, frames, letterbox, to_uint8
 from hca_assets.dicom.volumes import build_volume, slice_positions_ras
+from hca_assets.ingest import quarantine_row
 from hca_assets.lake.schemas import IMAGES, QUARANTINE, VOLUMES
 
 __all__ = ["IMAGE_SIZE", "VOLUME_MODALITIES", "RenderOutcome", "check_volume_affine", "render_batch"]
@@ -92,8 +93,8 @@ def render_quarantine(batch: str, failed: list[tuple[str, str]], instances: list
     """Quarantine rows for instances that could not be rendered (the de-identified file stays where it is)."""
     now = datetime.now(UTC)
     by_sop = {str(r["sop_instance_uid"]): r for r in instances}
-    rows = [{"batch": batch, "stage": RENDER_STAGE, "sha256": by_sop[sop]["sha256"], "reason": str(QuarantineReason.UNRENDERABLE),
-             "message": reason, "kept_as": f"deid/{by_sop[sop]['path']}", "quarantined_at": now} for sop, reason in failed]
+    rows = [quarantine_row(batch, RENDER_STAGE, str(by_sop[sop]["sha256"]), QuarantineReason.UNRENDERABLE, reason,
+                           f"deid/{by_sop[sop]['path']}", now) for sop, reason in failed]
     return pa.Table.from_pylist(rows, schema=QUARANTINE)
 
 

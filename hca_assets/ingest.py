@@ -22,7 +22,7 @@ from hca_assets.dicom.io import InstanceInfo, InvalidInstance, inspect_file, sha
 from hca_assets.lake.schemas import QUARANTINE, RAW_INSTANCES
 from hca_assets.landing import Batch
 
-__all__ = ["IngestOutcome", "ingest_batch", "inspect_many"]
+__all__ = ["IngestOutcome", "ingest_batch", "inspect_many", "keep_file", "quarantine_row"]
 
 STAGE = "raw_dicom"
 
@@ -106,10 +106,11 @@ def ingest_batch(
         else:
             rejection = result
         kept_as = keep_file(batch.files_dir / rel, quarantine_root, batch.key, rejection.sha256, len(rejected))
-        rejected.append(_quarantine_row(batch.key, rejection, kept_as, now))
+        rejected.append(quarantine_row(batch.key, STAGE, rejection.sha256, rejection.reason, rejection.message, kept_as, now))
     for i, _ in enumerate(batch.unreadable):
-        reason = _Rejected(None, QuarantineReason.UNREADABLE, "directory cannot be listed: permission denied")
-        rejected.append(_quarantine_row(batch.key, reason, f"left in landing zone (unreadable directory {i})", now))
+        rejected.append(quarantine_row(batch.key, STAGE, None, QuarantineReason.UNREADABLE,
+                                       "directory cannot be listed: permission denied",
+                                       f"left in landing zone (unreadable directory {i})", now))
     return IngestOutcome(
         instances=pa.Table.from_pylist(rows, schema=RAW_INSTANCES),
         quarantine=pa.Table.from_pylist(rejected, schema=QUARANTINE),
@@ -117,11 +118,11 @@ def ingest_batch(
     )
 
 
-def _quarantine_row(batch: str, r: _Rejected, kept_as: str, now: datetime) -> dict[str, object]:
-    return {
-        "batch": batch, "stage": STAGE, "sha256": r.sha256, "reason": str(r.reason),
-        "message": r.message, "kept_as": kept_as, "quarantined_at": now,
-    }
+def quarantine_row(batch: str, stage: str, sha256: str | None, reason: str, message: str, kept_as: str,
+                   now: datetime) -> dict[str, object]:
+    """One row of the ``quarantine`` table (every stage builds its rows here). ``message`` must be PHI-free."""
+    return {"batch": batch, "stage": stage, "sha256": sha256, "reason": str(reason), "message": message,
+            "kept_as": kept_as, "quarantined_at": now}
 
 
 def keep_file(src: Path, root: Path, batch: str, sha256: str | None, index: int = 0) -> str:
