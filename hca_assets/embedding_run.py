@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from PIL import Image
 
 from hca_assets._parallel import Progress
@@ -17,6 +18,11 @@ from hca_assets.models.base import Embedder, l2_normalise
 __all__ = ["AGGREGATIONS", "aggregate_series", "embed_images", "vectors_of"]
 
 AGGREGATIONS = ("mean", "max", "median", "std")
+
+
+def of_version(table: pa.Table, code_version: str) -> pa.Table:
+    """The rows of an embeddings table made by one model version."""
+    return table.filter(pc.equal(table.column("code_version"), code_version))
 
 
 def vectors_of(table: pa.Table) -> np.ndarray:

@@ -5,7 +5,6 @@ from collections import Counter
 from pathlib import Path
 
 import dagster as dg
-import pyarrow.compute as pc
 
 from hca_assets.assets import _metadata as md
 from hca_assets.checks.search import (
@@ -19,7 +18,7 @@ from hca_assets.checks.search import (
     index_checks,
 )
 from hca_assets.config import Settings
-from hca_assets.embedding_run import aggregate_series, embed_images
+from hca_assets.embedding_run import aggregate_series, embed_images, of_version
 from hca_assets.evaluation.labels import labels_from_truth
 from hca_assets.evaluation.report import retrieval_rows
 from hca_assets.images_run import RENDER_STAGE, render_batch, render_quarantine
@@ -136,10 +135,8 @@ def faiss_index(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Ma
 def retrieval_eval(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
     settings = storage.settings()
     version = embedder_code_version(settings.embedder)
-    emb = read_table(settings.table_uri("embeddings"), schema=EMBEDDINGS)
-    emb = emb.filter(pc.equal(emb.column("code_version"), version))
-    series = read_table(settings.table_uri("series_embeddings"), schema=SERIES_EMBEDDINGS)
-    series = series.filter(pc.equal(series.column("code_version"), version))
+    emb = of_version(read_table(settings.table_uri("embeddings"), schema=EMBEDDINGS), version)
+    series = of_version(read_table(settings.table_uri("series_embeddings"), schema=SERIES_EMBEDDINGS), version)
     table = retrieval_rows(emb, series, read_table(settings.table_uri("labels"), schema=LABELS), version, context.run_id)
     write_partition(settings.table_uri("evaluations"), table, match={"run_id": context.run_id}, schema=EVALUATIONS,
                     partition_by=())

@@ -144,7 +144,9 @@ def keyed_vectors(table: pa.Table, level: str, code_version: str) -> tuple[pa.Ta
     code_version, as (keys with a stable ``id`` column, float32 vectors)."""
     import pyarrow.compute as pc
 
-    table = table.filter(pc.equal(table.column("code_version"), code_version))
+    from hca_assets.embedding_run import of_version, vectors_of
+
+    table = of_version(table, code_version)
     if level == "series":
         table = table.filter(pc.equal(table.column("aggregation"), "mean"))
     keys = table.drop(["vector"])
@@ -153,9 +155,7 @@ def keyed_vectors(table: pa.Table, level: str, code_version: str) -> tuple[pa.Ta
     else:
         parts = zip(keys.column("series_instance_uid").to_pylist(), keys.column("aggregation").to_pylist(), strict=True)
     ids = pa.array([stable_id(level, str(a), str(b)) for a, b in parts], pa.int64())
-    vectors = (np.stack(table.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
-               if table.num_rows else np.zeros((0, 0), np.float32))
-    return keys.append_column("id", ids), vectors
+    return keys.append_column("id", ids), vectors_of(table)
 
 
 def index_embeddings(table: pa.Table, level: str, indexes_root: Path, code_version: str) -> dict[str, object]:
