@@ -192,9 +192,8 @@ def recheck_staged(staging_root: Path, batch: str, spec: DeidSpec) -> dict[str, 
                                      spec.profile, BurnedInStatus(r.burned_in), lambda original=original: original)
         if problems:
             failures["phi_residue"] += 1
-        expected = (pseudo.uid(r.original_study_uid), pseudo.uid(r.original_series_uid), pseudo.uid(r.original_sop_uid))
-        if spec.profile.retains_uids:
-            expected = (r.original_study_uid, r.original_series_uid, r.original_sop_uid)
+        originals = (r.original_study_uid, r.original_series_uid, r.original_sop_uid)
+        expected = originals if spec.profile.retains_uids else tuple(pseudo.uid(u) for u in originals)
         if (r.study_instance_uid, r.series_instance_uid, r.sop_instance_uid) != expected:
             failures["uid_mismatch"] += 1
     return failures
