@@ -8,6 +8,7 @@ zone and the raw batch folders are local paths for now.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +31,11 @@ def join(root: str, *parts: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    """Where everything lives. Zones under ``data_dir``:
+    """Where everything lives. ``data_dir`` (default ``./data`` of the working directory) is made absolute
+    when the settings are built. Zones under it:
 
-    - ``restricted/``: PHI-bearing — claimed raw batches, the raw index table, crosswalks, quarantined
-      files, the pseudonymisation key;
+    - ``restricted/`` (0700): PHI-bearing — claimed raw batches, the raw index table, crosswalks,
+      quarantined files, the pseudonymisation key and its pin;
     - ``lake/``: PHI-free Delta tables;
     - ``images/``, ``indexes/``: derived, PHI-free files.
     """
@@ -53,6 +55,8 @@ class Settings:
     def __post_init__(self) -> None:
         if not self.data_dir:
             raise ValueError("`data_dir` must be a path or URI, got an empty string")
+        if not is_uri(self.data_dir):  # resolved once: every zone (and the key) is in one folder wherever code runs
+            object.__setattr__(self, "data_dir", os.path.abspath(self.data_dir.removeprefix("file://")))
         if self.settle_seconds < 0:
             raise ValueError(f"`settle_seconds` must be >= 0, got {self.settle_seconds}")
         if self.workers < 1:
@@ -130,7 +134,26 @@ class Settings:
 
     @property
     def key_file(self) -> str:
+        """The pseudonymisation key when ``HCA_DEID_KEY`` is not set: always inside this data folder."""
         return join(self.restricted, "hca.key")
+
+    @property
+    def key_pin(self) -> str:
+        """Fingerprint of the key this data folder's lake was built with (and of retired keys)."""
+        return join(self.restricted, "key_pin.json")
+
+    def ensure_restricted(self) -> None:
+        """Create the restricted zone owner-only (0700), or narrow an existing one to 0700.
+
+        Nothing under it — raw files, quarantine copies, crosswalk, Delta files, key — is then reachable
+        by other users, whatever the modes of the files inside. Object-store roots rely on bucket policy.
+        """
+        if is_uri(self.restricted):
+            return
+        path = Path(self.restricted)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if stat.S_IMODE(path.stat().st_mode) != 0o700:
+            path.chmod(0o700)
 
     def table_uri(self, name: str, *, restricted: bool = False) -> str:
         """Location of Delta table ``name``: under ``restricted/tables`` or ``lake/``."""

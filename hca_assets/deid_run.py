@@ -29,6 +29,7 @@ from hca_assets.dicom.profile import DeidOption, DeidProfile
 from hca_assets.dicom.pseudonyms import Pseudonymizer, load_mapping
 from hca_assets.dicom.verify import collect_facts, verify_output
 from hca_assets.ingest import keep_file, quarantine_row
+from hca_assets.lake.keypin import kept_pseudonyms
 from hca_assets.lake.schemas import DEID_AUDIT, DEID_CROSSWALK, DEID_INSTANCES, QUARANTINE
 
 __all__ = ["DeidRecord", "DeidRejected", "DeidSpec", "deidentify_files"]
@@ -43,10 +44,12 @@ class DeidSpec:
     uid_map: Mapping[str, str] = field(default_factory=dict)
     patient_map: Mapping[str, str] = field(default_factory=dict)
     ocr_mode: str = "candidates"
+    date_offsets: Mapping[str, int] = field(default_factory=dict)
 
     def engine(self) -> DeidEngine:
         detector = RapidOcrDetector() if self.ocr_mode != "off" else None
-        return DeidEngine(self.profile, Pseudonymizer(self.key, self.uid_map, self.patient_map), detector, self.ocr_mode)
+        pseudo = Pseudonymizer(self.key, self.uid_map, self.patient_map, self.date_offsets)
+        return DeidEngine(self.profile, pseudo, detector, self.ocr_mode)
 
 
 @dataclass(frozen=True)
@@ -248,11 +251,14 @@ def published_tables(batch: str, records: list[DeidRecord], profile: DeidProfile
 
 
 def spec_from_settings(settings: Settings, key: bytes) -> DeidSpec:
-    """The de-identification spec the settings describe (profile options, OCR mode, external mappings)."""
+    """The de-identification spec the settings describe (profile options, OCR mode, external mappings);
+    after a key rotation, what the crosswalk already holds keeps its pseudonyms and date offsets."""
+    kept = kept_pseudonyms(settings)
     return DeidSpec(
         profile=DeidProfile(options=frozenset(DeidOption(o) for o in settings.deid_options)),
         key=key,
-        uid_map=load_mapping(Path(settings.uid_map)) if settings.uid_map else {},
-        patient_map=load_mapping(Path(settings.patient_map)) if settings.patient_map else {},
+        uid_map={**kept.uids, **(load_mapping(Path(settings.uid_map)) if settings.uid_map else {})},
+        patient_map={**kept.patients, **(load_mapping(Path(settings.patient_map)) if settings.patient_map else {})},
         ocr_mode=settings.ocr_mode,
+        date_offsets=kept.date_offsets,
     )

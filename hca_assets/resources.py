@@ -8,7 +8,8 @@ import os
 import dagster as dg
 
 from hca_assets.config import Settings
-from hca_assets.keys import KEY_ENV, load_key
+from hca_assets.keys import KEY_ENV
+from hca_assets.lake.keypin import lake_key
 
 
 class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
@@ -42,7 +43,8 @@ class PseudonymKey(dg.ConfigurableResource):  # type: ignore[misc]
     secret: str = ""
 
     def key(self, settings: Settings) -> bytes:
-        return self.secret.encode() if self.secret else load_key(settings.key_file)
+        """The secret, refused (``KeyRefused``) unless it is the key the lake is pinned to; pins it on first use."""
+        return lake_key(settings, self.secret or None)
 
 
 class EmbeddingEndpoint(dg.ConfigurableResource):  # type: ignore[misc]
@@ -55,6 +57,7 @@ class EmbeddingEndpoint(dg.ConfigurableResource):  # type: ignore[misc]
 def default_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     """Resources for the running deployment; the secret stays an ``EnvVar`` (never shown in the UI)."""
     settings = settings or Settings.from_env()
+    settings.ensure_restricted()  # owner-only before the landing sensor claims anything into it
     key = PseudonymKey(secret=dg.EnvVar(KEY_ENV)) if os.environ.get(KEY_ENV) else PseudonymKey()
     endpoint = (EmbeddingEndpoint(url=dg.EnvVar("HCA_MI2_ENDPOINT"), key=dg.EnvVar("HCA_MI2_KEY"))
                 if os.environ.get("HCA_MI2_ENDPOINT") else EmbeddingEndpoint())

@@ -1,7 +1,8 @@
 """Keyed pseudonyms: UIDs, patient IDs/names and per-patient date offsets, from one secret.
 
 Same key + same original → same pseudonym in every file, batch and run; another key → unrelated
-pseudonyms. External old→new mappings (CSV ``id_old,id_new``) take precedence over the HMAC.
+pseudonyms. External old→new mappings (CSV ``id_old,id_new``, or the crosswalk after a key rotation)
+and fixed per-patient date offsets take precedence over the HMAC.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Pseudonymizer:
     key: bytes
     uid_map: Mapping[str, str] = field(default_factory=dict)
     patient_map: Mapping[str, str] = field(default_factory=dict)
+    date_offsets: Mapping[str, int] = field(default_factory=dict)  # original patient ID → days
 
     def __post_init__(self) -> None:
         if len(self.key) < 16:
@@ -51,6 +53,9 @@ class Pseudonymizer:
         bad = [new for new in self.uid_map.values() if len(new) > 64 or not all(c.isdigit() or c == "." for c in new)]
         if bad:
             raise ValueError(f"uid mapping has {len(bad)} replacement(s) that are not valid UIDs (digits and dots, ≤ 64)")
+        wrong = sum(1 for days in self.date_offsets.values() if not -MAX_DATE_SHIFT_DAYS <= days <= -1)
+        if wrong:
+            raise ValueError(f"date offset mapping has {wrong} offset(s) outside -{MAX_DATE_SHIFT_DAYS}..-1 days")
 
     def _digest(self, purpose: str, value: str) -> bytes:
         return hmac.new(self.key, f"{purpose}\x1f{value}".encode(), hashlib.sha256).digest()
@@ -70,5 +75,8 @@ class Pseudonymizer:
 
     def date_offset_days(self, original_patient_id: str) -> int:
         """Per-patient shift into the past, 1..3650 days; the same for every date of that patient."""
-        n = int.from_bytes(self._digest("date-offset", original_patient_id.strip())[:8], "big")
+        original = original_patient_id.strip()
+        if original in self.date_offsets:
+            return self.date_offsets[original]
+        n = int.from_bytes(self._digest("date-offset", original)[:8], "big")
         return -(1 + n % MAX_DATE_SHIFT_DAYS)
