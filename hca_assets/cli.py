@@ -26,6 +26,23 @@ def _settings(**changes: object) -> Settings:
     return dataclasses.replace(Settings.from_env(), **changes)  # type: ignore[arg-type]
 
 
+class UserError(click.ClickException):
+    """A user error: one line on stderr, exit code 2."""
+
+    exit_code = 2
+
+
+def _lake_key(settings: Settings) -> bytes:
+    """The configured key if the lake accepts it (compared with its pin, never pinning); else a :class:`UserError`."""
+    from hca_assets.keys import KeyRefused
+    from hca_assets.lake.keypin import lake_key
+
+    try:
+        return lake_key(settings, pin=False)
+    except KeyRefused as exc:
+        raise UserError(str(exc)) from exc
+
+
 @click.group()
 def main() -> None:
     """hca_assets: DICOM → de-identified images, embeddings, search and a Delta lake."""
@@ -59,6 +76,7 @@ def ingest_cmd(settle_seconds: float | None) -> None:
     from hca_assets.pipeline import ingest_pending, open_instance
 
     settings = _settings(**({} if settle_seconds is None else {"settle_seconds": settle_seconds}))
+    _lake_key(settings)  # a refused key stops here, before anything is claimed
     runs = ingest_pending(settings, open_instance(settings))
     if not runs:
         click.echo(f"nothing to ingest in {settings.landing}")
@@ -121,13 +139,12 @@ def deid_cmd(input_dir: Path, output_dir: Path, options: tuple[str, ...], basic_
     """
     from hca_assets.deid_run import DeidRecord, deidentify_files, spec_from_settings
     from hca_assets.ingest import keep_file
-    from hca_assets.keys import load_key
 
     chosen = () if basic_only else (options or Settings.deid_options)
     settings = _settings(deid_options=tuple(chosen), ocr_mode=ocr, uid_map=str(uid_map) if uid_map else None,
                          patient_map=str(patient_map) if patient_map else None,
                          **({"workers": workers} if workers else {}))
-    spec = spec_from_settings(settings, load_key(settings.key_file))
+    spec = spec_from_settings(settings, _lake_key(settings))
     sources = sorted(p for p in input_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
     output_dir.mkdir(parents=True, exist_ok=True)
     rejected: Counter[str] = Counter()
@@ -194,6 +211,7 @@ def demo_cmd(patients: int, seed: int, fresh: bool) -> None:
     if fresh and Path(settings.data_dir).exists():
         click.echo(f"--fresh: removing {settings.data_dir}")
         _rmtree(Path(settings.data_dir))
+    _lake_key(settings)
     landing = Path(settings.landing)
     summary = _generate(landing / f"demo-seed{seed}", Path(join(settings.restricted, TRUTH_DIRNAME)),
                         GeneratorOptions(patients=patients, seed=seed))
@@ -224,3 +242,25 @@ def demo_cmd(patients: int, seed: int, fresh: bool) -> None:
     click.echo(f"Data under {settings.data_dir}; see it in the UI with `make ui` (DAGSTER_HOME={settings.dagster_home}).")
     if not all(r.success for r in runs):
         sys.exit(1)
+
+
+@main.command("rekey")
+def rekey_cmd() -> None:
+    """Make the configured key (HCA_DEID_KEY, else restricted/hca.key) the key of this data folder's lake.
+
+    Patients, studies, series and instances already de-identified keep their pseudonyms and date offsets
+    (taken from the restricted crosswalk); only new ones get pseudonyms from the new key.
+    """
+    from hca_assets.keys import KeyRefused
+    from hca_assets.lake.keypin import rotate_key
+
+    try:
+        old, new = rotate_key(_settings())
+    except KeyRefused as exc:
+        raise UserError(str(exc)) from exc
+    if old is None:
+        click.echo(f"the lake had no key yet: pinned key {new}")
+    elif old == new:
+        click.echo(f"key {new} is already the lake's key: nothing to rotate")
+    else:
+        click.echo(f"key {old} retired; the lake now uses key {new} (pseudonyms already given are kept)")
