@@ -12,7 +12,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Settings", "is_uri", "join"]
+__all__ = ["DEFAULT_LIMITS", "Limits", "Settings", "is_uri", "join"]
 
 DEFAULT_DATA_DIR = "./data"
 
@@ -27,6 +27,33 @@ def join(root: str, *parts: str) -> str:
     if is_uri(root):
         return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts)])
     return str(Path(root.removeprefix("file://")).joinpath(*parts))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-file resource limits, checked before a file is decoded; an input over one is quarantined.
+
+    - ``max_pixels`` (2^27 samples = rows × columns × frames × samples per pixel): rendering peaks at
+      ~10 bytes per sample (measured), so two workers at the limit stay under ~3 GB on top of the
+      interpreter, and a 16384² decompression bomb (2^28) is refused. It admits a 512³ volume, 4096² × 8
+      frames, 1024² × 128 cine frames; digital breast tomosynthesis and whole-slide levels need more.
+    - ``max_file_bytes`` (2^27 × 8 = 1 GiB): the largest uncompressed instance the pixel limit admits
+      (64-bit float samples); nothing bigger can be a valid one.
+    - ``file_timeout_seconds`` (300 s) per file and stage: the slowest instance within the pixel limit,
+      an RGB 640×480 ultrasound cine of ~145 frames OCR'd twice at ~0.5 s per frame, takes ~150 s.
+    """
+
+    max_pixels: int = 1 << 27
+    max_file_bytes: int = (1 << 27) * 8
+    file_timeout_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_pixels", "max_file_bytes", "file_timeout_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)}")
+
+
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
@@ -51,6 +78,9 @@ class Settings:
     embedder: str = "local"
     eval_min_p5: float = 0.9
     max_constant_fraction: float = 0.05
+    max_pixels: int = Limits.max_pixels
+    max_file_bytes: int = Limits.max_file_bytes
+    file_timeout_seconds: float = Limits.file_timeout_seconds
 
     def __post_init__(self) -> None:
         if not self.data_dir:
@@ -61,13 +91,15 @@ class Settings:
             raise ValueError(f"`settle_seconds` must be >= 0, got {self.settle_seconds}")
         if self.workers < 1:
             raise ValueError(f"`workers` must be >= 1, got {self.workers}")
+        self.limits  # noqa: B018 - validates them
 
     @classmethod
     def from_env(cls) -> Settings:
         """Read ``HCA_DATA_DIR``, ``HCA_LANDING_DIR``, ``HCA_SETTLE_SECONDS``, ``HCA_WORKERS`` and the
         de-identification choices ``HCA_DEID_OPTIONS`` (comma-separated Table E.1-1 option columns),
         ``HCA_DEID_OCR`` (candidates | all | off), ``HCA_DEID_UID_MAP`` / ``HCA_DEID_PATIENT_MAP`` (CSV);
-        ``HCA_EMBEDDER`` (backend), ``HCA_EVAL_MIN_P5`` and ``HCA_MAX_CONSTANT_FRACTION`` (check floors)."""
+        ``HCA_EMBEDDER`` (backend), ``HCA_EVAL_MIN_P5`` and ``HCA_MAX_CONSTANT_FRACTION`` (check floors);
+        per-file limits ``HCA_MAX_PIXELS``, ``HCA_MAX_FILE_BYTES``, ``HCA_FILE_TIMEOUT_SECONDS``."""
         return cls(
             data_dir=os.environ.get("HCA_DATA_DIR", DEFAULT_DATA_DIR),
             landing_dir=os.environ.get("HCA_LANDING_DIR") or None,
@@ -80,7 +112,15 @@ class Settings:
             embedder=os.environ.get("HCA_EMBEDDER", cls.embedder),
             eval_min_p5=float(os.environ.get("HCA_EVAL_MIN_P5", str(cls.eval_min_p5))),
             max_constant_fraction=float(os.environ.get("HCA_MAX_CONSTANT_FRACTION", str(cls.max_constant_fraction))),
+            max_pixels=int(os.environ.get("HCA_MAX_PIXELS", str(cls.max_pixels))),
+            max_file_bytes=int(os.environ.get("HCA_MAX_FILE_BYTES", str(cls.max_file_bytes))),
+            file_timeout_seconds=float(os.environ.get("HCA_FILE_TIMEOUT_SECONDS", str(cls.file_timeout_seconds))),
         )
+
+    @property
+    def limits(self) -> Limits:
+        """The per-file resource limits these settings set."""
+        return Limits(self.max_pixels, self.max_file_bytes, self.file_timeout_seconds)
 
     # zones -------------------------------------------------------------------------------------
     @property

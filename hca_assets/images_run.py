@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import pyarrow as pa
 import pydicom
 from PIL import Image
 
-from hca_assets._parallel import Progress, ordered_map
+from hca_assets._parallel import ItemFailed, Progress, ordered_map
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.dicom.pixels import PREPROCESSING_VERSION, choose_window, frames, letterbox, to_uint8
 from hca_assets.dicom.volumes import build_volume, slice_positions_ras
@@ -34,6 +34,7 @@ class RenderOutcome:
     images: pa.Table
     volumes: pa.Table
     failed: list[tuple[str, str]]  # (sop instance uid, PHI-free reason)
+    lost: dict[str, str] = field(default_factory=dict)  # sop instance uid → timeout / worker_died, for those failures
 
 
 def _atomic_png(array: np.ndarray, target: Path) -> None:
@@ -70,31 +71,41 @@ def _render_one(args: tuple[str, str, str, dict[str, object]]) -> list[dict[str,
 
 def render_batch(
     batch: str, instances: list[dict[str, object]], deid_root: Path, images_root: Path, *, workers: int = 1,
-    progress: Progress | None = None,
+    progress: Progress | None = None, timeout: float | None = None,
 ) -> RenderOutcome:
-    """``instances``: rows of ``deid_instances`` for the batch. Replaces earlier renderings of the batch."""
+    """``instances``: rows of ``deid_instances`` for the batch. Replaces earlier renderings of the batch.
+    An instance whose rendering overruns ``timeout`` seconds (or kills its worker) fails, the others go on."""
     keep = ("sop_instance_uid", "series_instance_uid", "study_instance_uid", "patient_pseudonym")
     args = [(str(deid_root / str(r["path"])), str(images_root), batch, {k: r[k] for k in keep}) for r in instances]
     rows: list[dict[str, object]] = []
     failed: list[tuple[str, str]] = []
-    for r, result in zip(instances, ordered_map(_render_one, args, workers=workers, progress=progress), strict=True):
-        if isinstance(result, str):
+    lost: dict[str, str] = {}
+    results = ordered_map(_render_one, args, workers=workers, progress=progress, timeout=timeout)
+    for r, result in zip(instances, results, strict=True):
+        if isinstance(result, ItemFailed):
+            lost[str(r["sop_instance_uid"])] = QuarantineReason.TIMEOUT if result.timed_out else QuarantineReason.WORKER_DIED
+            failed.append((str(r["sop_instance_uid"]), result.message))
+        elif isinstance(result, str):
             failed.append((str(r["sop_instance_uid"]), result))
         else:
             rows.extend(result)
     volumes = _volumes(batch, instances, deid_root, images_root)
-    return RenderOutcome(pa.Table.from_pylist(rows, schema=IMAGES), pa.Table.from_pylist(volumes, schema=VOLUMES), failed)
+    return RenderOutcome(pa.Table.from_pylist(rows, schema=IMAGES), pa.Table.from_pylist(volumes, schema=VOLUMES), failed,
+                         lost)
 
 
 RENDER_STAGE = "images"
 
 
-def render_quarantine(batch: str, failed: list[tuple[str, str]], instances: list[dict[str, object]]) -> pa.Table:
-    """Quarantine rows for instances that could not be rendered (the de-identified file stays where it is)."""
+def render_quarantine(batch: str, failed: list[tuple[str, str]], instances: list[dict[str, object]],
+                      lost: dict[str, str] | None = None) -> pa.Table:
+    """Quarantine rows for instances that could not be rendered (the de-identified file stays where it is);
+    ``lost`` (:attr:`RenderOutcome.lost`) gives the reason of those stopped at the timeout or by a dead worker."""
     now = datetime.now(UTC)
     by_sop = {str(r["sop_instance_uid"]): r for r in instances}
-    rows = [quarantine_row(batch, RENDER_STAGE, str(by_sop[sop]["sha256"]), QuarantineReason.UNRENDERABLE, reason,
-                           f"deid/{by_sop[sop]['path']}", now) for sop, reason in failed]
+    lost = lost or {}
+    rows = [quarantine_row(batch, RENDER_STAGE, str(by_sop[sop]["sha256"]), lost.get(sop, QuarantineReason.UNRENDERABLE),
+                           reason, f"deid/{by_sop[sop]['path']}", now) for sop, reason in failed]
     return pa.Table.from_pylist(rows, schema=QUARANTINE)
 
 

@@ -2,11 +2,13 @@
 
 Pure core: returns Arrow tables for ``raw_instances`` and ``quarantine``; the asset writes them.
 Quarantined files are copied (named by content hash) under the quarantine zone, so a re-run finds
-the same state and the batch folder stays as it was claimed.
+the same state and the batch folder stays as it was claimed; a file over the size limit is kept as its
+hash and a PHI-free header excerpt instead. Each file is inspected under :class:`~hca_assets.config.Limits`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -16,9 +18,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from hca_assets._parallel import Progress, ordered_map
+from hca_assets._parallel import ItemFailed, Progress, ordered_map
+from hca_assets.config import DEFAULT_LIMITS, Limits
 from hca_assets.dicom.enum import QuarantineReason
-from hca_assets.dicom.io import InstanceInfo, InvalidInstance, inspect_file, sha256_file
+from hca_assets.dicom.io import InstanceInfo, InvalidInstance, header_excerpt, inspect_file, sha256_file
 from hca_assets.lake.schemas import QUARANTINE, RAW_INSTANCES
 from hca_assets.landing import Batch
 
@@ -48,10 +51,10 @@ class _Rejected:
     message: str
 
 
-def _inspect_one(args: tuple[str, bytes]) -> InstanceInfo | _Rejected:
-    path, key = args
+def _inspect_one(args: tuple[str, bytes, Limits]) -> InstanceInfo | _Rejected:
+    path, key, limits = args
     try:
-        return inspect_file(Path(path), key)
+        return inspect_file(Path(path), key, limits)
     except InvalidInstance as exc:
         return _Rejected(_safe_sha(Path(path)), exc.reason, exc.message)
     except Exception as exc:  # noqa: BLE001 - a bug or an exotic file must not stop the batch
@@ -66,10 +69,24 @@ def _safe_sha(path: Path) -> str | None:
 
 
 def inspect_many(
-    paths: list[Path], key: bytes, *, workers: int = 1, progress: Progress | None = None
+    paths: list[Path], key: bytes, *, limits: Limits = DEFAULT_LIMITS, workers: int = 1, progress: Progress | None = None
 ) -> Iterator[InstanceInfo | _Rejected]:
-    """Inspect files in order, with ``workers`` processes; calls ``progress(done, total)``."""
-    return ordered_map(_inspect_one, [(str(p), key) for p in paths], workers=workers, progress=progress, min_parallel=8)
+    """Inspect files in order, with ``workers`` processes; calls ``progress(done, total)``. A file whose
+    inspection overruns ``limits.file_timeout_seconds`` (or kills its worker) is rejected, not waited for."""
+    results = ordered_map(_inspect_one, [(str(p), key, limits) for p in paths], workers=workers, progress=progress,
+                          min_parallel=8, timeout=limits.file_timeout_seconds)
+    for path, result in zip(paths, results, strict=True):
+        yield _lost(path, result, limits) if isinstance(result, ItemFailed) else result
+
+
+def _lost(path: Path, failed: ItemFailed, limits: Limits) -> _Rejected:
+    """The rejection of a file whose inspection was stopped at the timeout or whose worker died."""
+    reason = QuarantineReason.TIMEOUT if failed.timed_out else QuarantineReason.WORKER_DIED
+    try:  # hashed here only if small enough: hashing a huge file may be what overran
+        sha = _safe_sha(path) if path.stat().st_size <= limits.max_file_bytes else None
+    except OSError:
+        sha = None
+    return _Rejected(sha, reason, failed.message)
 
 
 def ingest_batch(
@@ -80,6 +97,7 @@ def ingest_batch(
     known: Mapping[str, str],
     workers: int = 1,
     progress: Progress | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> IngestOutcome:
     """Validate every file of ``batch``; ``known`` maps SOP Instance UIDs ingested by other batches to their sha256."""
     now = datetime.now(UTC)
@@ -87,7 +105,8 @@ def ingest_batch(
     rows: list[dict[str, object]] = []
     rejected: list[dict[str, object]] = []
     paths = [batch.files_dir / rel for rel in batch.files]
-    for rel, result in zip(batch.files, inspect_many(paths, key, workers=workers, progress=progress), strict=True):
+    inspected = inspect_many(paths, key, limits=limits, workers=workers, progress=progress)
+    for rel, result in zip(batch.files, inspected, strict=True):
         if isinstance(result, InstanceInfo):
             previous = seen.get(result.sop_instance_uid)
             if previous is None:
@@ -105,7 +124,8 @@ def ingest_batch(
             )
         else:
             rejection = result
-        kept_as = keep_file(batch.files_dir / rel, quarantine_root, batch.key, rejection.sha256, len(rejected))
+        kept_as = keep_file(batch.files_dir / rel, quarantine_root, batch.key, rejection.sha256, len(rejected),
+                            max_copy_bytes=limits.max_file_bytes)
         rejected.append(quarantine_row(batch.key, STAGE, rejection.sha256, rejection.reason, rejection.message, kept_as, now))
     for i, _ in enumerate(batch.unreadable):
         rejected.append(quarantine_row(batch.key, STAGE, None, QuarantineReason.UNREADABLE,
@@ -125,15 +145,21 @@ def quarantine_row(batch: str, stage: str, sha256: str | None, reason: str, mess
             "kept_as": kept_as, "quarantined_at": now}
 
 
-def keep_file(src: Path, root: Path, batch: str, sha256: str | None, index: int = 0) -> str:
-    """Copy a rejected file into the quarantine zone under a PHI-free name; idempotent."""
+def keep_file(src: Path, root: Path, batch: str, sha256: str | None, index: int = 0, *,
+              max_copy_bytes: int | None = None) -> str:
+    """Copy a rejected file into the quarantine zone under a PHI-free name; idempotent. A file larger than
+    ``max_copy_bytes`` is kept as its hash and a PHI-free header excerpt (JSON), not a copy."""
     if sha256 is None:  # unreadable: it stays, untouched, in the restricted batch folder
         return f"{batch}/left-in-batch-{index}"
-    name = f"{batch}/{sha256}.dcm"
+    huge = max_copy_bytes is not None and src.stat().st_size > max_copy_bytes
+    name = f"{batch}/{sha256}.header.json" if huge else f"{batch}/{sha256}.dcm"
     dst = root / name
     if not dst.exists():
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_suffix(".tmp")
-        shutil.copyfile(src, tmp)
+        tmp = dst.with_name(f".{dst.name}.tmp")
+        if huge:
+            tmp.write_text(json.dumps({"sha256": sha256, **header_excerpt(src)}, indent=1))
+        else:
+            shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
     return name

@@ -40,6 +40,7 @@ def raw_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym_
         known=known,
         workers=settings.workers,
         progress=md.progress_logger(context, "inspected"),
+        limits=settings.limits,
     )
     seconds = time.perf_counter() - start
     written = write_partition(raw_uri, outcome.instances, match={"batch": batch.key}, schema=RAW_INSTANCES)

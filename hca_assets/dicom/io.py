@@ -1,5 +1,8 @@
 """Read and validate one DICOM file for ingest: header facts, content hash, decodable pixels.
 
+Resource limits (:class:`hca_assets.config.Limits`) are enforced before any work they guard: the file
+size before the file is read, the decoded sample count (from the header) before pixels are decoded.
+
 Every failure raises :class:`InvalidInstance` with a reason code and a message built only from
 non-identifying facts (sizes, transfer syntax, exception class) — never from header values or
 library exception text, which can quote PHI.
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +22,18 @@ import pydicom.config
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, UID_dictionary
 
+from hca_assets.config import DEFAULT_LIMITS, Limits
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.keys import keyed_digest
 
-__all__ = ["InstanceInfo", "InvalidInstance", "inspect_bytes", "inspect_file", "read_dataset", "sha256_file"]
+__all__ = ["InstanceInfo", "InvalidInstance", "header_excerpt", "inspect_bytes", "inspect_file", "read_dataset",
+           "sha256_file"]
 
 REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+EXCERPT_BYTES = 1 << 20  # header bytes parsed for an excerpt: group 0028 follows any private groups before it
 
 
 class InvalidInstance(ValueError):
@@ -67,27 +74,36 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def inspect_file(path: Path, key: bytes) -> InstanceInfo:
-    """Validate one file and return its facts; raises :class:`InvalidInstance` on any defect."""
+def inspect_file(path: Path, key: bytes, limits: Limits = DEFAULT_LIMITS) -> InstanceInfo:
+    """Validate one file and return its facts; raises :class:`InvalidInstance` on any defect. A file over
+    ``limits.max_file_bytes`` is refused before it is read."""
+    _check_size(path.stat().st_size, limits)
     try:
         data = path.read_bytes()
     except PermissionError as exc:
         raise InvalidInstance(QuarantineReason.UNREADABLE, "file cannot be read: permission denied") from exc
-    return inspect_bytes(data, key)
+    return inspect_bytes(data, key, limits)
 
 
-def inspect_bytes(data: bytes, key: bytes) -> InstanceInfo:
+def inspect_bytes(data: bytes, key: bytes, limits: Limits = DEFAULT_LIMITS) -> InstanceInfo:
     """Validate one file's bytes and return its facts; raises :class:`InvalidInstance` on any defect.
 
     pydicom's value-validation warnings quote the offending value (which can be PHI), so they are
     silenced here; the checks that matter raise with PHI-free messages instead.
     """
+    _check_size(len(data), limits)
     with warnings.catch_warnings(), pydicom.config.disable_value_validation():
         warnings.simplefilter("ignore")
-        return _inspect(data, key)
+        return _inspect(data, key, limits)
 
 
-def _inspect(data: bytes, key: bytes) -> InstanceInfo:
+def _check_size(size: int, limits: Limits) -> None:
+    if size > limits.max_file_bytes:
+        raise InvalidInstance(QuarantineReason.FILE_TOO_LARGE,
+                              f"file is {size} bytes, over the limit of {limits.max_file_bytes} bytes")
+
+
+def _inspect(data: bytes, key: bytes, limits: Limits) -> InstanceInfo:
     if not data:
         raise InvalidInstance(QuarantineReason.EMPTY_FILE, "file is empty (0 bytes)")
     ds = read_dataset(data)
@@ -100,6 +116,7 @@ def _inspect(data: bytes, key: bytes) -> InstanceInfo:
         raise InvalidInstance(QuarantineReason.MISSING_MODALITY, "required attribute Modality is missing or empty")
     if not any(kw in ds for kw in PIXEL_KEYWORDS):
         raise InvalidInstance(QuarantineReason.NO_PIXEL_DATA, f"no pixel data element (SOP class {_sop_class_name(ds)})")
+    _check_pixel_count(ds, limits)
     pixel_bytes = _decode_all_frames(ds, ts)
     patient = str(ds.get("PatientID", "") or ""), str(ds.get("IssuerOfPatientID", "") or "")
     return InstanceInfo(
@@ -176,6 +193,53 @@ def _check_complete(ds: Dataset, data: bytes, ts: UID) -> None:
             raise InvalidInstance(
                 QuarantineReason.TRUNCATED, f"{len(data) - end} trailing bytes cannot be parsed (cut inside an element header)"
             )
+
+
+def _check_pixel_count(ds: Dataset, limits: Limits) -> None:
+    """Refuse, from the header alone, an instance that would decode to more than ``limits.max_pixels`` samples."""
+    geometry = {kw: _as_int(ds.get(kw) or default) for kw, default in
+                (("Rows", 0), ("Columns", 0), ("NumberOfFrames", 1), ("SamplesPerPixel", 1))}
+    bad = [kw for kw, v in geometry.items() if v is None or v < 0]
+    if bad:
+        raise InvalidInstance(QuarantineReason.UNDECODABLE_PIXELS, f"image geometry is not a count: {', '.join(bad)}")
+    rows, columns, frames, samples = (int(v or 0) for v in geometry.values())
+    count = rows * columns * frames * samples
+    if count > limits.max_pixels:
+        raise InvalidInstance(
+            QuarantineReason.TOO_MANY_PIXELS,
+            f"header declares {rows}×{columns} pixels × {frames} frame(s) × {samples} sample(s) = {count} samples, "
+            f"over the limit of {limits.max_pixels}",
+        )
+
+
+def _as_int(value: object) -> int | None:
+    """An attribute value as an int, or None if it is not one number (multi-valued, text, empty)."""
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+
+
+def header_excerpt(path: Path) -> dict[str, object]:
+    """PHI-free facts about a file too large to keep a copy of: size, transfer syntax, image geometry —
+    read from its first :data:`EXCERPT_BYTES` only; numbers and a standard transfer syntax UID, nothing else."""
+    with path.open("rb") as fh:
+        head = fh.read(EXCERPT_BYTES)
+        size = os.fstat(fh.fileno()).st_size
+    try:
+        with warnings.catch_warnings(), pydicom.config.disable_value_validation():
+            warnings.simplefilter("ignore")
+            ds: Dataset | None = pydicom.dcmread(io.BytesIO(head), stop_before_pixels=True, force=True)
+    except Exception:  # noqa: BLE001 - an unparsable header gives an excerpt of its size only
+        ds = None
+    ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if ds is not None else ""
+    standard_ts = ts in UID_dictionary and UID_dictionary[ts][1] == "Transfer Syntax"
+    excerpt: dict[str, object] = {"file_size": size, "bytes_parsed": len(head),
+                                  "transfer_syntax": ts if standard_ts else None}
+    for name, kw, absent in (("rows", "Rows", None), ("columns", "Columns", None), ("frames", "NumberOfFrames", 1),
+                             ("samples_per_pixel", "SamplesPerPixel", 1), ("bits_allocated", "BitsAllocated", None)):
+        excerpt[name] = _as_int(ds.get(kw, absent)) if ds is not None else None
+    return excerpt
 
 
 def _decode_all_frames(ds: Dataset, ts: UID) -> int:
