@@ -100,3 +100,19 @@ def test_processes_creating_the_key_at_once_all_get_the_same_key(tmp_path: Path)
         assert sum(int(out.split()[1]) for out, _ in outputs) == 1  # exactly one process created (and warned)
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         assert sorted(p.name for p in key_file.parent.iterdir()) == ["hca.key"]
+
+
+def test_key_location_is_inside_one_absolute_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without HCA_DATA_DIR the data folder is ./data of the directory the settings were read in, made absolute
+    once: moving elsewhere afterwards never moves the key (or any zone)."""
+    from hca_assets.config import Settings
+
+    monkeypatch.delenv("HCA_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env()
+    assert settings.data_dir == str(tmp_path / "data")
+    assert Settings(data_dir="elsewhere/d").data_dir == str(tmp_path / "elsewhere" / "d")
+    monkeypatch.chdir(tmp_path.parent)
+    assert settings.key_file == str(tmp_path / "data" / "restricted" / "hca.key")
+    assert Path(settings.key_file).parent == Path(settings.restricted) and Path(settings.key_pin).parent == Path(settings.restricted)
+    assert Settings(data_dir="s3://bucket/hca").data_dir == "s3://bucket/hca"  # object-store roots are left as given

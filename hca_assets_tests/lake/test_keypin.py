@@ -59,7 +59,7 @@ def test_pinned_lake_with_a_lost_key_file_is_refused_not_given_a_new_key(
     with pytest.warns(UserWarning, match="created a random key"):
         first = lake_key(settings)
     Path(settings.key_file).unlink()
-    with pytest.raises(KeyRefused, match="restricted/hca.key is missing: restore that key"):
+    with pytest.raises(KeyRefused, match=r"restricted/hca\.key is missing: restore that key"):
         lake_key(settings)
     assert not Path(settings.key_file).exists()
     Path(settings.key_file).write_bytes(first)
@@ -130,7 +130,7 @@ def test_kept_pseudonyms_only_after_a_rotation_earliest_batch_wins(settings: Set
 
 
 def test_date_offsets_outside_the_shift_range_are_rejected() -> None:
-    with pytest.raises(ValueError, match="outside -3650..-1"):
+    with pytest.raises(ValueError, match=r"outside -3650\.\.-1"):
         Pseudonymizer(TEST_KEY.encode(), date_offsets={"MRN1": 5})
 
 
