@@ -27,6 +27,7 @@ INGEST_VERSION = "ingest-1"
 )
 def raw_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym_key: PseudonymKey) -> dg.MaterializeResult:
     settings = storage.settings()
+    key = pseudonym_key.key(settings)  # a key the lake is not pinned to is refused here, before anything is written
     batch = load_batch(Path(settings.raw_batches), context.partition_key)
     raw_uri = settings.table_uri("raw_instances", restricted=True)
     others = read_table(raw_uri, schema=RAW_INSTANCES).select(["batch", "sop_instance_uid", "sha256"]).to_pylist()
@@ -35,7 +36,7 @@ def raw_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym_
     start = time.perf_counter()
     outcome = ingest_batch(
         batch,
-        key=pseudonym_key.key(settings),
+        key=key,
         quarantine_root=Path(settings.quarantine),
         known=known,
         workers=settings.workers,
