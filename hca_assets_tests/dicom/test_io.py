@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 
 import pydicom
 import pytest
 
+from hca_assets.config import Limits
+from hca_assets.dicom import io as dicom_io
 from hca_assets.dicom.enum import QuarantineReason
-from hca_assets.dicom.io import InstanceInfo, InvalidInstance, inspect_file
+from hca_assets.dicom.io import InstanceInfo, InvalidInstance, header_excerpt, inspect_file
 from hca_assets.synthetic.bad_inputs import write_bad_inputs
 from hca_assets_tests.conftest import public_test_files
+from hca_assets_tests.crafted import PHI, oversized, rle_bomb
 
 KEY = b"k" * 16
 EXPECTED_SYNTAXES = {
@@ -132,3 +137,65 @@ def test_permission_denied_file(small_study: tuple[Path, Path], tmp_path: Path, 
 
     monkeypatch.setattr(Path, "read_bytes", deny)
     assert outcome(path) == QuarantineReason.UNREADABLE
+
+
+def test_decompression_bomb_is_refused_from_its_header_without_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's 4 MB RLE file that decodes to 16384²: refused at once, before any pixel is decoded."""
+    bomb = tmp_path / "bomb.dcm"
+    bomb.write_bytes(rle_bomb(16384, 16384))
+
+    def no_decoding(*_: object) -> int:
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(dicom_io, "_decode_all_frames", no_decoding)
+    start = time.perf_counter()
+    with pytest.raises(InvalidInstance) as err:
+        inspect_file(bomb, KEY)
+    assert time.perf_counter() - start < 2
+    assert err.value.reason == QuarantineReason.TOO_MANY_PIXELS
+    assert "16384×16384" in err.value.message and str(16384 * 16384) in err.value.message
+    assert not [s for s in PHI if s in str(err.value)]
+
+
+def test_the_pixel_limit_is_what_refuses_a_bomb(tmp_path: Path) -> None:
+    """Crafted the same way at 2048², the file decodes (a real bomb, not a broken file); a limit one
+    sample lower refuses it."""
+    path = tmp_path / "small_bomb.dcm"
+    path.write_bytes(rle_bomb(2048, 2048))
+    assert inspect_file(path, KEY).pixel_bytes == 2048 * 2048
+    with pytest.raises(InvalidInstance) as err:
+        inspect_file(path, KEY, Limits(max_pixels=2048 * 2048 - 1))
+    assert err.value.reason == QuarantineReason.TOO_MANY_PIXELS
+
+
+def test_file_over_the_size_limit_is_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "big.dcm"
+    oversized(path, 2 * 2**20)
+    assert inspect_file(path, KEY, Limits(max_file_bytes=2 * 2**20)).file_size == 2 * 2**20  # valid at its size
+
+    def no_reading(self: Path) -> bytes:
+        raise AssertionError("the file was read")
+
+    monkeypatch.setattr(Path, "read_bytes", no_reading)
+    with pytest.raises(InvalidInstance) as err:
+        inspect_file(path, KEY, Limits(max_file_bytes=2**20))
+    assert err.value.reason == QuarantineReason.FILE_TOO_LARGE
+    assert str(2 * 2**20) in err.value.message and str(2**20) in err.value.message
+
+
+def test_header_excerpt_holds_numbers_and_a_standard_uid_only(tmp_path: Path) -> None:
+    path = tmp_path / "big.dcm"
+    oversized(path, 8 * 2**20)
+    excerpt = header_excerpt(path)
+    assert excerpt == {"file_size": 8 * 2**20, "bytes_parsed": 2**20, "transfer_syntax": "1.2.840.10008.1.2.1",
+                       "rows": 256, "columns": 256, "frames": 1, "samples_per_pixel": 1, "bits_allocated": 8}
+    assert not [s for s in PHI if s in json.dumps(excerpt)]
+
+    hostile = tmp_path / "hostile.dcm"  # a "transfer syntax" that is a name: dropped, not copied
+    data = path.read_bytes()
+    assert data.count(b"1.2.840.10008.1.2.1\x00") == 1
+    hostile.write_bytes(data.replace(b"1.2.840.10008.1.2.1\x00", b"BOMBER^JANE^Q\x00\x00\x00\x00\x00\x00\x00"))
+    assert header_excerpt(hostile)["transfer_syntax"] is None
+    assert "BOMBER" not in json.dumps(header_excerpt(hostile))
