@@ -23,11 +23,19 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 from hca_assets.dicom import verify
-from hca_assets.dicom.burned_in import BurnedInStatus, TextDetector, clean_burned_in_text, needs_text_check
+from hca_assets.dicom.burned_in import (
+    BurnedInResult,
+    BurnedInStatus,
+    TextReader,
+    TextScreen,
+    clean_burned_in_text,
+    needs_text_check,
+)
 from hca_assets.dicom.enum import QuarantineReason
-from hca_assets.dicom.io import read_dataset
+from hca_assets.dicom.io import REQUIRED_UIDS, InvalidInstance, read_dataset
 from hca_assets.dicom.iod import Path, attribute_types
 from hca_assets.dicom.profile import CLEAN_PIXEL_DATA_CODE, DeidProfile, resolve_action
 from hca_assets.dicom.pseudonyms import Pseudonymizer
@@ -60,6 +68,7 @@ class DeidOutcome:
     dataset: Dataset
     counts: Counter[str] = field(default_factory=Counter)
     burned_in: BurnedInStatus = BurnedInStatus.NOT_CHECKED
+    text: BurnedInResult | None = None  # regions blacked out, share of pixels blanked (when screened)
     original_patient_id: str = ""
     original_study_uid: str = ""
     original_series_uid: str = ""
@@ -270,14 +279,51 @@ def _shift(value: str, offset: timedelta, vr: str) -> str:
 
 
 
+def _write(ds: Dataset) -> bytes:
+    """The data set as a Part 10 file in its file meta's transfer syntax (a big-endian input whose pixels were
+    redacted is written little endian: every element is converted first, as dcmwrite requires)."""
+    buffer = io.BytesIO()
+    try:
+        if ds.original_encoding[1] is False and ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian:
+            for _ in ds.iterall():
+                pass
+        pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    except Exception as exc:
+        raise DeidFailure(QuarantineReason.DEID_FAILED, f"cannot write output ({type(exc).__name__})") from exc
+    return buffer.getvalue()
+
+
+def _clean_residue(ds: Dataset, found: set[bytes], pseudo: Pseudonymizer) -> int:
+    """Clean every element (any depth, private ones too) whose value holds one of the ``found`` originals:
+    UIDs are pseudonymised, person names dummied, other text loses the value. Returns the elements changed."""
+    pattern = re.compile("|".join(re.escape(f.decode("utf-8", "replace")) for f in sorted(found, key=len, reverse=True)),
+                         re.IGNORECASE)
+    changed = 0
+    for elem in [*ds.file_meta.iterall(), *ds.iterall()]:
+        if elem.VR not in verify.SCANNED_VRS or elem.tag == 0x7FE00010:
+            continue
+        values = _values(elem)
+        if not any(pattern.search(str(v)) for v in values):
+            continue
+        if elem.VR == "UI":
+            elem.value = _map_values(elem, pseudo.uid)
+        elif elem.VR == "PN":
+            elem.value = "ANONYMIZED"
+        else:
+            elem.value = _map_values(elem, lambda v: pattern.sub("REMOVED" if elem.VR in ("CS", "AE") else "[removed]", v))
+        changed += 1
+    return changed
+
+
 @dataclass
 class DeidEngine:
-    """Profile + pseudonyms + text detector: bytes in, verified de-identified bytes out."""
+    """Profile + pseudonyms + burned-in text screening: bytes in, verified de-identified bytes out."""
 
     profile: DeidProfile
     pseudo: Pseudonymizer
-    detector: TextDetector | None = None
-    ocr_mode: str = "candidates"
+    reader: TextReader | None = None
+    ocr_mode: str = "all"
+    screen: TextScreen = field(default_factory=TextScreen)
 
     def deidentify_bytes(self, data: bytes) -> tuple[bytes, DeidOutcome]:
         """Read, de-identify, clean burned-in text, write, verify. Raises :class:`DeidFailure`."""
@@ -286,32 +332,42 @@ class DeidEngine:
             try:
                 ds = read_dataset(data)
                 facts = collect_facts(ds, self.profile)
+            except InvalidInstance as exc:
+                raise DeidFailure(exc.reason, exc.message) from exc
             except Exception as exc:  # reported without the library's text, which can quote values
                 raise DeidFailure(QuarantineReason.DEID_FAILED, f"cannot parse input ({type(exc).__name__})") from exc
-            check_text = needs_text_check(ds, mode=self.ocr_mode if self.detector else "off")
+            missing = [kw for kw in REQUIRED_UIDS if not str(ds.get(kw, "") or "").strip()]
+            if missing:
+                raise DeidFailure(QuarantineReason.MISSING_UID, f"required attribute(s) missing or empty: {', '.join(missing)}")
+            check_text = "PixelData" in ds and needs_text_check(ds, mode=self.ocr_mode if self.reader else "off")
             ds.file_meta.setdefault("MediaStorageSOPClassUID", ds.get("SOPClassUID"))
             ds.file_meta.setdefault("MediaStorageSOPInstanceUID", ds.get("SOPInstanceUID"))
             outcome = deidentify_dataset(ds, self.profile, self.pseudo, facts)
             if check_text:
-                assert self.detector is not None
-                result = clean_burned_in_text(ds, self.detector)
-                outcome.burned_in = result.status
+                assert self.reader is not None
+                result = clean_burned_in_text(ds, self.screen, self.reader)
+                outcome.burned_in, outcome.text = result.status, result
+                if result.status == BurnedInStatus.UNVERIFIED and not result.rounds:
+                    raise DeidFailure(QuarantineReason.UNDECODABLE_PIXELS, "pixel data cannot be decoded to screen for text")
                 if result.status == BurnedInStatus.UNVERIFIED:
-                    raise DeidFailure(QuarantineReason.BURNED_IN_UNVERIFIED, f"{result.boxes} text region(s) found; removal not verified")
+                    raise DeidFailure(QuarantineReason.BURNED_IN_UNVERIFIED,
+                                      f"{result.remaining} readable text line(s) left after {result.rounds} redaction round(s)")
                 if result.status == BurnedInStatus.REDACTED:
                     add_clean_pixel_code(ds)
             elif facts.burned_in_flagged:
-                raise DeidFailure(QuarantineReason.BURNED_IN_UNVERIFIED, "flagged as having burned-in text but no OCR was run")
+                raise DeidFailure(QuarantineReason.BURNED_IN_UNVERIFIED, "flagged as having burned-in text but screening is off")
             if any(ds.get_item(tag).VR is None for tag in ds.keys()):
                 for _ in ds.iterall():  # read as implicit VR, written as explicit: resolve every VR first
                     pass
-            buffer = io.BytesIO()
-            try:
-                ds.save_as(buffer, enforce_file_format=True)
-            except Exception as exc:
-                raise DeidFailure(QuarantineReason.DEID_FAILED, f"cannot write output ({type(exc).__name__})") from exc
-            out = buffer.getvalue()
-            problems = verify.verify_output(facts, ds, out, self.profile, outcome.burned_in, lambda: read_dataset(data))
+            ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID  # the writer is us, not the source
+            ds.file_meta.ImplementationVersionName = "HCA_ASSETS"
+            out = _write(ds)
+            original = functools.cache(lambda: read_dataset(data))
+            found = verify.residue(facts, ds, out, self.profile, original)
+            if found:  # a protected value survives in an attribute the profile keeps: clean it where it is
+                outcome.counts["C_residue"] += _clean_residue(ds, found, self.pseudo)
+                out = _write(ds)
+            problems = verify.verify_output(facts, ds, out, self.profile, outcome.burned_in, original)
         if problems:
             raise DeidFailure(QuarantineReason.PHI_RESIDUE, "; ".join(problems))
         return out, outcome

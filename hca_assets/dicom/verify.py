@@ -21,10 +21,11 @@ from hca_assets.dicom.iod import Path
 from hca_assets.dicom.profile import DeidProfile
 from hca_assets.dicom.traverse import SCANNED_VRS, acted, keyword, raw_values, vr_of
 
-__all__ = ["OriginalFacts", "collect_facts", "verify_output"]
+__all__ = ["OriginalFacts", "collect_facts", "residue", "verify_output"]
 
 MIN_LENGTH = 4  # shorter values ("M", "0", "YES") are not identifying on their own and occur everywhere
 _FREE_TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+_CODE_TAGS = frozenset({0x00080100, 0x00080102, 0x00080103, 0x00080119, 0x00080120})  # CodeValue, designator, version, long/URN
 _DATE_FORMATS = ("%Y%m%d", "%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d %b %Y", "%d %B %Y")
 
 
@@ -93,7 +94,8 @@ def collect_facts(original: Dataset, profile: DeidProfile) -> OriginalFacts:
 
 
 def _retained(ds: Dataset, profile: DeidProfile) -> Iterator[tuple[str, bytes]]:
-    """(VR, lower-cased value) of every element the profile keeps or ignores, at any depth (slow path)."""
+    """(VR, lower-cased value) of every element the profile keeps or ignores, at any depth (slow path);
+    the parts of a coded entry count as code strings ("CS") whatever their VR."""
     for tag in list(ds.keys()):
         if tag.is_private:
             continue
@@ -102,7 +104,8 @@ def _retained(ds: Dataset, profile: DeidProfile) -> Iterator[tuple[str, bytes]]:
             for item in ds[tag].value or []:
                 yield from _retained(item, profile)
         elif vr in SCANNED_VRS and profile.action_for(tag) in (None, "K"):
-            yield from ((vr, v.lower()) for v in raw_values(ds, tag))
+            kind = "CS" if int(tag) in _CODE_TAGS else vr
+            yield from ((kind, v.lower()) for v in raw_values(ds, tag))
 
 
 def _exempt(facts: OriginalFacts, candidates: set[bytes], original: Dataset, profile: DeidProfile) -> set[bytes]:
@@ -132,6 +135,20 @@ def _own_vocabulary(ds: Dataset) -> list[bytes]:
     return sorted((p.lower().encode() for p in phrases if p), key=len, reverse=True)
 
 
+def residue(
+    facts: OriginalFacts, output_ds: Dataset, output: bytes, profile: DeidProfile, load_original: Callable[[], Dataset]
+) -> set[bytes]:
+    """Protected original values (lower-cased bytes) found anywhere in ``output`` outside its pixel samples,
+    beyond what de-identification itself wrote and what the exemption rule allows."""
+    scanned = _scanned_bytes(output_ds, output).lower()
+    for phrase in _own_vocabulary(output_ds):  # what de-identification itself wrote is not a leak
+        scanned = scanned.replace(phrase, b"\x00")
+    found = {s for s in facts.strings if s in scanned}
+    if found:
+        found -= _exempt(facts, found, load_original(), profile)
+    return found
+
+
 def verify_output(
     facts: OriginalFacts,
     output_ds: Dataset,
@@ -142,12 +159,7 @@ def verify_output(
 ) -> list[str]:
     """Problems with ``output`` (the bytes of ``output_ds``); an empty list means publishable."""
     problems: list[str] = []
-    scanned = _scanned_bytes(output_ds, output).lower()
-    for phrase in _own_vocabulary(output_ds):  # what de-identification itself wrote is not a leak
-        scanned = scanned.replace(phrase, b"\x00")
-    found = {s for s in facts.strings if s in scanned}
-    if found:
-        found -= _exempt(facts, found, load_original(), profile)
+    found = residue(facts, output_ds, output, profile, load_original)
     if found:
         problems.append(f"original values found in output: {', '.join(sorted({facts.strings[s] for s in found}))}")
     out_dates: dict[tuple[Path, int], set[str]] = {}
