@@ -245,8 +245,8 @@ class _Reading:
         for g in grey:
             moving = np.where(static, 0, g).astype(np.uint8)
             lines = list(fixed)
-            for y0, y1 in self.screen.bands(_upscaled(moving, scale)):
-                y0, y1 = y0 // scale, -(-y1 // scale)
+            for top, bottom in self.screen.bands(_upscaled(moving, scale)):
+                y0, y1 = top // scale, -(-bottom // scale)
                 lines.extend(self._read(moving[y0:y1], scale, y0))
             out.append(lines)
         return out

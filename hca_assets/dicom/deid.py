@@ -310,7 +310,8 @@ def _clean_residue(ds: Dataset, found: set[bytes], pseudo: Pseudonymizer) -> int
         elif elem.VR == "PN":
             elem.value = "ANONYMIZED"
         else:
-            elem.value = _map_values(elem, lambda v: pattern.sub("REMOVED" if elem.VR in ("CS", "AE") else "[removed]", v))
+            mark = "REMOVED" if elem.VR in ("CS", "AE") else "[removed]"
+            elem.value = _map_values(elem, lambda v, mark=mark: pattern.sub(mark, v))
         changed += 1
     return changed
 
