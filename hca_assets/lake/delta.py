@@ -7,15 +7,18 @@ import operator
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
+from hca_assets.config import is_uri
 from hca_assets.lake.schemas import PARTITION_COLUMN
 
-__all__ = ["WriteResult", "read_table", "table_exists", "write_partition"]
+__all__ = ["WriteResult", "open_dataset", "read_table", "table_exists", "write_partition"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,18 @@ def write_partition(
     return WriteResult(table_uri=uri, delta_version=DeltaTable(uri).version(), row_count=table.num_rows)
 
 
+def open_dataset(uri: str) -> pads.Dataset:
+    """The Delta table as an Arrow dataset; local tables on Arrow's native file system.
+
+    deltalake's default is a Python-implemented file system whose last reference, dropped on an Arrow
+    I/O thread during interpreter exit, aborts the process ("terminate called without an active exception").
+    """
+    if is_uri(uri):
+        return DeltaTable(uri).to_pyarrow_dataset()
+    local = str(Path(uri.removeprefix("file://")).resolve())
+    return DeltaTable(local).to_pyarrow_dataset(filesystem=pafs.SubTreeFileSystem(local, pafs.LocalFileSystem()))
+
+
 def read_table(uri: str, *, schema: pa.Schema | None = None, where: Mapping[str, str] | None = None) -> pa.Table:
     """The table as Arrow, optionally only rows matching every ``column = value`` of ``where``.
 
@@ -72,7 +87,7 @@ def read_table(uri: str, *, schema: pa.Schema | None = None, where: Mapping[str,
         if schema is None:
             raise FileNotFoundError(f"no Delta table at {uri}")
         return schema.empty_table()
-    dataset = DeltaTable(uri).to_pyarrow_dataset()
+    dataset = open_dataset(uri)
     if not where:
         return dataset.to_table()
     condition = functools.reduce(operator.and_, (pads.field(c) == v for c, v in where.items()))
@@ -83,4 +98,4 @@ def table_schema(uri: str) -> pa.Schema | None:
     """The Arrow schema of the Delta table at ``uri``; None if there is no table."""
     if not table_exists(uri):
         return None
-    return DeltaTable(uri).to_pyarrow_dataset().schema
+    return open_dataset(uri).schema

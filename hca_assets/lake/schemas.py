@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "EMBEDDINGS", "EVALUATIONS", "IMAGES", "LABELS", "PARTITION_COLUMN", "QUARANTINE", "RAW_INSTANCES", "RESTRICTED", "SCHEMAS", "SERIES_EMBEDDINGS", "VOLUMES"]
+__all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "EMBEDDINGS", "EVALUATIONS", "IMAGES", "LABELS", "PARTITION_COLUMN", "QUARANTINE", "RAW_INSTANCES", "RESTRICTED", "SCHEMAS", "SERIES_EMBEDDINGS", "VOLUMES"]
 
 PARTITION_COLUMN = "batch"
 
@@ -185,10 +185,21 @@ EVALUATIONS = pa.schema(
     ]
 )
 
+AUDIT_LOG = pa.schema(
+    [  # one row per query over restricted tables (`hca sql --restricted`), written before it runs
+        pa.field("accessed_at", _TS, nullable=False),
+        pa.field("user_name", pa.string(), nullable=False),  # the operating-system user
+        pa.field("command", pa.string(), nullable=False),  # sql | demo
+        pa.field("query_sha256", pa.string(), nullable=False),  # never the query text: it may quote PHI
+        pa.field("restricted_tables", pa.list_(pa.string()), nullable=False),  # the restricted views it could read
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "raw_instances": RAW_INSTANCES, "quarantine": QUARANTINE, "deid_instances": DEID_INSTANCES,
     "deid_audit": DEID_AUDIT, "deid_crosswalk": DEID_CROSSWALK, "images": IMAGES, "volumes": VOLUMES,
     "embeddings": EMBEDDINGS, "series_embeddings": SERIES_EMBEDDINGS, "labels": LABELS, "evaluations": EVALUATIONS,
+    "audit_log": AUDIT_LOG,
 }
 
 RESTRICTED: frozenset[str] = frozenset({"raw_instances", "deid_crosswalk"})
