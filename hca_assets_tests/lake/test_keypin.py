@@ -154,7 +154,7 @@ except KeyRefused:
 
 def test_concurrent_first_pins_with_different_keys_one_key_wins(tmp_path: Path) -> None:
     """Two deployments started at once with different keys: exactly one key is pinned, the other refused."""
-    keys = [TEST_KEY, OTHER_KEY] * 3
+    keys = [TEST_KEY, OTHER_KEY] * 2
     for round_ in range(3):
         data = tmp_path / f"data{round_}"
         go = tmp_path / f"go{round_}"
@@ -163,11 +163,11 @@ def test_concurrent_first_pins_with_different_keys_one_key_wins(tmp_path: Path) 
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   env=os.environ | {"HCA_DEID_KEY": k, "PYTHONPATH": str(ROOT)})
                  for k, r in zip(keys, ready, strict=True)]
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # generous: each racer imports pyarrow on a busy machine
         while not all(r.exists() for r in ready) and time.monotonic() < deadline:
             time.sleep(0.01)
         go.touch()
-        outputs = [p.communicate(timeout=30) for p in procs]
+        outputs = [p.communicate(timeout=120) for p in procs]
         assert [p.returncode for p in procs] == [0] * len(keys), [err for _, err in outputs]
         pin = json.loads((data / "restricted" / "key_pin.json").read_text())
         winner = next(k for k in (TEST_KEY, OTHER_KEY) if key_fingerprint(k.encode()) == pin["fingerprint"])
