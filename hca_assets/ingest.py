@@ -131,6 +131,14 @@ def ingest_batch(
         rejected.append(quarantine_row(batch.key, STAGE, None, QuarantineReason.UNREADABLE,
                                        "directory cannot be listed: permission denied",
                                        f"left in landing zone (unreadable directory {i})", now))
+    for i, _ in enumerate(batch.symlinks):
+        rejected.append(quarantine_row(batch.key, STAGE, None, QuarantineReason.SYMLINK_REFUSED,
+                                       "symbolic link: never followed, its target was not read",
+                                       f"{batch.key}/refused-link-{i}", now))
+    for i, _ in enumerate(batch.hidden):
+        rejected.append(quarantine_row(batch.key, STAGE, None, QuarantineReason.HIDDEN_NAME,
+                                       "dot-name (hidden file or folder): never claimed",
+                                       f"left in landing zone (hidden name {i})", now))
     return IngestOutcome(
         instances=pa.Table.from_pylist(rows, schema=RAW_INSTANCES),
         quarantine=pa.Table.from_pylist(rejected, schema=QUARANTINE),

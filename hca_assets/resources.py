@@ -18,6 +18,7 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     data_dir: str
     landing_dir: str | None = None
     settle_seconds: float = Settings.settle_seconds
+    handoff_seconds: float = Settings.handoff_seconds
     workers: int = Settings.workers
     deid_options: list[str] = list(Settings.deid_options)  # noqa: RUF012 - pydantic copies field defaults
     ocr_mode: str = Settings.ocr_mode

@@ -1,42 +1,149 @@
-"""The landing-zone sensor: claim settled files into a new batch, register its partition, request its run."""
+"""The landing-zone sensor, and what it shares with ``hca ingest``: which batches need a run.
 
+A batch needs a run when it was claimed but never run, or when its run died (killed, OOM, machine restart):
+a run still in progress whose worker is gone is marked failed (tag ``hca/abandoned``) and the batch runs
+again. A batch whose run failed for a reason of its own (a blocking check) is left for a person to look at.
+Liveness: a run launched by ``hca ingest`` names, in tag ``hca/lock``, the lock file its process holds until
+the run ends; a run launched by the daemon is alive while the process that started it is.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import dagster as dg
 
 from hca_assets.config import Settings
 from hca_assets.jobs import ingest_job
-from hca_assets.landing import claim, committed_batches, recover
+from hca_assets.landing import (
+    claim,
+    claim_lock,
+    committed_batches,
+    mark_requested,
+    recover,
+    requested_at,
+    run_lock,
+)
+from hca_assets.locks import FileLock, is_held, process_alive
 from hca_assets.partitions import INGEST_BATCHES, ingest_batches
 from hca_assets.resources import HcaStorage
 
+__all__ = ["ABANDONED_TAG", "LOCK_TAG", "BatchState", "BatchStatus", "batch_statuses", "reap_dead_runs", "sweep"]
 
-def claim_pending(settings: Settings, registered: set[str]) -> list[str]:
-    """Commit interrupted claims, claim the landing zone, and return committed batches not yet registered.
+ABANDONED_TAG = "hca/abandoned"
+LOCK_TAG = "hca/lock"
+_IN_PROGRESS = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
 
-    Safe to repeat: batches are only ever created from files that were moved out of the landing zone.
-    """
+
+class BatchState(StrEnum):
+    DONE = "done"
+    RUNNING = "running"  # a live run, or a live ``hca ingest`` about to start one
+    REQUESTED = "requested"  # handed to the daemon by the sensor, its run not created yet
+    NEEDS_RUN = "needs_run"  # never run, or its last run died
+    FAILED = "failed"  # its last run failed on its own: not retried automatically
+
+
+@dataclass(frozen=True)
+class BatchStatus:
+    key: str
+    state: BatchState
+    registered: bool
+    run_id: str | None = None  # the batch's latest run
+    note: str = ""  # PHI-free, for people
+
+    @property
+    def run_key(self) -> str:
+        """Sensor run key: the batch for its first run, the batch and the dead run for a resumption."""
+        return f"{self.key}:after-{self.run_id}" if self.run_id else self.key
+
+
+def run_alive(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Whether the process running ``run`` is alive; runs not started by a known process count as alive
+    (queued or starting runs are the daemon's to watch)."""
+    if lock := run.tags.get(LOCK_TAG):
+        return is_held(Path(lock))
+    if run.status != dg.DagsterRunStatus.STARTED:
+        return True
+    records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_START, limit=1).records
+    event = records[0].event_log_entry if records else None
+    if event is None or event.dagster_event is None or event.dagster_event.pid is None:
+        return True
+    return process_alive(event.dagster_event.pid, started_by=event.timestamp)
+
+
+def reap_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed every run left in progress by a dead process; returns their ids."""
+    dead = [r for r in instance.get_runs(dg.RunsFilter(statuses=list(_IN_PROGRESS))) if not run_alive(instance, r)]
+    for run in dead:
+        instance.add_run_tags(run.run_id, {ABANDONED_TAG: "its process died"})
+        instance.report_run_failed(run, message="Marked failed by hca: the process running it died; the batch runs again.")
+    return [r.run_id for r in dead]
+
+
+def batch_statuses(instance: dg.DagsterInstance, raw: Path, *, handoff_seconds: float,
+                   now: float | None = None) -> list[BatchStatus]:
+    """The state of every committed batch (call :func:`reap_dead_runs` first, so that dead runs count as dead)."""
+    now = time.time() if now is None else now
+    registered = set(instance.get_dynamic_partitions(INGEST_BATCHES))
+    latest = {p.partition: p for p in instance.get_run_partition_data(dg.RunsFilter())}
+    out = []
+    for key in committed_batches(raw):
+        run = latest.get(key)
+        state, note = BatchState.NEEDS_RUN, "never run"
+        if run is not None and run.status == dg.DagsterRunStatus.SUCCESS:
+            state, note = BatchState.DONE, ""
+        elif is_held(run_lock(raw, key).path):
+            state, note = BatchState.RUNNING, "an `hca ingest` process is running it"
+        elif run is not None and run.status in _IN_PROGRESS:
+            state, note = BatchState.RUNNING, f"run {run.run_id} is {run.status.value}"
+        elif run is not None:
+            dead = instance.get_run_by_id(run.run_id)
+            abandoned = dead is not None and ABANDONED_TAG in dead.tags
+            state, note = ((BatchState.NEEDS_RUN, f"run {run.run_id} died") if abandoned
+                           else (BatchState.FAILED, f"run {run.run_id} {run.status.value}"))
+        if state is BatchState.NEEDS_RUN and (asked := requested_at(raw, key)) is not None and now - asked < handoff_seconds:
+            created = instance.get_run_record_by_id(run.run_id).create_timestamp.timestamp() if run else 0.0
+            if asked > created:
+                state, note = BatchState.REQUESTED, f"handed to the Dagster daemon {now - asked:.0f} s ago"
+        out.append(BatchStatus(key, state, key in registered, run.run_id if run else None, note))
+    return out
+
+
+def sweep(settings: Settings, instance: dg.DagsterInstance, lock: FileLock) -> list[BatchStatus]:
+    """Under the claim lock (``lock``, held): mark dead runs failed, commit interrupted claims, claim the
+    landing zone, and return the state of every batch."""
     raw = Path(settings.raw_batches)
-    recover(raw)
-    claim(Path(settings.landing), raw, settle_seconds=settings.settle_seconds)
-    return [k for k in committed_batches(raw) if k not in registered]
+    reap_dead_runs(instance)
+    recover(raw, lock=lock)
+    claim(Path(settings.landing), raw, settle_seconds=settings.settle_seconds, lock=lock)
+    return batch_statuses(instance, raw, handoff_seconds=settings.handoff_seconds)
 
 
 @dg.sensor(
     job=ingest_job,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Claims new files in the landing zone into a new ingest batch and requests its run.",
+    description="Claims new files in the landing zone into a new ingest batch and requests its run; "
+                "re-runs batches whose run died.",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, storage: HcaStorage) -> dg.SensorResult | dg.SkipReason:
-    registered = set(context.instance.get_dynamic_partitions(INGEST_BATCHES))
-    pending = claim_pending(storage.settings(), registered)
-    if not pending:
-        return dg.SkipReason("no new files in the landing zone")
-    context.log.info(f"claimed {len(pending)} new batch(es): {', '.join(pending)}")
+    settings = storage.settings()
+    raw = Path(settings.raw_batches)
+    with claim_lock(raw) as lock:
+        todo = [s for s in sweep(settings, context.instance, lock) if s.state is BatchState.NEEDS_RUN]
+        for status in todo:
+            mark_requested(raw, status.key)
+    if not todo:
+        return dg.SkipReason("no new files in the landing zone and no batch to resume")
+    for status in todo:
+        context.log.info(f"batch {status.key}: requesting a run ({status.note})")
     return dg.SensorResult(
-        dynamic_partitions_requests=[ingest_batches.build_add_request(pending)],
-        run_requests=[dg.RunRequest(partition_key=k, run_key=k) for k in pending],
+        dynamic_partitions_requests=[ingest_batches.build_add_request([s.key for s in todo if not s.registered])],
+        run_requests=[dg.RunRequest(partition_key=s.key, run_key=s.run_key) for s in todo],
     )
 
 

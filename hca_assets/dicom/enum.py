@@ -29,3 +29,5 @@ class QuarantineReason(StrEnum):
     PHI_RESIDUE = "phi_residue"
     BURNED_IN_UNVERIFIED = "burned_in_unverified"
     UNRENDERABLE = "unrenderable"
+    SYMLINK_REFUSED = "symlink_refused"
+    HIDDEN_NAME = "hidden_name"
