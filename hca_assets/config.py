@@ -41,6 +41,7 @@ class Limits:
       (64-bit float samples); nothing bigger can be a valid one.
     - ``file_timeout_seconds`` (300 s) per file and stage: the slowest instance within the pixel limit,
       an RGB 640×480 ultrasound cine of ~145 frames OCR'd twice at ~0.5 s per frame, takes ~150 s.
+      0 turns the timeout off (files then run in the calling process, e.g. under a debugger).
     """
 
     max_pixels: int = 1 << 27
@@ -48,9 +49,17 @@ class Limits:
     file_timeout_seconds: float = 300.0
 
     def __post_init__(self) -> None:
-        for name in ("max_pixels", "max_file_bytes", "file_timeout_seconds"):
+        for name in ("max_pixels", "max_file_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be > 0, got {getattr(self, name)}")
+        if self.file_timeout_seconds < 0:
+            raise ValueError(f"`file_timeout_seconds` must be >= 0 (0: no timeout), got {self.file_timeout_seconds}")
+
+    @property
+    def timeout(self) -> float | None:
+        """The per-file timeout for :func:`hca_assets._parallel.ordered_map`; None when it is off (0), and then
+        files are processed in the calling process."""
+        return self.file_timeout_seconds or None
 
 
 DEFAULT_LIMITS = Limits()
@@ -73,7 +82,7 @@ class Settings:
     handoff_seconds: float = 60.0
     workers: int = 2
     deid_options: tuple[str, ...] = ("rtn_long_modif_dates", "rtn_pat_chars")
-    ocr_mode: str = "candidates"
+    ocr_mode: str = "all"
     uid_map: str | None = None
     patient_map: str | None = None
     embedder: str = "local"
@@ -102,7 +111,7 @@ class Settings:
         a batch the landing sensor handed to the Dagster daemon waits for its run before ``hca ingest`` runs
         it instead), ``HCA_WORKERS`` and the
         de-identification choices ``HCA_DEID_OPTIONS`` (comma-separated Table E.1-1 option columns),
-        ``HCA_DEID_OCR`` (candidates | all | off), ``HCA_DEID_UID_MAP`` / ``HCA_DEID_PATIENT_MAP`` (CSV);
+        ``HCA_DEID_OCR`` (all | candidates | off: which images are screened for burned-in text), ``HCA_DEID_UID_MAP`` / ``HCA_DEID_PATIENT_MAP`` (CSV);
         ``HCA_EMBEDDER`` (backend), ``HCA_EVAL_MIN_P5`` and ``HCA_MAX_CONSTANT_FRACTION`` (check floors);
         per-file limits ``HCA_MAX_PIXELS``, ``HCA_MAX_FILE_BYTES``, ``HCA_FILE_TIMEOUT_SECONDS``."""
         return cls(

@@ -19,9 +19,9 @@ import pyarrow as pa
 import pydicom
 import pydicom.config
 
-from hca_assets._parallel import Progress, ordered_map
-from hca_assets.config import Settings
-from hca_assets.dicom.burned_in import BurnedInStatus, RapidOcrDetector
+from hca_assets._parallel import ItemFailed, Progress, ordered_map
+from hca_assets.config import DEFAULT_LIMITS, Limits, Settings
+from hca_assets.dicom.burned_in import BurnedInStatus, RapidOcrReader
 from hca_assets.dicom.deid import DeidEngine, DeidFailure
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.dicom.io import read_dataset
@@ -43,13 +43,13 @@ class DeidSpec:
     key: bytes
     uid_map: Mapping[str, str] = field(default_factory=dict)
     patient_map: Mapping[str, str] = field(default_factory=dict)
-    ocr_mode: str = "candidates"
+    ocr_mode: str = "all"
     date_offsets: Mapping[str, int] = field(default_factory=dict)
 
     def engine(self) -> DeidEngine:
-        detector = RapidOcrDetector() if self.ocr_mode != "off" else None
+        reader = RapidOcrReader() if self.ocr_mode != "off" else None
         pseudo = Pseudonymizer(self.key, self.uid_map, self.patient_map, self.date_offsets)
-        return DeidEngine(self.profile, pseudo, detector, self.ocr_mode)
+        return DeidEngine(self.profile, pseudo, reader, self.ocr_mode)
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,14 @@ class DeidRecord:
     original_series_uid: str
     original_sop_uid: str
     date_offset_days: int
+    blanked_fraction: float = 0.0  # share of pixels blacked out over burned-in text
+    redactions: tuple[tuple[int, int, int, int, int], ...] = ()  # (frame, x0, y0, x1, y1) blacked out
 
 
 @dataclass(frozen=True)
 class DeidRejected:
     source: str
-    sha256: str
+    sha256: str | None  # None: the input could not be read
     reason: str
     message: str
 
@@ -94,7 +96,10 @@ def _init(spec: DeidSpec) -> None:
 def _one(args: tuple[str, str]) -> DeidRecord | DeidRejected:
     source, out_root = args
     assert _engine is not None
-    data = Path(source).read_bytes()
+    try:
+        data = Path(source).read_bytes()
+    except OSError as exc:
+        return DeidRejected(source, None, QuarantineReason.UNREADABLE, f"file cannot be read ({type(exc).__name__})")
     try:
         out, outcome = _engine.deidentify_bytes(data)
     except DeidFailure as exc:
@@ -103,14 +108,17 @@ def _one(args: tuple[str, str]) -> DeidRecord | DeidRejected:
         return DeidRejected(source, hashlib.sha256(data).hexdigest(), QuarantineReason.DEID_FAILED,
                             f"unexpected {type(exc).__name__}")
     rel = _engine.output_name(outcome)
-    target = Path(out_root) / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(out)
-    os.replace(tmp, target)
-    ds = outcome.dataset
+    sha = hashlib.sha256(out).hexdigest()
+    existing = _write_new(Path(out_root) / rel, out)
+    if existing is not None:  # another input with the same SOP Instance UID got there first: never overwritten
+        same = existing == sha
+        return DeidRejected(source, hashlib.sha256(data).hexdigest(),
+                            QuarantineReason.DUPLICATE_INSTANCE if same else QuarantineReason.SOP_UID_CONFLICT,
+                            "identical to an instance already written" if same
+                            else "SOP Instance UID already written with different content")
+    ds, text = outcome.dataset, outcome.text
     return DeidRecord(
-        source=source, output=rel, sha256=hashlib.sha256(out).hexdigest(),
+        source=source, output=rel, sha256=sha,
         sop_instance_uid=str(ds.SOPInstanceUID), series_instance_uid=str(ds.SeriesInstanceUID),
         study_instance_uid=str(ds.StudyInstanceUID), patient_pseudonym=str(ds.get("PatientID", "")),
         modality=str(ds.get("Modality", "")), sop_class_uid=str(ds.SOPClassUID),
@@ -118,15 +126,49 @@ def _one(args: tuple[str, str]) -> DeidRecord | DeidRejected:
         counts=dict(outcome.counts), original_patient_id=outcome.original_patient_id,
         original_study_uid=outcome.original_study_uid, original_series_uid=outcome.original_series_uid,
         original_sop_uid=outcome.original_sop_uid, date_offset_days=outcome.date_offset_days,
+        blanked_fraction=text.blanked_fraction if text else 0.0,
+        redactions=tuple((i, *box) for i, box in text.regions) if text else (),
     )
 
 
+def _write_new(target: Path, data: bytes) -> str | None:
+    """Write ``data`` to ``target`` atomically unless it exists (then return the existing file's sha256):
+    a hard link from a private temporary name either creates the file whole or fails."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        return hashlib.sha256(target.read_bytes()).hexdigest()
+    finally:
+        tmp.unlink()
+    return None
+
+
 def deidentify_files(
-    sources: list[Path], out_root: Path, spec: DeidSpec, *, workers: int = 1, progress: Progress | None = None
+    sources: list[Path], out_root: Path, spec: DeidSpec, *, workers: int = 1, progress: Progress | None = None,
+    timeout: float | None = None,
 ) -> Iterator[DeidRecord | DeidRejected]:
-    """De-identify ``sources`` into ``out_root`` (in input order); rejected inputs produce no file."""
+    """De-identify ``sources`` into ``out_root`` (in input order); rejected inputs produce no file, and no
+    existing file is ever replaced. An input past ``timeout`` seconds (or that kills its worker) is rejected."""
     args = [(str(p), str(out_root)) for p in sources]
-    return ordered_map(_one, args, workers=workers, progress=progress, initializer=_init, initargs=(spec,))
+    results = ordered_map(_one, args, workers=workers, progress=progress, initializer=_init, initargs=(spec,),
+                          timeout=timeout)
+    for (source, _), result in zip(args, results, strict=True):
+        if isinstance(result, ItemFailed):
+            yield DeidRejected(source, _sha256_or_none(source),
+                               QuarantineReason.TIMEOUT if result.timed_out else QuarantineReason.WORKER_DIED,
+                               result.message)
+        else:
+            yield result
+
+
+def _sha256_or_none(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 # --- batch level: stage → check → publish ---------------------------------------------------------
@@ -152,13 +194,15 @@ def stage_batch(
     *,
     workers: int = 1,
     progress: Progress | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> StageOutcome:
     """De-identify one batch into ``staging_root/<batch>`` (replacing any earlier staging of it)."""
     target = staging_root / batch
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    results = list(deidentify_files(sources, target, spec, workers=workers, progress=progress))
+    results = list(deidentify_files(sources, target, spec, workers=workers, progress=progress,
+                                    timeout=limits.timeout))
     staged = [r for r in results if isinstance(r, DeidRecord)]
     rejected = [r for r in results if isinstance(r, DeidRejected)]
     with (target / STAGED_MANIFEST).open("w") as fh:
@@ -166,7 +210,8 @@ def stage_batch(
             fh.write(json.dumps(asdict(r)) + "\n")
     now = datetime.now(UTC)
     quarantine = [quarantine_row(batch, STAGE, r.sha256, r.reason, r.message,
-                                 keep_file(Path(r.source), quarantine_root, batch, r.sha256), now) for r in rejected]
+                                 keep_file(Path(r.source), quarantine_root, batch, r.sha256, i,
+                                           max_copy_bytes=limits.max_file_bytes), now) for i, r in enumerate(rejected)]
     return StageOutcome(staged, rejected, crosswalk_table(batch, staged), pa.Table.from_pylist(quarantine, schema=QUARANTINE))
 
 

@@ -74,7 +74,7 @@ def inspect_many(
     """Inspect files in order, with ``workers`` processes; calls ``progress(done, total)``. A file whose
     inspection overruns ``limits.file_timeout_seconds`` (or kills its worker) is rejected, not waited for."""
     results = ordered_map(_inspect_one, [(str(p), key, limits) for p in paths], workers=workers, progress=progress,
-                          min_parallel=8, timeout=limits.file_timeout_seconds)
+                          min_parallel=8, timeout=limits.timeout)
     for path, result in zip(paths, results, strict=True):
         yield _lost(path, result, limits) if isinstance(result, ItemFailed) else result
 

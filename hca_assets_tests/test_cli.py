@@ -72,7 +72,7 @@ def test_deid_command(tmp_path: Path, small_study: tuple[Path, Path], phi_string
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["deid", str(source), str(out), "--workers", "2", "--quarantine", str(tmp_path / "q")])
     assert result.exit_code == 1  # one input could not be de-identified
-    assert "deid_failed 1" in result.output
+    assert "not_dicom 1" in result.output
     files = sorted(out.rglob("*.dcm"))
     assert len(files) == SMALL.instances_per_patient
     assert not list(out.rglob(".*"))  # no temporary files left behind

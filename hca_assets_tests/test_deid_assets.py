@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -68,9 +69,10 @@ def test_stage_check_publish_idempotent_and_phi_free(
 def test_failed_blocking_check_publishes_nothing(settings: Settings, batch: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """With the engine sabotaged (keeps PatientAddress) and its own gate off, the blocking check must stop publication."""
     monkeypatch.setattr(verify_module, "verify_output", lambda *a, **k: [])  # the engine's own gate, disabled
+    in_process = dataclasses.replace(settings, file_timeout_seconds=0)  # no timeout: files run where the patches are
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(INGEST_BATCHES, [batch])
-        result = run(settings, instance, batch)
+        result = run(in_process, instance, batch)
     assert not result.success
     failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
     assert "no_phi_residue" in failed

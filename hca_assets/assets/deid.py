@@ -40,7 +40,7 @@ def deid_staged(context: dg.AssetExecutionContext, storage: HcaStorage, pseudony
     context.log.info(f"batch {key}: de-identifying {len(sources)} instances with profile {spec.profile.name}")
     start = time.perf_counter()
     out = stage_batch(key, sources, Path(settings.deid_staging), Path(settings.quarantine), spec,
-                      workers=settings.workers, progress=md.progress_logger(context, "de-identified"))
+                      workers=settings.workers, progress=md.progress_logger(context, "de-identified"), limits=settings.limits)
     seconds = time.perf_counter() - start
     write_partition(settings.table_uri("deid_crosswalk", restricted=True), out.crosswalk, match={"batch": key},
                     schema=DEID_CROSSWALK)

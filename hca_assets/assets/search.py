@@ -51,7 +51,7 @@ def images(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Materia
     instances = read_table(settings.table_uri("deid_instances"), schema=DEID_INSTANCES, where={"batch": key}).to_pylist()
     start = time.perf_counter()
     out = render_batch(key, instances, Path(settings.deid), Path(settings.images), workers=settings.workers,
-                       progress=md.progress_logger(context, "rendered"), timeout=settings.file_timeout_seconds)
+                       progress=md.progress_logger(context, "rendered"), timeout=settings.limits.timeout)
     write_partition(settings.table_uri("images"), out.images, match={"batch": key}, schema=IMAGES)
     write_partition(settings.table_uri("volumes"), out.volumes, match={"batch": key}, schema=VOLUMES)
     write_partition(settings.table_uri("quarantine"), render_quarantine(key, out.failed, instances, out.lost),
