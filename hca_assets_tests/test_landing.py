@@ -132,3 +132,88 @@ def test_unreadable_directory_is_moved_whole_and_recorded() -> None:
             if p.is_dir():
                 p.chmod(0o755)
         shutil.rmtree(root)
+
+
+def test_symlinks_are_refused_unread_and_reported_once(tmp_path: Path) -> None:
+    (tmp_path / "landing" / "sub").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    secret = tmp_path / "outside" / "secret.dcm"
+    secret.write_bytes(b"not yours")
+    (tmp_path / "landing" / "ok.dcm").write_bytes(b"x")
+    (tmp_path / "landing" / "sub" / "link.dcm").symlink_to(secret)
+    (tmp_path / "landing" / "dirlink").symlink_to(tmp_path / "outside", target_is_directory=True)
+    batch = claim(tmp_path / "landing", tmp_path / "raw", settle_seconds=0)
+    assert batch is not None and batch.files == ("ok.dcm",)
+    assert batch.symlinks == ("dirlink", "sub/link.dcm") and batch.received == 3
+    assert not (batch.files_dir / "secret.dcm").exists() and secret.read_bytes() == b"not yours"
+    assert all((batch.path / "refused" / s).is_symlink() for s in batch.symlinks)  # the links, not their targets
+    assert claim(tmp_path / "landing", tmp_path / "raw", settle_seconds=0) is None  # reported once
+
+
+def test_file_swapped_for_a_symlink_before_the_commit_is_refused(tmp_path: Path) -> None:
+    staging = tmp_path / "raw" / ".claiming-b20260101T000000000000-abcdef" / "files"
+    staging.mkdir(parents=True)
+    (staging / "real.dcm").write_bytes(b"x")
+    (staging / "swapped.dcm").symlink_to("/etc/passwd")
+    (batch,) = recover(tmp_path / "raw")
+    assert batch.files == ("real.dcm",) and batch.symlinks == ("swapped.dcm",)
+
+
+def test_dot_names_stay_and_are_reported_once_as_quarantine_rows(tmp_path: Path) -> None:
+    from hca_assets.ingest import ingest_batch
+
+    landing_dir = tmp_path / "landing"
+    (landing_dir / ".git").mkdir(parents=True)
+    (landing_dir / ".git" / "config").write_bytes(b"x")
+    (landing_dir / ".DS_Store").write_bytes(b"x")
+    (landing_dir / "ok").symlink_to("/etc/passwd")
+    batch = claim(landing_dir, tmp_path / "raw", settle_seconds=0)
+    assert batch is not None and batch.files == () and batch.hidden == (".DS_Store", ".git")
+    assert (landing_dir / ".DS_Store").exists() and (landing_dir / ".git" / "config").exists()  # left where they are
+    assert claim(landing_dir, tmp_path / "raw", settle_seconds=0) is None  # once, not at every tick
+    outcome = ingest_batch(batch, key=b"k" * 16, quarantine_root=tmp_path / "q", known={})
+    rows = outcome.quarantine.to_pylist()
+    assert sorted(r["reason"] for r in rows) == ["hidden_name", "hidden_name", "symlink_refused"]
+    assert outcome.received == 3 and all(r["sha256"] is None for r in rows)
+    assert not any(".DS_Store" in str(v) or ".git" in str(v) or "passwd" in str(v) for r in rows for v in r.values())
+
+
+def test_recover_never_commits_a_claim_while_its_claimer_holds_the_lock(tmp_path: Path) -> None:
+    """A live claimer holds the claim lock: another process's recovery waits instead of committing its claim."""
+    raw = tmp_path / "raw"
+    staging = raw / ".claiming-b20260101T000000000000-abcdef" / "files"
+    staging.mkdir(parents=True)
+    (staging / "a.dcm").write_bytes(b"x")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
+                               "from hca_assets.landing import claim_lock\nwith claim_lock(Path(sys.argv[1])):\n"
+                               "    print('held', flush=True); time.sleep(60)", str(raw)],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        waiter = subprocess.Popen([sys.executable, "-c", "import sys\nfrom pathlib import Path\n"
+                                   "from hca_assets.landing import recover\nprint(len(recover(Path(sys.argv[1]))))", str(raw)],
+                                  stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+        with pytest.raises(subprocess.TimeoutExpired):
+            waiter.wait(timeout=1.5)
+        assert committed_batches(raw) == [] and staging.exists()  # the claim in progress is left alone
+        holder.kill()  # the holder dies: the kernel releases its lock
+        holder.wait()
+        out, _ = waiter.communicate(timeout=30)
+        assert out.strip() == "1" and len(committed_batches(raw)) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_leftover_claims_never_make_later_claims_fail(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    (raw / ".claiming-b20260101T000000000000-aaaaaa").mkdir(parents=True)  # died before its files/ folder
+    half = raw / ".claiming-b20260101T000000000001-bbbbbb" / "files" / "study"
+    half.mkdir(parents=True)
+    (half / "moved.dcm").write_bytes(b"x")
+    names = make_files(tmp_path / "landing", 4)
+    recovered = recover(raw)
+    batch = claim(tmp_path / "landing", raw, settle_seconds=0)
+    assert [b.files for b in recovered] == [("study/moved.dcm",)]  # the empty one is dropped, not committed
+    assert batch is not None and sorted(batch.files) == sorted(names)
+    assert not list(raw.glob(".claiming-*")) and len(committed_batches(raw)) == 2

@@ -1,17 +1,24 @@
-"""The landing sensor: claims, registers partitions, requests runs once, recovers interrupted claims."""
+"""The landing sensor: claims, registers partitions, requests runs once, recovers interrupted claims, and\nre-requests batches whose run died (never those whose run failed on its own)."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.events import DagsterEvent
+from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from hca_assets.config import Settings
-from hca_assets.landing import MANIFEST
+from hca_assets.landing import MANIFEST, mark_requested
+from hca_assets.locks import FileLock
 from hca_assets.partitions import INGEST_BATCHES
 from hca_assets.resources import HcaStorage
-from hca_assets.sensors import landing_sensor
+from hca_assets.sensors import ABANDONED_TAG, LOCK_TAG, BatchState, batch_statuses, landing_sensor
 
 
 def tick(instance: dg.DagsterInstance, settings: Settings) -> dg.SensorResult | dg.SkipReason:
@@ -49,3 +56,79 @@ def test_interrupted_claim_and_unregistered_batch_are_picked_up(settings: Settin
         assert keys == ["b20250101T000000000000-000000", "b20260101T000000000000-abcdef"]
         assert (raw / "b20260101T000000000000-abcdef" / MANIFEST).is_file()
         assert isinstance(tick(instance, settings), dg.SkipReason)
+
+
+def committed_batch(settings: Settings, key: str) -> None:
+    (Path(settings.raw_batches) / key / "files").mkdir(parents=True)
+    (Path(settings.raw_batches) / key / MANIFEST).write_text(json.dumps({"key": key, "files": [], "unreadable": []}))
+
+
+def started_run(instance: dg.DagsterInstance, key: str, *, tags: dict[str, str] | None = None,
+                pid: int | None = None) -> str:
+    """A run of batch ``key`` left STARTED, as a killed process leaves it (RUN_START written by ``pid``)."""
+    run = instance.add_run(dg.DagsterRun(job_name="ingest_job", tags={PARTITION_NAME_TAG: key, **(tags or {})}))
+    instance.report_dagster_event(DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name="ingest_job", pid=pid),
+                                  run_id=run.run_id)
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED  # type: ignore[union-attr]
+    return run.run_id
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+KEY = "b20250101T000000000000-000000"
+
+
+def test_a_run_whose_process_died_is_marked_failed_and_its_batch_requested_again(settings: Settings) -> None:
+    committed_batch(settings, KEY)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(INGEST_BATCHES, [KEY])
+        lock = FileLock(Path(settings.raw_batches) / KEY / ".run.lock")
+        cli_run = started_run(instance, KEY, tags={LOCK_TAG: str(lock.path)}, pid=os.getpid())
+        with lock:  # its `hca ingest` process is alive: nothing to do
+            assert isinstance(tick(instance, settings), dg.SkipReason)
+            assert instance.get_run_by_id(cli_run).status == dg.DagsterRunStatus.STARTED  # type: ignore[union-attr]
+        result = tick(instance, settings)  # the lock is free: its process died
+        assert isinstance(result, dg.SensorResult)
+        dead = instance.get_run_by_id(cli_run)
+        assert dead is not None and dead.status == dg.DagsterRunStatus.FAILURE and ABANDONED_TAG in dead.tags
+        (request,) = result.run_requests or []
+        assert request.partition_key == KEY and request.run_key == f"{KEY}:after-{cli_run}"
+        assert isinstance(tick(instance, settings), dg.SkipReason)  # requested once; the daemon runs it
+
+
+def test_daemon_runs_are_alive_while_their_worker_is(settings: Settings) -> None:
+    committed_batch(settings, KEY)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(INGEST_BATCHES, [KEY])
+        alive = started_run(instance, KEY, pid=os.getpid())
+        assert isinstance(tick(instance, settings), dg.SkipReason)
+        instance.report_run_failed(instance.get_run_by_id(alive))  # type: ignore[arg-type]
+        assert isinstance(tick(instance, settings), dg.SkipReason)  # failed on its own: left for a person
+        dead = started_run(instance, KEY, pid=dead_pid())
+        result = tick(instance, settings)
+        assert isinstance(result, dg.SensorResult) and [r.partition_key for r in result.run_requests or []] == [KEY]
+        assert ABANDONED_TAG in instance.get_run_by_id(dead).tags  # type: ignore[union-attr]
+        assert ABANDONED_TAG not in instance.get_run_by_id(alive).tags  # type: ignore[union-attr]
+
+
+def test_batch_states(settings: Settings) -> None:
+    keys = [f"b2025010{i}T000000000000-000000" for i in range(1, 5)]
+    for key in keys:
+        committed_batch(settings, key)
+    raw = Path(settings.raw_batches)
+    with dg.instance_for_test() as instance:
+        ok = started_run(instance, keys[0], pid=os.getpid())
+        instance.report_dagster_event(DagsterEvent(dg.DagsterEventType.RUN_SUCCESS.value, job_name="ingest_job"), run_id=ok)
+        failed = started_run(instance, keys[1], pid=os.getpid())
+        instance.report_run_failed(instance.get_run_by_id(failed))  # type: ignore[arg-type]
+        started_run(instance, keys[2], pid=os.getpid())
+        mark_requested(raw, keys[3])
+        states = {s.key: s.state for s in batch_statuses(instance, raw, handoff_seconds=60)}
+        assert states == {keys[0]: BatchState.DONE, keys[1]: BatchState.FAILED, keys[2]: BatchState.RUNNING,
+                          keys[3]: BatchState.REQUESTED}
+        late = {s.key: s.state for s in batch_statuses(instance, raw, handoff_seconds=60, now=time.time() + 120)}
+        assert late[keys[3]] == BatchState.NEEDS_RUN  # the daemon never ran it: `hca ingest` may
