@@ -9,6 +9,7 @@ always be killed. A worker that overruns is killed and replaced; the item's plac
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import pickle
 import time
@@ -23,6 +24,7 @@ R = TypeVar("R")
 Progress = Callable[[int, int], None]
 _PRELOAD = ("hca_assets.ingest", "hca_assets.deid_run", "hca_assets.images_run")
 _DEPTH = 2  # items queued per worker: the next one is ready the moment the previous result is sent
+_PIPELINE_BYTES = 16 << 10  # a second item is queued only if it fits the pipe: a send to a busy worker never blocks
 _READY = -1  # index of the message a worker sends once its initializer has run
 
 
@@ -100,7 +102,7 @@ def _serve(conn: Connection, fn: Callable[[Any], Any], initializer: Callable[...
     except EOFError:  # the parent is gone
         return
     except Exception as exc:  # noqa: BLE001 - an initializer failure is the caller's to see
-        conn.send((_READY, _Raised(exc)))
+        conn.send((_READY, _Raised(_portable(exc))))
 
 
 def _portable(exc: Exception) -> Exception:
@@ -126,10 +128,8 @@ class _Worker:
 
     def stop(self, *, kill: bool) -> None:
         if not kill:
-            try:
+            with contextlib.suppress(OSError):
                 self.conn.send(None)
-            except OSError:
-                kill = True
             self.process.join(5)
         if self.process.is_alive():
             self.process.kill()
@@ -182,12 +182,15 @@ def _pool_map(fn: Callable[[T], R], items: list[T], workers: int, initializer: C
 def _dispatch(worker: _Worker, items: list[Any], pending: deque[int]) -> None:
     """Keep up to ``_DEPTH`` items queued in a live worker."""
     while pending and len(worker.queue) < _DEPTH:
-        index = pending.popleft()
-        try:
-            worker.conn.send((index, items[index]))
-        except OSError:  # died: it is replaced after the next wait
-            pending.appendleft(index)
+        index = pending[0]
+        payload = pickle.dumps((index, items[index]))
+        if worker.queue and len(payload) > _PIPELINE_BYTES:
             return
+        try:
+            worker.conn.send_bytes(payload)
+        except OSError:  # died: it is replaced after the next wait
+            return
+        pending.popleft()
         if not worker.queue and worker.ready:
             worker.since = time.monotonic()
         worker.queue.append(index)
