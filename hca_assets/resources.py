@@ -27,10 +27,10 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     embedder: str = Settings.embedder
     eval_min_p5: float = Settings.eval_min_p5
     max_constant_fraction: float = Settings.max_constant_fraction
-
     max_pixels: int = Settings.max_pixels
     max_file_bytes: int = Settings.max_file_bytes
     file_timeout_seconds: float = Settings.file_timeout_seconds
+
     @classmethod
     def from_settings(cls, settings: Settings) -> HcaStorage:
         fields = dataclasses.asdict(settings)

@@ -161,7 +161,11 @@ def test_limits_come_from_the_environment_and_reach_the_resource(monkeypatch: py
     assert Settings(data_dir=str(tmp_path)).limits == Limits()
 
 
-@pytest.mark.parametrize("field", ["max_pixels", "max_file_bytes", "file_timeout_seconds"])
-def test_a_limit_must_be_positive(field: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("field", "value"), [("max_pixels", 0), ("max_file_bytes", 0), ("file_timeout_seconds", -1)])
+def test_limits_are_validated(field: str, value: float, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=field):
-        Settings(data_dir=str(tmp_path), **{field: 0})  # type: ignore[arg-type]
+        Settings(data_dir=str(tmp_path), **{field: value})  # type: ignore[arg-type]
+
+
+def test_a_zero_timeout_turns_it_off() -> None:
+    assert Limits().timeout == 300 and Limits(file_timeout_seconds=0).timeout is None
