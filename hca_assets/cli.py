@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import shutil
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-import duckdb
 from tqdm import tqdm
 
 from hca_assets.config import Settings, join
 from hca_assets.dicom.profile import DeidOption
-from hca_assets.lake import RESTRICTED, connect
+from hca_assets.lake import QueryRefused, run_query
 from hca_assets.synthetic import GeneratorOptions, generate
 
 TRUTH_DIRNAME = "synthetic_truth"  # keep in step with Settings.truth_file
+DEMO_MARKER = ".hca-demo"  # written into a data folder `hca demo` created; `--fresh` deletes no other folder
 
 
 def _settings(**changes: object) -> Settings:
-    return dataclasses.replace(Settings.from_env(), **changes)  # type: ignore[arg-type]
+    """Settings from the environment with ``changes``; an invalid value is a :class:`UserError`."""
+    try:
+        return dataclasses.replace(Settings.from_env(), **changes)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise UserError(f"invalid setting (HCA_* environment or option): {exc}") from exc
 
 
 class UserError(click.ClickException):
@@ -43,7 +50,31 @@ def _lake_key(settings: Settings) -> bytes:
         raise UserError(str(exc)) from exc
 
 
-@click.group()
+@contextlib.contextmanager
+def _one_line_user_errors() -> Iterator[None]:
+    """Any click error (bad usage, refused request) becomes a :class:`UserError`: one line, exit code 2."""
+    try:
+        yield
+    except click.exceptions.NoArgsIsHelpError:
+        raise  # a bare `hca` prints the help
+    except click.ClickException as exc:
+        raise UserError(" ".join(exc.format_message().split())) from exc
+
+
+class _Group(click.Group):
+    """The ``hca`` group: user errors from parsing and from every command are one line with exit code 2."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: object) -> click.Context:
+        with _one_line_user_errors():
+            return super().make_context(info_name, args, parent, **extra)  # type: ignore[arg-type]
+
+    def invoke(self, ctx: click.Context) -> object:
+        with _one_line_user_errors():
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Group)
 def main() -> None:
     """hca_assets: DICOM → de-identified images, embeddings, search and a Delta lake."""
 
@@ -58,7 +89,7 @@ def main() -> None:
 @click.option("--ct-size", type=int, default=512, show_default=True)
 def generate_cmd(patients: int, seed: int, out: Path, truth: Path | None, ct_slices: int, ct_size: int) -> None:
     """Write synthetic phantom studies with realistic PHI (plus ground truth, outside OUT)."""
-    truth = truth or Path(join(Settings.from_env().restricted, TRUTH_DIRNAME))
+    truth = truth or Path(join(_settings().restricted, TRUTH_DIRNAME))
     summary = _generate(out, truth, GeneratorOptions(patients=patients, seed=seed, ct_slices=ct_slices, ct_size=ct_size))
     click.echo(f"{summary.instances} instances for {summary.patients} patients in {summary.seconds:.1f} s "
                f"({summary.instances_per_second:.0f}/s); truth in {summary.truth}")
@@ -105,26 +136,24 @@ def ingest_cmd(settle_seconds: float | None, retry_failed: bool) -> None:
 @click.option("--restricted", is_flag=True, help="Also register PHI-bearing tables (restricted zone).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 def sql_cmd(query: str, restricted: bool, fmt: str) -> None:
-    """Run QUERY in DuckDB over every lake Delta table (views named after the tables)."""
+    """Run one SQL statement, QUERY, in a sandboxed DuckDB over every lake Delta table (views named after the
+    tables; no file, network, extension or setting access). With --restricted, the access is logged in audit_log."""
     click.echo(run_sql(_settings(), query, restricted=restricted, fmt=fmt), nl=False)
 
 
-def run_sql(settings: Settings, query: str, *, restricted: bool, fmt: str) -> str:
-    """Execute ``query`` and render the result as a text table, CSV or JSON lines."""
+def run_sql(settings: Settings, query: str, *, restricted: bool, fmt: str, command: str = "sql") -> str:
+    """Execute ``query`` (one statement) and render the result as a text table, CSV or JSON lines."""
     import polars as pl
 
-    con = connect(settings, restricted=restricted)
     try:
-        frame = pl.from_arrow(con.sql(query).to_arrow_table())
-    except duckdb.CatalogException as exc:
-        hidden = sorted(t for t in RESTRICTED if t in query and not restricted)
-        hint = f" ({', '.join(hidden)} is restricted: pass --restricted)" if hidden else ""
-        raise click.ClickException(f"{str(exc).splitlines()[0]}{hint}") from exc
-    except duckdb.Error as exc:
-        raise click.ClickException(str(exc).splitlines()[0]) from exc
+        frame = pl.from_arrow(run_query(settings, query, restricted=restricted, command=command))
+    except QueryRefused as exc:
+        raise UserError(str(exc)) from exc
     assert isinstance(frame, pl.DataFrame)
-    if fmt == "csv":
-        return frame.write_csv()
+    if fmt == "csv":  # CSV has no nested values: lists and structs are written as JSON text
+        nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()]
+        return frame.with_columns(pl.Series(name, [json.dumps(v, default=str) for v in frame[name].to_list()],
+                                            dtype=pl.String) for name in nested).write_csv()
     if fmt == "json":
         return frame.write_ndjson()
     with pl.Config(tbl_rows=200, tbl_cols=50, fmt_str_lengths=80, tbl_width_chars=250, tbl_hide_dataframe_shape=True):
@@ -189,9 +218,13 @@ def search_cmd(file: Path | None, k: int, level: str, text: str | None) -> None:
     if (file is None) == (text is None):
         raise click.UsageError("give FILE or --text (not both)")
     try:
-        found = search_similar(_settings(), image=load_query_image(file) if file else None, text=text, k=k, level=level)
+        image = load_query_image(file) if file else None
+    except Exception as exc:  # any unreadable query file (pydicom, PIL and numpy raise many types) is the user's
+        raise UserError(f"FILE is neither a readable DICOM image nor a PNG/JPEG ({type(exc).__name__})") from exc
+    try:
+        found = search_similar(_settings(), image=image, text=text, k=k, level=level)
     except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise UserError(str(exc)) from exc
     for rank, n in enumerate(found, 1):
         click.echo(f"{rank:>2}  {n.similarity:.4f}  {n.modality:<3} {n.body_part or '-':<13} study {n.study_instance_uid}  "
                    f"series {n.series_instance_uid}  {n.labels or ''}")
@@ -205,6 +238,22 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path)
 
 
+def _demo_data_dir(data_dir: Path, *, fresh: bool) -> None:
+    """Prepare the demo's data folder: with ``fresh``, delete it only if the demo created it (its marker file);
+    if it does not exist, create it with the marker. Any other folder is refused, never deleted."""
+    if fresh and (data_dir.exists() or data_dir.is_symlink()):
+        marker = data_dir / DEMO_MARKER
+        if data_dir.is_symlink() or not marker.is_file() or marker.is_symlink():
+            raise UserError(f"--fresh refused: {data_dir} was not created by `hca demo` (no {DEMO_MARKER} marker); "
+                            "delete it yourself or point HCA_DATA_DIR at another folder")
+        click.echo(f"--fresh: removing {data_dir} (created by the demo)")
+        _rmtree(data_dir)
+    if not data_dir.exists():
+        data_dir.mkdir(parents=True)
+        (data_dir / DEMO_MARKER).write_text(f"created by `hca demo` at {datetime.now(UTC).isoformat()}; "
+                                            "`hca demo --fresh` may delete this folder\n")
+
+
 def _first(paths: Iterable[Path]) -> Path:
     found = sorted(paths)
     if not found:
@@ -215,16 +264,14 @@ def _first(paths: Iterable[Path]) -> Path:
 @main.command("demo")
 @click.option("--patients", type=int, default=6, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--fresh", is_flag=True, help="Delete the data folder first (demo data only!).")
+@click.option("--fresh", is_flag=True, help="Delete the data folder first, only if the demo created it.")
 def demo_cmd(patients: int, seed: int, fresh: bool) -> None:
     """Generate synthetic studies and bad inputs, ingest them through the graph, print a summary."""
     from hca_assets.pipeline import ingest_pending, open_instance
     from hca_assets.synthetic.bad_inputs import write_bad_inputs
 
     settings = _settings(settle_seconds=0.0)
-    if fresh and Path(settings.data_dir).exists():
-        click.echo(f"--fresh: removing {settings.data_dir}")
-        _rmtree(Path(settings.data_dir))
+    _demo_data_dir(Path(settings.data_dir), fresh=fresh)
     _lake_key(settings)
     landing = Path(settings.landing)
     summary = _generate(landing / f"demo-seed{seed}", Path(join(settings.restricted, TRUTH_DIRNAME)),
@@ -241,7 +288,7 @@ def demo_cmd(patients: int, seed: int, fresh: bool) -> None:
         click.echo(f"batch {run.batch}: {'succeeded' if run.success else 'FAILED'} (run {run.run_id})")
     click.echo("\nInstances by modality (restricted raw index):")
     click.echo(run_sql(settings, "SELECT modality, count(*) AS instances FROM raw_instances GROUP BY 1 ORDER BY 1",
-                       restricted=True, fmt="table"))
+                       restricted=True, fmt="table", command="demo"))
     click.echo("De-identified and published (PHI-free lake):")
     click.echo(run_sql(settings, "SELECT modality, burned_in, count(*) AS instances, count(DISTINCT patient_pseudonym) AS "
                        "patients FROM deid_instances GROUP BY 1, 2 ORDER BY 1", restricted=False, fmt="table"))

@@ -1,0 +1,138 @@
+"""Every `hca` user error is one line on stderr with exit code 2; `hca demo --fresh` deletes only a folder the
+demo created; `hca search` exits cleanly (no C++ abort at interpreter exit)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from hca_assets.cli import DEMO_MARKER, _demo_data_dir, main
+from hca_assets.config import Settings
+from hca_assets.lake import read_table, write_partition
+from hca_assets.lake.schemas import EMBEDDINGS, IMAGES, LABELS
+from hca_assets.models import LocalEmbedder, embedder_code_version
+from hca_assets.search.index import index_embeddings
+
+HCA = str(Path(sys.executable).parent / "hca")
+
+
+def assert_one_line_user_error(result: object) -> None:
+    """``result``: a CliRunner result or a finished subprocess."""
+    exit_code = getattr(result, "exit_code", getattr(result, "returncode", None))
+    stdout, stderr = getattr(result, "stdout"), getattr(result, "stderr")  # noqa: B009
+    assert exit_code == 2, (stdout, stderr)
+    assert stdout == "" and stderr.startswith("Error: ") and stderr.count("\n") == 1, stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["sql"],  # missing QUERY
+    ["nosuch"],
+    ["--bogus"],
+    ["sql", "SELECT 1", "--format", "xml"],
+    ["sql", "SELECT 1; SELECT 2"],
+    ["sql", "SELECT * FROM read_text('/etc/passwd')"],
+    ["sql", "COPY (SELECT 1) TO 'out.csv'"],
+    ["sql", "SELEC nonsense"],
+    ["sql", "SELECT * FROM raw_instances"],  # restricted without --restricted
+    ["search"],  # neither FILE nor --text
+    ["search", "--text", "liver", "-k", "many"],
+    ["search", "no-such-file.png"],
+    ["search", "--text", "liver"],  # the local backend embeds no text
+    ["demo", "--patients", "two"],
+])
+def test_usage_and_refusals_are_one_line_exit_2(args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HCA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    assert_one_line_user_error(CliRunner().invoke(main, args))
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_invalid_settings_and_unreadable_query_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HCA_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert_one_line_user_error(CliRunner().invoke(main, ["search", str(tmp_path / "notes.txt")]))
+    monkeypatch.setenv("HCA_WORKERS", "many")
+    assert_one_line_user_error(CliRunner().invoke(main, ["sql", "SELECT 1"]))
+
+
+def test_fresh_refuses_a_folder_the_demo_did_not_create(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "real-data"
+    (data / "restricted").mkdir(parents=True)
+    (data / "restricted" / "crosswalk.parquet").write_bytes(b"the only copy")
+    monkeypatch.setenv("HCA_DATA_DIR", str(data))
+    result = CliRunner().invoke(main, ["demo", "--fresh", "--patients", "1"])
+    assert_one_line_user_error(result)
+    assert "not created by `hca demo`" in result.stderr
+    assert (data / "restricted" / "crosswalk.parquet").read_bytes() == b"the only copy"
+    assert sorted(p.name for p in data.iterdir()) == ["restricted"]  # nothing added either
+
+    (data / DEMO_MARKER).symlink_to(tmp_path / "elsewhere")  # a marker must be the demo's own file
+    (tmp_path / "elsewhere").write_text("x")
+    assert_one_line_user_error(CliRunner().invoke(main, ["demo", "--fresh", "--patients", "1"]))
+    demo_made = tmp_path / "demo-made"
+    _demo_data_dir(demo_made, fresh=False)
+    (tmp_path / "link").symlink_to(demo_made)  # a link to a demo folder: refused, not followed
+    monkeypatch.setenv("HCA_DATA_DIR", str(tmp_path / "link"))
+    assert_one_line_user_error(CliRunner().invoke(main, ["demo", "--fresh", "--patients", "1"]))
+    assert (data / "restricted" / "crosswalk.parquet").is_file() and (demo_made / DEMO_MARKER).is_file()
+
+
+def test_fresh_deletes_a_folder_the_demo_created(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _demo_data_dir(data, fresh=True)  # absent: created, with the marker
+    assert sorted(p.name for p in data.iterdir()) == [DEMO_MARKER]
+    locked = data / "landing" / "locked_dir"  # the demo's unreadable folder
+    locked.mkdir(parents=True)
+    (locked / "x.dcm").write_bytes(b"x")
+    locked.chmod(0)
+    _demo_data_dir(data, fresh=False)
+    assert (locked.parent / "locked_dir").exists()  # without --fresh nothing is deleted
+    _demo_data_dir(data, fresh=True)
+    assert sorted(p.name for p in data.iterdir()) == [DEMO_MARKER]  # emptied, and marked again
+
+
+def small_index(settings: Settings, n: int = 6) -> np.ndarray:
+    """A lake with images, labels and embeddings tables and an exact index over them; returns the images."""
+    rng = np.random.default_rng(0)
+    images = np.stack([np.clip(rng.normal(40 * i, 30, (1024, 1024)), 0, 255).astype(np.uint8) for i in range(n)])
+    vectors = LocalEmbedder().embed(list(images))
+    ids = [{"batch": "b1", "sop_instance_uid": f"2.25.{i}", "frame": 0, "series_instance_uid": f"2.25.10{i // 2}",
+            "study_instance_uid": "2.25.200", "patient_pseudonym": f"PSN{i % 3}", "modality": "CT"} for i in range(n)]
+    version = embedder_code_version("local")
+    write_partition(settings.table_uri("embeddings"), pa.Table.from_pylist(
+        [{**r, "vector": v.tolist(), "code_version": version} for r, v in zip(ids, vectors, strict=True)], schema=EMBEDDINGS),
+        match={"batch": "b1"}, schema=EMBEDDINGS)
+    write_partition(settings.table_uri("images"), pa.Table.from_pylist(
+        [{**r, "body_part": "CHEST", "path": f"b1/{i}.png", "rows": 1024, "columns": 1024, "constant": False,
+          "preprocessing_version": "pre-1"} for i, r in enumerate(ids)], schema=IMAGES), match={"batch": "b1"}, schema=IMAGES)
+    write_partition(settings.table_uri("labels"), pa.Table.from_pylist(
+        [{**r, "class_label": "ct_chest", "body_region": "chest", "lesion_present": False, "study_has_lesion": False,
+          "source": "test"} for r in ids], schema=LABELS), match={"batch": "b1"}, schema=LABELS)
+    index_embeddings(read_table(settings.table_uri("embeddings")), "image", Path(settings.indexes), version)
+    return images
+
+
+def test_search_exits_cleanly_with_nothing_on_stderr(tmp_path: Path) -> None:
+    """Runs the real command (reads the images and labels Delta tables, searches FAISS) in fresh processes."""
+    settings = Settings(data_dir=str(tmp_path / "data"))
+    images = small_index(settings)
+    Image.fromarray(images[3]).save(tmp_path / "query.png")
+    env = {**os.environ, "HCA_DATA_DIR": settings.data_dir}
+    for _ in range(3):
+        proc = subprocess.run([HCA, "search", str(tmp_path / "query.png"), "-k", "3"], capture_output=True, text=True,
+                              env=env, timeout=120, check=False)
+        assert (proc.returncode, proc.stderr) == (0, "")
+        lines = proc.stdout.splitlines()
+        assert len(lines) == 3 and "2.25.101" in lines[0] and "ct_chest" in lines[0]  # itself first, labelled
+    refused = subprocess.run([HCA, "sql", "SELECT 1; SELECT 2"], capture_output=True, text=True, env=env, timeout=120,
+                             check=False)
+    assert_one_line_user_error(refused)
