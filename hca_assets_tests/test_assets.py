@@ -9,10 +9,11 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
+from hca_assets.assets.deid import deid_staged
 from hca_assets.assets.ingest import raw_dicom
 from hca_assets.checks.ingest import COUNTS, UNIQUE_SOP, run_ingest_checks
 from hca_assets.config import Settings
-from hca_assets.lake import QUARANTINE, RAW_INSTANCES, read_table
+from hca_assets.lake import RAW_INSTANCES, read_table
 from hca_assets.lake.delta import write_partition
 from hca_assets.landing import claim, load_batch
 from hca_assets.partitions import INGEST_BATCHES
@@ -53,8 +54,9 @@ def test_materialize_twice_same_counts_checks_pass_no_phi(
     quarantine = read_table(settings.table_uri("quarantine")).to_pylist()
     text = json.dumps(quarantine, default=str)
     assert not [s for s in phi_strings if s in text]
-    assert "raw_instances" not in str(Path(settings.lake).iterdir())  # the PHI-bearing index stays restricted
-    assert raw_uri.startswith(settings.restricted)
+    assert "quarantine" in {p.name for p in Path(settings.lake).iterdir()}  # the listing below is not vacuous
+    assert "raw_instances" not in {p.name for p in Path(settings.lake).iterdir()}  # the PHI-bearing index stays restricted
+    assert raw_uri.startswith(settings.restricted) and Path(raw_uri, "_delta_log").is_dir()
 
 
 def test_checks_fail_on_a_corrupted_table(settings: Settings, small_study: tuple[Path, Path]) -> None:
@@ -74,19 +76,26 @@ def test_checks_fail_on_a_corrupted_table(settings: Settings, small_study: tuple
 
 
 def test_failed_check_fails_the_run(settings: Settings, small_study: tuple[Path, Path], monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """A blocking check that fails makes the run fail (so nothing downstream is fed)."""
+    """A blocking check that fails makes the run fail, and the next stage is not fed."""
     landing = Path(settings.landing)
     shutil.copytree(small_study[0], landing)
     batch = claim(landing, Path(settings.raw_batches), settle_seconds=0)
     assert batch is not None
     import hca_assets.assets.ingest as asset_module
 
-    monkeypatch.setattr(asset_module, "write_partition", _drop_rows)
+    monkeypatch.setattr(asset_module, "write_partition", _drop_rows)  # raw_instances loses one row
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
-        result = materialize(settings, instance, batch.key)
+        result = dg.materialize(
+            [raw_dicom, deid_staged], instance=instance, partition_key=batch.key, raise_on_error=False,
+            resources={"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey()},
+        )
     assert not result.success
-    assert read_table(settings.table_uri("quarantine"), schema=QUARANTINE).num_rows == 0
+    assert read_table(settings.table_uri("raw_instances", restricted=True)).num_rows == batch.received - 1
+    assert {e.check_name for e in result.get_asset_check_evaluations() if not e.passed} == {COUNTS}
+    assert result.asset_materializations_for_node("raw_dicom")  # written, then stopped by its check
+    assert not result.asset_materializations_for_node("deid_staged")  # downstream never ran
+    assert not Path(settings.deid_staging).exists() or not any(Path(settings.deid_staging).rglob("*.dcm"))
 
 
 def _drop_rows(uri: str, data: pa.Table, **kw):  # type: ignore[no-untyped-def]

@@ -39,16 +39,18 @@ def test_percentiles_monochrome1_and_voi_lut() -> None:
     assert stack.shape[0] == 2 and to_uint8(rgb, stack[1], None).shape[-1] == 3
 
 
-@pytest.mark.parametrize(("shape", "box"), [((100, 400), (384, 640)), ((400, 100), (0, 1024)), ((512, 512), (0, 1024))])
-def test_letterbox_preserves_aspect_with_black_padding(shape: tuple[int, int], box: tuple[int, int]) -> None:
+@pytest.mark.parametrize(("shape", "row_span", "col_span"), [
+    ((100, 400), (384, 640), (0, 1024)), ((400, 100), (0, 1024), (384, 640)), ((512, 512), (0, 1024), (0, 1024)),
+])
+def test_letterbox_preserves_aspect_with_black_padding(shape: tuple[int, int], row_span: tuple[int, int],
+                                                       col_span: tuple[int, int]) -> None:
     image = np.full(shape, 200, dtype=np.uint8)
     out = letterbox(image)
     assert out.shape == (1024, 1024)
     rows = np.flatnonzero(out.max(axis=1))
     cols = np.flatnonzero(out.max(axis=0))
     assert (rows[-1] - rows[0] + 1) / (cols[-1] - cols[0] + 1) == pytest.approx(shape[0] / shape[1], rel=0.01)
-    if shape[0] < shape[1]:
-        assert (rows[0], rows[-1] + 1) == box and out[0].max() == 0
+    assert (rows[0], rows[-1] + 1) == row_span and (cols[0], cols[-1] + 1) == col_span  # centred, black around
 
 
 def test_nifti_affine_matches_dicom_geometry(small_study: tuple[Path, Path]) -> None:

@@ -20,8 +20,12 @@ def test_same_patient_and_series_never_count() -> None:
     # the identical vector belongs to the same patient: it must be skipped, leaving only a wrong neighbour
     m = evaluate_retrieval(v, ["a", "a", "b"], ["p1", "p1", "p2"], ["s1", "s2", "s3"])
     assert m.overall == {} and m.n == {}  # no query has a relevant item from another patient
-    m = evaluate_retrieval(v, ["a", "a", "a"], ["p1", "p2", "p3"], ["s1", "s1", "s3"])
-    assert m.per_class["a"]["P@1"] == 1.0  # the same-series twin is excluded, the other patient's item is found
+    # item 1 is another patient's, but in item 0's series: counted, it would be each one's perfect first hit
+    w = np.array([[1, 0], [1, 0], [0.9, 0.1], [0, 1]], dtype=np.float32)
+    w /= np.linalg.norm(w, axis=1, keepdims=True)
+    m = evaluate_retrieval(w, ["a", "a", "b", "a"], ["p1", "p2", "p3", "p4"], ["s1", "s1", "s3", "s4"])
+    assert m.n == {"a": 3}  # "b" has no other member: skipped
+    assert m.per_class["a"]["P@1"] == 0.0  # with the twin excluded, the nearest allowed item is always the "b"
 
 
 def test_length_mismatch_is_refused() -> None:
