@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 from deltalake import write_deltalake
-from deltalake.exceptions import CommitFailedError
+from deltalake.exceptions import CommitFailedError, DeltaError
 
 from hca_assets.config import Settings, is_uri, join
 from hca_assets.lake.delta import open_dataset
@@ -101,7 +101,11 @@ def _restricted_tables(settings: Settings, restricted: bool) -> dict[str, str]:
 def _connect(tables: dict[str, str]) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     for name, uri in tables.items():
-        con.register(f"_delta_{name}", open_dataset(uri))
+        try:
+            dataset = open_dataset(uri)
+        except (DeltaError, OSError) as exc:
+            raise QueryRefused(f"Delta table {name} cannot be read ({_first_line(exc)}): repair or move it") from None
+        con.register(f"_delta_{name}", dataset)
         con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM "_delta_{name}"')
     for statement in SANDBOX:
         con.execute(statement)

@@ -158,3 +158,11 @@ def test_local_tables_are_read_through_arrows_native_file_system(lake: Settings)
     dataset = open_dataset(lake.table_uri("quarantine"))
     assert not isinstance(dataset.filesystem, pafs.PyFileSystem)
     assert dataset.to_table().num_rows == 2 and set(dataset.to_table().column("batch").to_pylist()) == {"b1"}
+
+
+def test_a_broken_table_is_one_line_naming_it(lake: Settings) -> None:
+    log = Path(lake.table_uri("quarantine"), "_delta_log")
+    (log / f"{len(list(log.glob('*.json'))):020d}.json").write_text("not json\n")
+    with pytest.raises(QueryRefused, match=r"^Delta table quarantine cannot be read \(.*\): repair or move it$") as err:
+        run_query(lake, "SELECT 1")
+    assert "\n" not in str(err.value)
