@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import io
 import json
 import shutil
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pytest
+from PIL import Image
 
 from hca_assets.assets.deid import deid_dicom, deid_staged
 from hca_assets.assets.ingest import raw_dicom
 from hca_assets.config import Settings
 from hca_assets.dicom import verify as verify_module
+from hca_assets.dicom.contact_sheet import OUTLINE
 from hca_assets.lake import discover_tables, read_table
 from hca_assets.landing import claim
 from hca_assets.partitions import INGEST_BATCHES
@@ -51,6 +56,12 @@ def test_stage_check_publish_idempotent_and_phi_free(
         metadata = json.dumps([{k: str(v.value) for k, v in m.metadata.items()}
                                for node in ("deid_staged", "deid_dicom")
                                for m in result.asset_materializations_for_node(node)])
+        (published_md,) = [m.metadata for m in result.asset_materializations_for_node("deid_dicom")]
+    sheet = str(published_md["redacted_frames"].value)  # the ultrasound's banner was blacked out: shown to reviewers
+    assert sheet.startswith("![") and "data:image/png;base64," in sheet
+    png = Image.open(io.BytesIO(base64.b64decode(sheet.split("base64,", 1)[1].rstrip(")"))))
+    assert png.format == "PNG" and (np.asarray(png.convert("RGB")) == OUTLINE).all(axis=-1).any()  # boxes outlined
+    assert 0 < float(published_md["max_blanked_share"].value) < 0.2
     published = sorted(Path(settings.deid, batch).rglob("*.dcm"))
     assert len(published) == SMALL.instances_per_patient
     assert not (Path(settings.deid_staging) / batch).exists()  # staging emptied by publishing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping
 
 import dagster as dg
@@ -20,6 +21,13 @@ def md_counts(counts: Mapping[str, int], header: tuple[str, str]) -> dg.Metadata
     lines = [f"| {header[0]} | {header[1]} |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     return dg.MetadataValue.md("\n".join(lines) if counts else "_none_")
+
+
+def md_png(png: bytes | None, caption: str) -> dg.MetadataValue:
+    """A PNG shown inline in the UI (markdown image with a data URI)."""
+    if png is None:
+        return dg.MetadataValue.md("_none_")
+    return dg.MetadataValue.md(f"![{caption}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
 def progress_logger(context: dg.AssetExecutionContext, what: str, steps: int = 10) -> Callable[[int, int], None]:

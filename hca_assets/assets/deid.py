@@ -13,6 +13,7 @@ import dagster as dg
 from hca_assets.assets import _metadata as md
 from hca_assets.checks.deid import DEID_STAGED_CHECKS, PUBLISH_CHECKS, publish_checks, staged_checks
 from hca_assets.deid_run import STAGE, publish_batch, published_tables, spec_from_settings, stage_batch
+from hca_assets.dicom.contact_sheet import contact_sheet
 from hca_assets.keys import key_fingerprint
 from hca_assets.lake import RAW_INSTANCES, read_table, write_partition
 from hca_assets.lake.schemas import DEID_AUDIT, DEID_CROSSWALK, DEID_INSTANCES, QUARANTINE
@@ -90,6 +91,11 @@ def deid_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym
                                                                       "cleaned", "kept", "private_removed")},
                 ("action", "attributes"),
             ),
+            "burned_in": md.md_counts(Counter(r.burned_in for r in records), ("burned-in text", "instances")),
+            "max_blanked_share": round(max((r.blanked_fraction for r in records), default=0.0), 4),
+            "redacted_frames": md.md_png(contact_sheet(
+                (Path(settings.deid) / key / r.output, [(int(i), (x0, y0, x1, y1)) for i, x0, y0, x1, y1 in r.redactions])
+                for r in records if r.redactions), "frames whose burned-in text was blacked out (outlined)"),
         },
         check_results=publish_checks(settings, key),
     )
