@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -231,3 +232,55 @@ def runs(settings: Settings) -> list[dg.DagsterRun]:
     """Every run of the data folder's Dagster instance."""
     with dg.DagsterInstance.from_config(str(Path(settings.data_dir) / "dagster_home")) as instance:
         return list(instance.get_runs())
+
+
+SENSOR = """
+# the landing sensor as the daemon runs it: the partitions of each tick registered, then its runs executed
+import sys, time
+import dagster as dg
+from hca_assets.config import Settings
+from hca_assets.definitions import build_defs
+from hca_assets.partitions import INGEST_BATCHES
+from hca_assets.pipeline import open_instance
+from hca_assets.resources import HcaStorage
+from hca_assets.sensors import landing_sensor
+
+settings = Settings.from_env()
+instance = open_instance(settings)
+job = build_defs(settings).resolve_job_def("ingest_job")
+deadline = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < deadline:  # what the daemon does with each tick: partitions first, then the runs
+    context = dg.build_sensor_context(instance=instance, resources={"storage": HcaStorage.from_settings(settings)})
+    result = landing_sensor(context)
+    if isinstance(result, dg.SensorResult):
+        for request in result.dynamic_partitions_requests or []:
+            instance.add_dynamic_partitions(INGEST_BATCHES, list(request.partition_keys))
+        for run in result.run_requests or []:
+            job.execute_in_process(instance=instance, partition_key=run.partition_key, raise_on_error=False,
+                                   tags={"dagster/run_key": run.run_key, "dagster/sensor_name": "landing_sensor"})
+            print(run.partition_key, flush=True)
+    time.sleep(0.2)
+"""
+
+
+
+def ingests_and_sensor_at_once(settings: Settings, first: Path, second: Path,
+                               *, sensor_seconds: float = 25) -> tuple[list[int], float]:
+    """The sensor and two ``hca ingest`` start on a landing zone holding study ``first``; study ``second``
+    lands (whole, by a rename) while they run. Returns the exit codes (sensor first) and the seconds taken."""
+    landing = Path(settings.landing)
+    shutil.copytree(first, landing / "first")
+    child_env = env(**hca_env(settings), HCA_HANDOFF_SECONDS="600")  # the emulated daemon runs requests in turn
+    started = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-c", SENSOR, str(sensor_seconds)], env=child_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+    procs += [subprocess.Popen([*HCA, "ingest"], env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    upload = Path(settings.data_dir) / "upload"
+    shutil.copytree(second, upload)
+    os.rename(upload, landing / "second")
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        if p.returncode not in (0, 3):
+            print(err[-3000:], file=sys.stderr)
+    return [p.returncode for p in procs], time.perf_counter() - started

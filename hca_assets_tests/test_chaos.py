@@ -5,7 +5,6 @@ nothing half-published, no run left STARTED. Real processes, real SIGKILL, tmp f
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from hca_assets_tests.chaos import (
     check_published,
     claim_stress,
     env,
-    hca_env,
+    ingests_and_sensor_at_once,
     kill_during,
     run_hca,
     runs,
@@ -67,34 +66,6 @@ def test_ingest_killed_in_each_stage_resumes_and_keeps_the_ledger(settings: Sett
     assert again.returncode == 0 and "nothing to ingest" in again.stdout
 
 
-SENSOR = """
-import sys, time
-import dagster as dg
-from hca_assets.config import Settings
-from hca_assets.definitions import build_defs
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.pipeline import open_instance
-from hca_assets.resources import HcaStorage
-from hca_assets.sensors import landing_sensor
-
-settings = Settings.from_env()
-instance = open_instance(settings)
-job = build_defs(settings).resolve_job_def("ingest_job")
-deadline = time.monotonic() + float(sys.argv[1])
-while time.monotonic() < deadline:  # what the daemon does with each tick: partitions first, then the runs
-    context = dg.build_sensor_context(instance=instance, resources={"storage": HcaStorage.from_settings(settings)})
-    result = landing_sensor(context)
-    if isinstance(result, dg.SensorResult):
-        for request in result.dynamic_partitions_requests or []:
-            instance.add_dynamic_partitions(INGEST_BATCHES, list(request.partition_keys))
-        for run in result.run_requests or []:
-            job.execute_in_process(instance=instance, partition_key=run.partition_key, raise_on_error=False,
-                                   tags={"dagster/run_key": run.run_key, "dagster/sensor_name": "landing_sensor"})
-            print(run.partition_key, flush=True)
-    time.sleep(0.2)
-"""
-
-
 @pytest.fixture(scope="module")
 def second_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("second_study")
@@ -103,20 +74,10 @@ def second_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_two_ingests_and_the_sensor_at_once(settings: Settings, small_study: tuple[Path, Path], second_study: Path) -> None:
-    landing = Path(settings.landing)
-    shutil.copytree(small_study[0], landing / "first")
-    child_env = env(**hca_env(settings), HCA_HANDOFF_SECONDS="600")
-    hca = [sys.executable, "-c", "from hca_assets.cli import main; main()", "ingest"]
-    procs = [subprocess.Popen([sys.executable, "-c", SENSOR, "25"], env=child_env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)]
-    procs += [subprocess.Popen(hca, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-              for _ in range(2)]
-    shutil.copytree(second_study, Path(settings.data_dir) / "upload")  # then lands whole while they claim and run
-    os.rename(Path(settings.data_dir) / "upload", landing / "second")
-    outputs = [p.communicate(timeout=240) for p in procs]
-    codes = [p.returncode for p in procs]
-    assert codes[0] == 0, outputs[0][1][-2000:]
-    assert all(c in (0, 3) for c in codes[1:]), [o[1][-2000:] for o in outputs[1:]]  # 3: a batch ran elsewhere
+    """Two ``hca ingest`` and the sensor (run as the daemon runs it) while a second study lands: every batch
+    runs exactly once, the ledger holds, and the exit codes say what happened."""
+    codes, _ = ingests_and_sensor_at_once(settings, small_study[0], second_study)
+    assert codes[0] == 0 and all(c in (0, 3) for c in codes[1:]), codes  # 3: a batch was running elsewhere
     final = run_hca(settings, "ingest")
     assert final.returncode == 0, final.stderr[-2000:]
     landed = sum(1 for p in list(small_study[0].rglob("*")) + list(second_study.rglob("*")) if p.is_file())
@@ -127,3 +88,16 @@ def test_two_ingests_and_the_sensor_at_once(settings: Settings, small_study: tup
     for key in keys:  # each batch ran once: no two processes ran the same batch
         statuses = [r.status for r in all_runs if r.tags.get("dagster/partition") == key]
         assert statuses == [dg.DagsterRunStatus.SUCCESS], (key, statuses)
+
+
+def test_processes_opening_a_new_instance_at_once_all_succeed(tmp_path: Path) -> None:
+    """The first open creates the instance's SQLite storage; without turns, a second creator crashed with
+    ``table secondary_indexes already exists``."""
+    code = ("from hca_assets.config import Settings\nfrom hca_assets.pipeline import open_instance\n"
+            "print(len(open_instance(Settings.from_env()).get_runs()))")
+    child = {k: v for k, v in env(HCA_DATA_DIR=str(tmp_path / "data")).items() if k != "DAGSTER_HOME"}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=child, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 3, [err[-500:] for _, err in outputs]
+    assert [out.strip() for out, _ in outputs] == ["0"] * 3
