@@ -146,15 +146,16 @@ def test_nested_sequences_are_processed_recursively(small_study: tuple[Path, Pat
     inner.ReferencedSOPInstanceUID = ds.SOPInstanceUID
     inner.AccessionNumber = "NESTEDACC123"
     outer = Dataset()
-    outer.DerivationCodeSequence = Sequence([inner])  # a sequence the profile keeps: its items are cleaned
-    ds.SourceImageSequence = Sequence([outer])
+    outer.CodeValue = "113076"
+    outer.DerivationCodeSequence = Sequence([inner])
+    ds.DerivationCodeSequence = Sequence([outer])  # a sequence the profile keeps, two levels deep: cleaned, not dropped
     buffer = io.BytesIO()
     ds.save_as(buffer)
     data, outcome = DeidEngine(DeidProfile(), Pseudonymizer(KEY)).deidentify_bytes(buffer.getvalue())
     assert b"SECRETNAME" not in data and b"NESTEDACC123" not in data
-    if "SourceImageSequence" in outcome.dataset:
-        item = outcome.dataset.SourceImageSequence[0].DerivationCodeSequence[0]
-        assert item.ReferencedSOPInstanceUID == outcome.dataset.SOPInstanceUID  # consistent reference
+    item = outcome.dataset.DerivationCodeSequence[0].DerivationCodeSequence[0]  # kept, so the test shows recursion
+    assert item.ReferencedSOPInstanceUID == outcome.dataset.SOPInstanceUID  # consistent reference
+    assert item.ReferencedSOPInstanceUID != ds.SOPInstanceUID
 
 
 def test_clean_descriptors_keeps_text_without_identifiers(small_study: tuple[Path, Path]) -> None:
