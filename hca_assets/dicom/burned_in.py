@@ -127,7 +127,13 @@ class TextScreen:
         edges = (cv2.morphologyEx(grey, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) >= self.threshold).astype(np.uint8)
         words = cv2.morphologyEx(edges, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (7, 1)))
         words = cv2.morphologyEx(words, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-        _, _, stats, _ = cv2.connectedComponentsWithStats(words, connectivity=8)
+        found = cv2.findNonZero(words)
+        if found is None:  # most frames: nothing word-shaped at all (labelling even an empty frame costs ms)
+            return []
+        left, top, width, height = cv2.boundingRect(found)
+        _, _, stats, _ = cv2.connectedComponentsWithStats(words[top:top + height, left:left + width], connectivity=8)
+        stats[:, 0] += left
+        stats[:, 1] += top
         x, y, w, h, area = (stats[1:, i].astype(np.int64) for i in range(5))
         shaped = (h >= self.min_height) & (h <= self.max_height) & (w >= h) & (area >= 0.4 * w * h)
         if not shaped.any():
@@ -202,10 +208,12 @@ def viewer_pixels(ds: Dataset) -> tuple[np.ndarray, str]:
 def display_frames(frames: np.ndarray, photometric: str) -> np.ndarray:
     """8-bit greyscale of what the viewer shows, per frame: the brightest channel of colour (coloured type
     stays bright), full-range stretch, MONOCHROME1 inverted."""
+    import cv2
+
     grey = frames.max(axis=-1) if frames.ndim == 4 else frames
-    lo = grey.min(axis=(1, 2), keepdims=True).astype(np.float32)
-    hi = grey.max(axis=(1, 2), keepdims=True).astype(np.float32)
-    out = ((grey - lo) * (255.0 / np.maximum(hi - lo, 1.0))).astype(np.uint8)
+    if grey.dtype not in (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float32, np.float64):
+        grey = grey.astype(np.float64)  # 32-bit unsigned and other types cv2 cannot stretch
+    out = np.stack([cv2.normalize(g, None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U) for g in grey])
     return 255 - out if photometric == "MONOCHROME1" else out
 
 
