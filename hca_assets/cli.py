@@ -169,8 +169,8 @@ def run_sql(settings: Settings, query: str, *, restricted: bool, fmt: str, comma
 @click.option("--uid-map", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSV id_old,id_new for UIDs.")
 @click.option("--patient-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV id_old,id_new for patient IDs.")
-@click.option("--ocr", type=click.Choice(["candidates", "all", "off"]), default="candidates", show_default=True,
-              help="Which instances get burned-in text detection.")
+@click.option("--ocr", type=click.Choice(["all", "candidates", "off"]), default="all", show_default=True,
+              help="Which images are screened for burned-in text: all, only modalities that commonly carry it, none.")
 @click.option("--workers", type=int, default=None, help="Worker processes [default: HCA_WORKERS or 2].")
 @click.option("--quarantine", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Copy inputs that fail de-identification here (named by sha256).")
@@ -181,6 +181,7 @@ def deid_cmd(input_dir: Path, output_dir: Path, options: tuple[str, ...], basic_
     Same engine as the deid_dicom asset; each output is verified before it is renamed into place.
     """
     from hca_assets.deid_run import DeidRecord, deidentify_files, spec_from_settings
+    from hca_assets.dicom.enum import QuarantineReason
     from hca_assets.ingest import keep_file
 
     chosen = () if basic_only else (options or Settings.deid_options)
@@ -188,18 +189,26 @@ def deid_cmd(input_dir: Path, output_dir: Path, options: tuple[str, ...], basic_
                          patient_map=str(patient_map) if patient_map else None,
                          **({"workers": workers} if workers else {}))
     spec = spec_from_settings(settings, _lake_key(settings))
-    sources = sorted(p for p in input_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+    found = [p for p in input_dir.rglob("*") if not p.name.startswith(".") and (p.is_symlink() or p.is_file())]
+    sources = sorted(p for p in found if not p.is_symlink())
     output_dir.mkdir(parents=True, exist_ok=True)
-    rejected: Counter[str] = Counter()
+    rejected: Counter[str] = Counter({"symlink_refused": len(found) - len(sources)} if len(found) > len(sources) else {})
+    written = duplicates = 0
     with tqdm(total=len(sources), unit="file", desc="deid") as bar:
-        for result in deidentify_files(sources, output_dir, spec, workers=settings.workers,
-                                       progress=lambda done, total: bar.update(done - bar.n)):
-            if not isinstance(result, DeidRecord):
+        for i, result in enumerate(deidentify_files(sources, output_dir, spec, workers=settings.workers,
+                                                    progress=lambda done, total: bar.update(done - bar.n),
+                                                    timeout=settings.limits.timeout)):
+            if isinstance(result, DeidRecord):
+                written += 1
+            elif result.reason == QuarantineReason.DUPLICATE_INSTANCE:
+                duplicates += 1  # an identical instance is already in the output: nothing lost, nothing written
+            else:
                 rejected[str(result.reason)] += 1
                 if quarantine:
-                    keep_file(Path(result.source), quarantine, "cli", result.sha256)
-    done = len(sources) - sum(rejected.values())
-    click.echo(f"{done} of {len(sources)} files de-identified into {output_dir} (profile {spec.profile.name})")
+                    keep_file(Path(result.source), quarantine, "cli", result.sha256, i,
+                              max_copy_bytes=settings.limits.max_file_bytes)
+    click.echo(f"{written} file(s) written into {output_dir} from {len(found)} input(s) (profile {spec.profile.name})"
+               + (f"; {duplicates} identical duplicate(s) not written again" if duplicates else ""))
     if rejected:
         click.echo("not de-identified (nothing written for them): "
                    + ", ".join(f"{reason} {n}" for reason, n in sorted(rejected.items())), err=True)

@@ -90,3 +90,33 @@ def test_deid_command(tmp_path: Path, small_study: tuple[Path, Path], phi_string
     assert "(profile basic)" in again.output
     ds = pydicom.dcmread(min((tmp_path / "out2").rglob("*.dcm")))
     assert not ds.get("StudyDate")  # basic profile: dates emptied, not shifted
+
+
+def test_deid_command_never_aborts_nor_overwrites(tmp_path: Path, small_study: tuple[Path, Path],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HCA_DATA_DIR", str(tmp_path / "data"))
+    source = tmp_path / "in"
+    source.mkdir()
+    ct = sorted(small_study[0].rglob("ct/*.dcm"))[:2]
+    shutil.copy(ct[0], source / "a.dcm")
+    shutil.copy(ct[0], source / "a-again.dcm")  # the same instance twice: written once
+    clash = pydicom.dcmread(ct[1])
+    clash.SOPInstanceUID = pydicom.dcmread(ct[0]).SOPInstanceUID  # same SOP Instance UID, other content
+    clash.save_as(source / "z-clash.dcm")
+    no_study = pydicom.dcmread(ct[1])
+    del no_study.StudyInstanceUID  # made pydicom-based tools crash when naming the output
+    no_study.save_as(source / "no-study.dcm")
+    secret = tmp_path / "outside.dcm"
+    shutil.copy(ct[1], secret)
+    (source / "link.dcm").symlink_to(secret)  # never followed out of the input folder
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["deid", str(source), str(out), "--workers", "1", "--ocr", "off"])
+    assert result.exit_code == 1
+    assert "1 file(s) written" in result.output and "from 5 input(s)" in result.output
+    assert "1 identical duplicate(s) not written again" in result.output
+    assert "missing_uid 1" in result.output and "sop_uid_conflict 1" in result.output and "symlink_refused 1" in result.output
+    (written,) = list(out.rglob("*.dcm"))
+    first = written.read_bytes()
+    again = CliRunner().invoke(main, ["deid", str(source), str(out), "--workers", "2", "--ocr", "off"])
+    assert "0 file(s) written" in again.output and "2 identical duplicate(s)" in again.output
+    assert list(out.rglob("*.dcm")) == [written] and written.read_bytes() == first  # nothing overwritten
