@@ -39,6 +39,7 @@ from hca_assets.dicom.io import REQUIRED_UIDS, InvalidInstance, read_dataset
 from hca_assets.dicom.iod import Path, attribute_types
 from hca_assets.dicom.profile import CLEAN_PIXEL_DATA_CODE, DeidProfile, resolve_action
 from hca_assets.dicom.pseudonyms import Pseudonymizer
+from hca_assets.dicom.splice import write_spliced
 from hca_assets.dicom.traverse import keyword, raw_values, vr_of
 from hca_assets.dicom.verify import OriginalFacts, collect_facts
 
@@ -279,9 +280,16 @@ def _shift(value: str, offset: timedelta, vr: str) -> str:
 
 
 
-def _write(ds: Dataset) -> bytes:
-    """The data set as a Part 10 file in its file meta's transfer syntax (a big-endian input whose pixels were
-    redacted is written little endian: every element is converted first, as dcmwrite requires)."""
+def _write(ds: Dataset, original: bytes) -> bytes:
+    """The data set as a Part 10 file in its file meta's transfer syntax: spliced from ``original`` where the
+    encoding is unchanged, else by pydicom (a big-endian input whose pixels were redacted is written little
+    endian: every element is converted first, as dcmwrite requires)."""
+    try:
+        spliced = write_spliced(ds, original)
+    except Exception as exc:
+        raise DeidFailure(QuarantineReason.DEID_FAILED, f"cannot write output ({type(exc).__name__})") from exc
+    if spliced is not None:
+        return spliced
     buffer = io.BytesIO()
     try:
         if ds.original_encoding[1] is False and ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian:
@@ -362,12 +370,12 @@ class DeidEngine:
                     pass
             ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID  # the writer is us, not the source
             ds.file_meta.ImplementationVersionName = "HCA_ASSETS"
-            out = _write(ds)
+            out = _write(ds, data)
             original = functools.cache(lambda: read_dataset(data))
             found = verify.residue(facts, ds, out, self.profile, original)
             if found:  # a protected value survives in an attribute the profile keeps: clean it where it is
                 outcome.counts["C_residue"] += _clean_residue(ds, found, self.pseudo)
-                out = _write(ds)
+                out = _write(ds, data)
             problems = verify.verify_output(facts, ds, out, self.profile, outcome.burned_in, original)
         if problems:
             raise DeidFailure(QuarantineReason.PHI_RESIDUE, "; ".join(problems))
