@@ -47,6 +47,7 @@ _GENERIC_WORDS = frozenset({
     "IMAGING", "INSTITUTE", "HEALTH", "STREET", "ROAD", "SCHOOL", "GENERAL", "NATIONAL", "SERVICES", "RESEARCH",
 })
 _PLACEHOLDERS = frozenset({"ANONYMOUS", "ANONYMIZED", "ANONYMISED", "UNKNOWN", "NONE", "NULL", "REMOVED", "DEIDENTIFIED"})
+_DEVICE_KEYWORDS = ("Manufacturer", "ManufacturerModelName", "SoftwareVersions")  # kept by the profile, not PHI
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
 
@@ -245,8 +246,11 @@ def header_leaks(original_bytes: bytes, output_bytes: bytes) -> list[str]:
     original = pydicom.dcmread(io.BytesIO(original_bytes), stop_before_pixels=True)
     start, end = _pixel_span(output_bytes)
     rest = output_bytes[:start] + output_bytes[end:]
+    device = {str(v).strip() for k in _DEVICE_KEYWORDS if k in original for v in _values(original[k])}
     leaks = set()
     for keyword, kind, value in _identifying(original):
+        if value in device:  # e.g. InstitutionName == Manufacturer: the kept device attribute is no leak
+            continue
         needles = {value}
         if kind == "name":
             needles |= {p for p in re.split(r"[\^=]+", value) if len(p.strip()) >= 4}
