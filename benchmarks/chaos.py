@@ -61,6 +61,8 @@ def bench_chaos(work: Path) -> list[str]:
     final = run_hca(settings, "ingest")
     assert final.returncode == 0, final.stderr[-2000:]
     both = check_ledger(settings, 2 * files)
+    batch_runs = [r for r in runs(settings) if "dagster/partition" in r.tags]
+    by_sensor = sum("dagster/sensor_name" in r.tags for r in batch_runs)
     lines = [
         SECTION,
         "",
@@ -88,8 +90,9 @@ def bench_chaos(work: Path) -> list[str]:
         "",
         f"**Two `hca ingest` and the landing sensor at once**, a second patient landing meanwhile ({2 * files} files): "
         f"exit codes sensor/ingest/ingest = {'/'.join(map(str, codes))} (3 = a batch was running elsewhere), "
-        f"{concurrent_s:.1f} s; then `hca ingest` exit 0; ledger holds ({both['published']} published, "
-        f"{both['quarantined']} quarantined).",
+        f"{concurrent_s:.1f} s; {len(batch_runs)} batch runs, {by_sensor} by the sensor and "
+        f"{len(batch_runs) - by_sensor} by `hca ingest`, each batch run once; then `hca ingest` exit 0; ledger "
+        f"holds ({both['published']} published, {both['quarantined']} quarantined).",
         "",
     ]
     return lines

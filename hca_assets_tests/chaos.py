@@ -79,8 +79,9 @@ def _land(landing: Path, name: str) -> None:
 
 def claim_stress(root: Path, *, claimers: int = 3, rounds: int = 3, files_per_round: int = 600,
                  seed: int = 0) -> ClaimStress:
-    """``claimers`` processes claim one landing zone while files arrive and claimers are killed (SIGKILL)
-    at random points and restarted; after each round every invariant of :func:`check_claims` holds."""
+    """``claimers`` processes start together on a landing zone holding half a round's files and claim it
+    while the other half arrives; claimers are killed (SIGKILL) at random points and restarted, and all of
+    them at the end of the round; after each round every invariant of :func:`check_claims` holds."""
     rng = random.Random(seed)
     landing, raw = root / "landing", root / "raw"
     landing.mkdir(parents=True)
@@ -93,11 +94,16 @@ def claim_stress(root: Path, *, claimers: int = 3, rounds: int = 3, files_per_ro
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     started = time.perf_counter()
-    procs = [start() for _ in range(claimers)]
+    procs: list[subprocess.Popen[bytes]] = []
     try:
         for r in range(rounds):
             names = [f"r{r}/study{i % 7}/f{i:05d}.dcm" for i in range(files_per_round)]
-            for at in range(0, len(names), 40):
+            half = len(names) // 2
+            for name in names[:half]:  # half lands before the claimers start together on it, half while they run
+                _land(landing, name)
+                landed.add(name)
+            procs = [start() for _ in range(claimers)]
+            for at in range(half, len(names), 40):
                 for name in names[at:at + 40]:
                     _land(landing, name)
                     landed.add(name)
@@ -124,7 +130,6 @@ def claim_stress(root: Path, *, claimers: int = 3, rounds: int = 3, files_per_ro
                 recover(raw, lock=lock)
                 claim(landing, raw, settle_seconds=0, lock=lock)
             check_claims(landing, raw, landed)
-            procs = [start() for _ in range(claimers)]
     finally:
         for p in procs:
             p.kill()
@@ -267,7 +272,7 @@ while time.monotonic() < deadline:  # what the daemon does with each tick: parti
 def ingests_and_sensor_at_once(settings: Settings, first: Path, second: Path,
                                *, sensor_seconds: float = 25) -> tuple[list[int], float]:
     """The sensor and two ``hca ingest`` start on a landing zone holding study ``first``; study ``second``
-    lands (whole, by a rename) while they run. Returns the exit codes (sensor first) and the seconds taken."""
+    lands (whole, by a rename) once the first is claimed. Returns the exit codes (sensor first) and the seconds."""
     landing = Path(settings.landing)
     shutil.copytree(first, landing / "first")
     child_env = env(**hca_env(settings), HCA_HANDOFF_SECONDS="600")  # the emulated daemon runs requests in turn
@@ -278,6 +283,9 @@ def ingests_and_sensor_at_once(settings: Settings, first: Path, second: Path,
               for _ in range(2)]
     upload = Path(settings.data_dir) / "upload"
     shutil.copytree(second, upload)
+    deadline = time.monotonic() + 120
+    while not committed_batches(Path(settings.raw_batches)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the second study lands once the first is claimed: two batches, likely two runners
     os.rename(upload, landing / "second")
     for p in procs:
         _, err = p.communicate(timeout=600)
