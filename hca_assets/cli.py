@@ -12,14 +12,16 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from tqdm import tqdm
 
 from hca_assets.config import Settings, join
+
+if TYPE_CHECKING:
+    from hca_assets.synthetic import GeneratorOptions
 from hca_assets.dicom.profile import DeidOption
-from hca_assets.lake import QueryRefused, run_query
-from hca_assets.synthetic import GeneratorOptions, generate
 
 TRUTH_DIRNAME = "synthetic_truth"  # keep in step with Settings.truth_file
 DEMO_MARKER = ".hca-demo"  # written into a data folder `hca demo` created; `--fresh` deletes no other folder
@@ -90,12 +92,16 @@ def main() -> None:
 def generate_cmd(patients: int, seed: int, out: Path, truth: Path | None, ct_slices: int, ct_size: int) -> None:
     """Write synthetic phantom studies with realistic PHI (plus ground truth, outside OUT)."""
     truth = truth or Path(join(_settings().restricted, TRUTH_DIRNAME))
+    from hca_assets.synthetic import GeneratorOptions
+
     summary = _generate(out, truth, GeneratorOptions(patients=patients, seed=seed, ct_slices=ct_slices, ct_size=ct_size))
     click.echo(f"{summary.instances} instances for {summary.patients} patients in {summary.seconds:.1f} s "
                f"({summary.instances_per_second:.0f}/s); truth in {summary.truth}")
 
 
 def _generate(out: Path, truth: Path, options: GeneratorOptions):  # type: ignore[no-untyped-def]
+    from hca_assets.synthetic import generate
+
     with tqdm(total=options.patients * options.instances_per_patient, unit="inst", desc="generate") as bar:
         return generate(out, truth, options, progress=lambda done, total: bar.update(done - bar.n))
 
@@ -144,6 +150,8 @@ def sql_cmd(query: str, restricted: bool, fmt: str) -> None:
 def run_sql(settings: Settings, query: str, *, restricted: bool, fmt: str, command: str = "sql") -> str:
     """Execute ``query`` (one statement) and render the result as a text table, CSV or JSON lines."""
     import polars as pl
+
+    from hca_assets.lake import QueryRefused, run_query
 
     try:
         frame = pl.from_arrow(run_query(settings, query, restricted=restricted, command=command))
@@ -197,7 +205,7 @@ def deid_cmd(input_dir: Path, output_dir: Path, options: tuple[str, ...], basic_
     with tqdm(total=len(sources), unit="file", desc="deid") as bar:
         for i, result in enumerate(deidentify_files(sources, output_dir, spec, workers=settings.workers,
                                                     progress=lambda done, total: bar.update(done - bar.n),
-                                                    timeout=settings.limits.timeout)):
+                                                    timeout=settings.limits.timeout, preload=())):
             if isinstance(result, DeidRecord):
                 written += 1
             elif result.reason == QuarantineReason.DUPLICATE_INSTANCE:
@@ -277,6 +285,7 @@ def _first(paths: Iterable[Path]) -> Path:
 def demo_cmd(patients: int, seed: int, fresh: bool) -> None:
     """Generate synthetic studies and bad inputs, ingest them through the graph, print a summary."""
     from hca_assets.pipeline import ingest_pending, open_instance
+    from hca_assets.synthetic import GeneratorOptions
     from hca_assets.synthetic.bad_inputs import write_bad_inputs
 
     settings = _settings(settle_seconds=0.0)

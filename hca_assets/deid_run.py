@@ -19,7 +19,7 @@ import pyarrow as pa
 import pydicom
 import pydicom.config
 
-from hca_assets._parallel import ItemFailed, Progress, ordered_map
+from hca_assets._parallel import PIPELINE_PRELOAD, ItemFailed, Progress, ordered_map
 from hca_assets.config import DEFAULT_LIMITS, Limits, Settings
 from hca_assets.dicom.burned_in import BurnedInStatus, RapidOcrReader
 from hca_assets.dicom.deid import DeidEngine, DeidFailure
@@ -29,7 +29,6 @@ from hca_assets.dicom.profile import DeidOption, DeidProfile
 from hca_assets.dicom.pseudonyms import Pseudonymizer, load_mapping
 from hca_assets.dicom.verify import collect_facts, verify_output
 from hca_assets.ingest import keep_file, quarantine_row
-from hca_assets.lake.keypin import kept_pseudonyms
 from hca_assets.lake.schemas import DEID_AUDIT, DEID_CROSSWALK, DEID_INSTANCES, QUARANTINE
 
 __all__ = ["DeidRecord", "DeidRejected", "DeidSpec", "deidentify_files"]
@@ -148,13 +147,14 @@ def _write_new(target: Path, data: bytes) -> str | None:
 
 def deidentify_files(
     sources: list[Path], out_root: Path, spec: DeidSpec, *, workers: int = 1, progress: Progress | None = None,
-    timeout: float | None = None,
+    timeout: float | None = None, preload: tuple[str, ...] = PIPELINE_PRELOAD,
 ) -> Iterator[DeidRecord | DeidRejected]:
     """De-identify ``sources`` into ``out_root`` (in input order); rejected inputs produce no file, and no
-    existing file is ever replaced. An input past ``timeout`` seconds (or that kills its worker) is rejected."""
+    existing file is ever replaced. An input past ``timeout`` seconds (or that kills its worker) is rejected;
+    ``preload``: the modules the worker processes' fork server imports first (see _parallel)."""
     args = [(str(p), str(out_root)) for p in sources]
     results = ordered_map(_one, args, workers=workers, progress=progress, initializer=_init, initargs=(spec,),
-                          timeout=timeout)
+                          timeout=timeout, preload=preload)
     for (source, _), result in zip(args, results, strict=True):
         if isinstance(result, ItemFailed):
             yield DeidRejected(source, _sha256_or_none(source),
@@ -298,6 +298,8 @@ def published_tables(batch: str, records: list[DeidRecord], profile: DeidProfile
 def spec_from_settings(settings: Settings, key: bytes) -> DeidSpec:
     """The de-identification spec the settings describe (profile options, OCR mode, external mappings);
     after a key rotation, what the crosswalk already holds keeps its pseudonyms and date offsets."""
+    from hca_assets.lake.keypin import kept_pseudonyms  # reads Delta: the parent only, never the workers
+
     kept = kept_pseudonyms(settings)
     return DeidSpec(
         profile=DeidProfile(options=frozenset(DeidOption(o) for o in settings.deid_options)),

@@ -1,20 +1,23 @@
-"""The lake: Delta table schemas, idempotent writers, DuckDB access — no Dagster here."""
+"""The lake: Delta table schemas, idempotent writers, DuckDB access — no Dagster here.
 
-from hca_assets.lake.delta import WriteResult, read_table, table_exists, write_partition
-from hca_assets.lake.schemas import QUARANTINE, RAW_INSTANCES, RESTRICTED, SCHEMAS
-from hca_assets.lake.warehouse import QueryRefused, connect, discover_tables, run_query
+Names are loaded on first use (PEP 562): a worker that only needs ``lake.schemas`` does not pay for
+deltalake, pyarrow.dataset and pandas, which ``delta`` and ``warehouse`` pull in (~0.3 s at start-up).
+"""
 
-__all__ = [
-    "QUARANTINE",
-    "RAW_INSTANCES",
-    "RESTRICTED",
-    "SCHEMAS",
-    "QueryRefused",
-    "WriteResult",
-    "connect",
-    "discover_tables",
-    "read_table",
-    "run_query",
-    "table_exists",
-    "write_partition",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "WriteResult": "delta", "read_table": "delta", "table_exists": "delta", "write_partition": "delta",
+    "QUARANTINE": "schemas", "RAW_INSTANCES": "schemas", "RESTRICTED": "schemas", "SCHEMAS": "schemas",
+    "QueryRefused": "warehouse", "connect": "warehouse", "discover_tables": "warehouse", "run_query": "warehouse",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
