@@ -231,9 +231,8 @@ class _Reading:
         key = hashlib.blake2b(image.tobytes(), digest_size=16, salt=np.array(image.shape, "<u8").tobytes()[:16]).digest()
         if key not in self.cache:
             self.reads += 1
-            lines = self.reader.read(_upscaled(image, scale))
-            self.cache[key] = [TextLine((b[0] // scale, b[1] // scale + y0, -(-b[2] // scale), -(-b[3] // scale) + y0),
-                                        t.text, t.score) for t in lines for b in [t.box]]
+            lines = self.reader.read(_bordered(_upscaled(image, scale)))  # type touching the edge is read too
+            self.cache[key] = [TextLine(_unborder(t.box, scale, y0, image.shape), t.text, t.score) for t in lines]
         return self.cache[key]
 
     def frame(self, grey: np.ndarray) -> list[TextLine]:
@@ -262,6 +261,20 @@ class _Reading:
 
 _STATIC_TOLERANCE = 24  # grey levels a pixel may vary across cine frames and still count as fixed (lossy codecs)
 _SMALL = 400  # frames with a side below this are read at twice their size (cine type is 5–6 px high)
+
+
+_BORDER = 16  # black pixels added around what is read: the detector misses type that touches the image edge
+
+
+def _bordered(image: np.ndarray) -> np.ndarray:
+    return np.pad(image, _BORDER)
+
+
+def _unborder(box: Box, scale: int, y0: int, shape: tuple[int, ...]) -> Box:
+    """A box read on a bordered, ``scale``-times image, in the frame's pixels (clipped to the read region)."""
+    x0, top, x1, bottom = (max(0, v - _BORDER) for v in box)
+    rows, cols = shape[:2]
+    return (x0 // scale, top // scale + y0, min(cols, -(-x1 // scale)), min(rows, -(-bottom // scale)) + y0)
 
 
 def _scale(frame: np.ndarray) -> int:
