@@ -145,13 +145,14 @@ class TextScreen:
         per_row = count / h
         typed = (per_row / (w / h) >= self.min_strokes) & (per_row >= 6)
         return _merge([(int(a) * scale, int(a + b) * scale) for a, b in zip(y[typed], h[typed], strict=True)],
-                      pad=lambda y0, y1: max(6, (y1 - y0) // 2), limit=grey.shape[0] * scale)
+                      limit=grey.shape[0] * scale)
 
 
-def _merge(spans: list[tuple[int, int]], *, pad, limit: int) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
-    """Padded spans, overlapping ones merged, clipped to [0, limit)."""
+def _merge(spans: list[tuple[int, int]], *, limit: int) -> list[tuple[int, int]]:
+    """Spans grown by half their height (at least 6 px) for context, overlapping ones merged, within [0, limit)."""
     out: list[list[int]] = []
-    for y0, y1 in sorted((max(0, a - pad(a, b)), min(limit, b + pad(a, b))) for a, b in spans):
+    grown = ((a - max(6, (b - a) // 2), b + max(6, (b - a) // 2)) for a, b in spans)
+    for y0, y1 in sorted((max(0, a), min(limit, b)) for a, b in grown):
         if out and y0 <= out[-1][1]:
             out[-1][1] = max(out[-1][1], y1)
         else:
