@@ -80,6 +80,7 @@ class Settings:
     landing_dir: str | None = None
     settle_seconds: float = 2.0
     handoff_seconds: float = 60.0
+    max_resumes: int = 3
     workers: int = 2
     deid_options: tuple[str, ...] = ("rtn_long_modif_dates", "rtn_pat_chars")
     ocr_mode: str = "all"
@@ -101,6 +102,8 @@ class Settings:
             raise ValueError(f"`settle_seconds` must be >= 0, got {self.settle_seconds}")
         if self.handoff_seconds < 0:
             raise ValueError(f"`handoff_seconds` must be >= 0, got {self.handoff_seconds}")
+        if self.max_resumes < 0:
+            raise ValueError(f"`max_resumes` must be >= 0, got {self.max_resumes}")
         if self.workers < 1:
             raise ValueError(f"`workers` must be >= 1, got {self.workers}")
         self.limits  # noqa: B018 - validates them
@@ -109,7 +112,8 @@ class Settings:
     def from_env(cls) -> Settings:
         """Read ``HCA_DATA_DIR``, ``HCA_LANDING_DIR``, ``HCA_SETTLE_SECONDS``, ``HCA_HANDOFF_SECONDS`` (how long
         a batch the landing sensor handed to the Dagster daemon waits for its run before ``hca ingest`` runs
-        it instead), ``HCA_WORKERS`` and the
+        it instead), ``HCA_MAX_RESUMES`` (how many times a batch whose runs keep dying — out of memory? — is run
+        again before it is left failed), ``HCA_WORKERS`` and the
         de-identification choices ``HCA_DEID_OPTIONS`` (comma-separated Table E.1-1 option columns),
         ``HCA_DEID_OCR`` (all | candidates | off: which images are screened for burned-in text), ``HCA_DEID_UID_MAP`` / ``HCA_DEID_PATIENT_MAP`` (CSV);
         ``HCA_EMBEDDER`` (backend), ``HCA_EVAL_MIN_P5`` and ``HCA_MAX_CONSTANT_FRACTION`` (check floors);
@@ -119,6 +123,7 @@ class Settings:
             landing_dir=os.environ.get("HCA_LANDING_DIR") or None,
             settle_seconds=float(os.environ.get("HCA_SETTLE_SECONDS", "2")),
             handoff_seconds=float(os.environ.get("HCA_HANDOFF_SECONDS", str(cls.handoff_seconds))),
+            max_resumes=int(os.environ.get("HCA_MAX_RESUMES", str(cls.max_resumes))),
             workers=int(os.environ.get("HCA_WORKERS", str(min(2, os.cpu_count() or 1)))),
             deid_options=tuple(o for o in os.environ.get("HCA_DEID_OPTIONS", ",".join(cls.deid_options)).split(",") if o),
             ocr_mode=os.environ.get("HCA_DEID_OCR", cls.ocr_mode),

@@ -20,7 +20,7 @@ from hca_assets.definitions import build_defs
 from hca_assets.landing import claim_lock, run_lock
 from hca_assets.locks import FileLock, hold
 from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.sensors import ABANDONED_TAG, LOCK_TAG, BatchState, BatchStatus, batch_statuses, sweep
+from hca_assets.sensors import LOCK_TAG, BatchState, BatchStatus, batch_statuses, run_died, sweep
 
 __all__ = ["BatchRun", "ingest_pending", "open_instance", "outstanding"]
 
@@ -71,6 +71,8 @@ def ingest_pending(settings: Settings, instance: dg.DagsterInstance, *, retry_fa
             result = job.execute_in_process(instance=instance, partition_key=status.key, raise_on_error=False,
                                             run_config=_INFO_LOGS, tags={LOCK_TAG: str(held.path)})
             held.release()
+            if run_died(instance.get_run_by_id(result.run_id)):  # type: ignore[arg-type]  # Ctrl-C: we stop here too
+                raise KeyboardInterrupt
             again = {BatchState.FAILED: "retried after", BatchState.NEEDS_RUN: "resumed after"}[status.state]
             runs.append(BatchRun(status.key, result.run_id, result.success,
                                  f"{again} {status.note}" if status.run_id else ""))
@@ -88,7 +90,8 @@ def ingest_pending(settings: Settings, instance: dg.DagsterInstance, *, retry_fa
 
 def outstanding(settings: Settings, instance: dg.DagsterInstance) -> list[BatchStatus]:
     """Batches not done: failed, in progress elsewhere, handed to the daemon, or waiting for a run."""
-    statuses = batch_statuses(instance, Path(settings.raw_batches), handoff_seconds=settings.handoff_seconds)
+    statuses = batch_statuses(instance, Path(settings.raw_batches), handoff_seconds=settings.handoff_seconds,
+                              max_resumes=settings.max_resumes)
     return [s for s in statuses if s.state is not BatchState.DONE]
 
 
@@ -102,4 +105,4 @@ def _register(instance: dg.DagsterInstance, keys: list[str]) -> None:
 
 def _index_run_died(instance: dg.DagsterInstance) -> bool:
     latest = instance.get_runs(dg.RunsFilter(job_name="index_job"), limit=1)
-    return bool(latest) and ABANDONED_TAG in latest[0].tags
+    return bool(latest) and run_died(latest[0])

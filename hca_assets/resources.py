@@ -19,6 +19,7 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     landing_dir: str | None = None
     settle_seconds: float = Settings.settle_seconds
     handoff_seconds: float = Settings.handoff_seconds
+    max_resumes: int = Settings.max_resumes
     workers: int = Settings.workers
     deid_options: list[str] = list(Settings.deid_options)  # noqa: RUF012 - pydantic copies field defaults
     ocr_mode: str = Settings.ocr_mode

@@ -1,8 +1,10 @@
 """The landing-zone sensor, and what it shares with ``hca ingest``: which batches need a run.
 
-A batch needs a run when it was claimed but never run, or when its run died (killed, OOM, machine restart):
-a run still in progress whose worker is gone is marked failed (tag ``hca/abandoned``) and the batch runs
-again. A batch whose run failed for a reason of its own (a blocking check) is left for a person to look at.
+A batch needs a run when it was claimed but never run, or when its run died (killed, OOM, machine restart,
+Ctrl-C): a run still in progress whose worker is gone is marked failed (tag ``hca/abandoned``, failure reason
+``UNEXPECTED_TERMINATION``, as Dagster marks an interrupted run) and the batch runs again — at most
+``max_resumes`` times, so that a batch that kills its worker every time does not loop. A batch whose run
+failed for a reason of its own (a blocking check) is left for a person to look at.
 Liveness: a run launched by ``hca ingest`` names, in tag ``hca/lock``, the lock file its process holds until
 the run ends; a run launched by the daemon is alive while the process that started it is.
 """
@@ -15,6 +17,8 @@ from enum import StrEnum
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.events import JobFailureData, RunFailureReason
+from dagster._core.storage.tags import PARTITION_NAME_TAG, RUN_FAILURE_REASON_TAG
 
 from hca_assets.config import Settings
 from hca_assets.jobs import ingest_job
@@ -31,10 +35,12 @@ from hca_assets.locks import FileLock, is_held, process_alive
 from hca_assets.partitions import INGEST_BATCHES, ingest_batches
 from hca_assets.resources import HcaStorage
 
-__all__ = ["ABANDONED_TAG", "LOCK_TAG", "BatchState", "BatchStatus", "batch_statuses", "reap_dead_runs", "sweep"]
+__all__ = ["ABANDONED_TAG", "LOCK_TAG", "BatchState", "BatchStatus", "batch_statuses", "reap_dead_runs", "run_died",
+           "sweep"]
 
 ABANDONED_TAG = "hca/abandoned"
 LOCK_TAG = "hca/lock"
+_DIED = (RunFailureReason.UNEXPECTED_TERMINATION.value, RunFailureReason.RUN_WORKER_RESTART.value)
 _IN_PROGRESS = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
                 dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
 
@@ -61,12 +67,18 @@ class BatchStatus:
         return f"{self.key}:after-{self.run_id}" if self.run_id else self.key
 
 
+def run_died(run: dg.DagsterRun) -> bool:
+    """Whether ``run`` ended because its process died or was interrupted (not because of its own failure)."""
+    return run.tags.get(RUN_FAILURE_REASON_TAG) in _DIED
+
+
 def run_alive(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
-    """Whether the process running ``run`` is alive; runs not started by a known process count as alive
-    (queued or starting runs are the daemon's to watch)."""
+    """Whether the process running ``run`` is alive. Runs not started by a known local process count as
+    alive: queued or starting runs, and runs of a launcher with remote workers (k8s, …: Dagster's own run
+    monitoring watches those). A daemon run's pid is judged on this machine: the local-first deployment."""
     if lock := run.tags.get(LOCK_TAG):
         return is_held(Path(lock))
-    if run.status != dg.DagsterRunStatus.STARTED:
+    if run.status != dg.DagsterRunStatus.STARTED or not isinstance(instance.run_launcher, dg.DefaultRunLauncher):
         return True
     records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_START, limit=1).records
     event = records[0].event_log_entry if records else None
@@ -80,11 +92,12 @@ def reap_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     dead = [r for r in instance.get_runs(dg.RunsFilter(statuses=list(_IN_PROGRESS))) if not run_alive(instance, r)]
     for run in dead:
         instance.add_run_tags(run.run_id, {ABANDONED_TAG: "its process died"})
-        instance.report_run_failed(run, message="Marked failed by hca: the process running it died; the batch runs again.")
+        instance.report_run_failed(run, message="Marked failed by hca: the process running it died; the batch runs again.",
+                                   job_failure_data=JobFailureData(None, RunFailureReason.UNEXPECTED_TERMINATION))
     return [r.run_id for r in dead]
 
 
-def batch_statuses(instance: dg.DagsterInstance, raw: Path, *, handoff_seconds: float,
+def batch_statuses(instance: dg.DagsterInstance, raw: Path, *, handoff_seconds: float, max_resumes: int,
                    now: float | None = None) -> list[BatchStatus]:
     """The state of every committed batch (call :func:`reap_dead_runs` first, so that dead runs count as dead)."""
     now = time.time() if now is None else now
@@ -101,10 +114,13 @@ def batch_statuses(instance: dg.DagsterInstance, raw: Path, *, handoff_seconds: 
         elif run is not None and run.status in _IN_PROGRESS:
             state, note = BatchState.RUNNING, f"run {run.run_id} is {run.status.value}"
         elif run is not None:
-            dead = instance.get_run_by_id(run.run_id)
-            abandoned = dead is not None and ABANDONED_TAG in dead.tags
-            state, note = ((BatchState.NEEDS_RUN, f"run {run.run_id} died") if abandoned
-                           else (BatchState.FAILED, f"run {run.run_id} {run.status.value}"))
+            state, note = BatchState.FAILED, f"run {run.run_id} {run.status.value}"
+            failed = instance.get_run_by_id(run.run_id)
+            if failed is not None and run_died(failed):
+                died = sum(instance.get_runs_count(dg.RunsFilter(tags={PARTITION_NAME_TAG: key, RUN_FAILURE_REASON_TAG: r}))
+                           for r in _DIED)
+                state, note = ((BatchState.NEEDS_RUN, f"run {run.run_id} died") if died <= max_resumes else
+                               (BatchState.FAILED, f"its runs died {died} times (out of memory?): not resumed again"))
         if state is BatchState.NEEDS_RUN and (asked := requested_at(raw, key)) is not None and now - asked < handoff_seconds:
             created = instance.get_run_record_by_id(run.run_id).create_timestamp.timestamp() if run else 0.0
             if asked > created:
@@ -120,7 +136,7 @@ def sweep(settings: Settings, instance: dg.DagsterInstance, lock: FileLock) -> l
     reap_dead_runs(instance)
     recover(raw, lock=lock)
     claim(Path(settings.landing), raw, settle_seconds=settings.settle_seconds, lock=lock)
-    return batch_statuses(instance, raw, handoff_seconds=settings.handoff_seconds)
+    return batch_statuses(instance, raw, handoff_seconds=settings.handoff_seconds, max_resumes=settings.max_resumes)
 
 
 @dg.sensor(

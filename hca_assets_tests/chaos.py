@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,29 +70,54 @@ class ClaimStress:
 
 
 def _land(landing: Path, name: str) -> None:
-    """Write a file the way an uploader does: under an in-progress name, then renamed."""
+    """Write a file the way an uploader does: under an in-progress name, then renamed. With no settle time a
+    claimer may prune the new folder before the file is in it: the uploader then tries again."""
     target = landing / name
-    target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
-    part.write_bytes(name.encode())
-    os.rename(part, target)
+    for _ in range(100):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            part.write_bytes(name.encode())
+            os.rename(part, target)
+            return
+        except (FileNotFoundError, FileExistsError):  # a folder on the path pruned while being made
+            continue
+    raise RuntimeError(f"could not land {name}")
 
 
 def claim_stress(root: Path, *, claimers: int = 3, rounds: int = 3, files_per_round: int = 600,
                  seed: int = 0) -> ClaimStress:
     """``claimers`` processes start together on a landing zone holding half a round's files and claim it
-    while the other half arrives; claimers are killed (SIGKILL) at random points and restarted, and all of
-    them at the end of the round; after each round every invariant of :func:`check_claims` holds."""
+    while the other half arrives; claimers are killed (SIGKILL) from outside at random times, each one
+    started with a round kills itself inside a claim (at a random rename: files half moved, or the commit not
+    done), restarted claimers do so half the time; all are killed when the round ends. After each round
+    every invariant of :func:`check_claims` holds."""
     rng = random.Random(seed)
     landing, raw = root / "landing", root / "raw"
     landing.mkdir(parents=True)
     landed: set[str] = set()
     kills = self_kills = 0
 
-    def start() -> subprocess.Popen[bytes]:
-        die_after = rng.randint(1, 80) if rng.random() < 0.5 else -1
+    def start(*, die: bool) -> subprocess.Popen[bytes]:
+        die_after = rng.randint(1, 80) if die else -1
         return subprocess.Popen([sys.executable, "-c", CLAIMER, str(landing), str(raw), str(die_after)], env=env(),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def restart_dead() -> None:
+        nonlocal self_kills
+        for i, p in enumerate(procs):
+            if p.poll() is not None:
+                self_kills += 1
+                procs[i] = start(die=rng.random() < 0.5)
+
+    def wait_until(done: Callable[[], bool], seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while not done() and time.monotonic() < deadline:
+            restart_dead()
+            time.sleep(0.01)
+
+    def landing_empty() -> bool:  # os.walk, not rglob: folders vanish under it while claimers prune
+        return not any(files for _, _, files in os.walk(landing))
 
     started = time.perf_counter()
     procs: list[subprocess.Popen[bytes]] = []
@@ -99,26 +125,25 @@ def claim_stress(root: Path, *, claimers: int = 3, rounds: int = 3, files_per_ro
         for r in range(rounds):
             names = [f"r{r}/study{i % 7}/f{i:05d}.dcm" for i in range(files_per_round)]
             half = len(names) // 2
-            for name in names[:half]:  # half lands before the claimers start together on it, half while they run
+            for name in names[:half]:
                 _land(landing, name)
                 landed.add(name)
-            procs = [start() for _ in range(claimers)]
-            for at in range(half, len(names), 40):
+            procs = [start(die=True) for _ in range(claimers)]
+            wait_until(landing_empty)  # the first half, claimed by claimers that start together (and die)
+            for at in range(half, len(names), 40):  # the second half arrives while they claim
                 for name in names[at:at + 40]:
                     _land(landing, name)
                     landed.add(name)
-                for i, p in enumerate(procs):
-                    if p.poll() is not None:
-                        self_kills += 1
-                        procs[i] = start()
+                restart_dead()
                 if rng.random() < 0.6:
                     victim = rng.randrange(claimers)
                     time.sleep(rng.uniform(0, 0.02))
                     procs[victim].send_signal(signal.SIGKILL)
                     procs[victim].wait()
                     kills += 1
-                    procs[victim] = start()
-            time.sleep(rng.uniform(0, 0.05))
+                    procs[victim] = start(die=rng.random() < 0.5)
+                time.sleep(rng.uniform(0.005, 0.03))
+            wait_until(landing_empty)
             for p in procs:  # the round ends with every claimer killed wherever it is
                 if p.poll() is None:
                     p.send_signal(signal.SIGKILL)

@@ -38,7 +38,9 @@ def test_concurrent_claimers_killed_at_random_points_lose_nothing(tmp_path: Path
     still in landing, none twice, no file outside its manifest, no claim left half-done."""
     result = claim_stress(tmp_path, claimers=3, rounds=3, files_per_round=600, seed=1)
     assert result.files == 1800 and result.batches > 3
-    assert result.self_kills > 0 and result.cut_claims >= result.self_kills  # every claim cut short was recovered
+    # the first claim of every round dies inside (its claimer kills itself within 80 renames of 300 files),
+    # and every claim cut short is committed by a recovery (manifest "recovered": true)
+    assert result.self_kills >= result.rounds and result.cut_claims >= result.rounds
 
 
 def test_ingest_killed_in_each_stage_resumes_and_keeps_the_ledger(settings: Settings, small_study: tuple[Path, Path]) -> None:

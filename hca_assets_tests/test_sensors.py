@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.events import DagsterEvent
+from dagster._core.events import DagsterEvent, JobFailureData, RunFailureReason
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from hca_assets.config import Settings
@@ -116,10 +116,11 @@ def test_daemon_runs_are_alive_while_their_worker_is(settings: Settings) -> None
 
 
 def test_batch_states(settings: Settings) -> None:
-    keys = [f"b2025010{i}T000000000000-000000" for i in range(1, 5)]
+    keys = [f"b2025010{i}T000000000000-000000" for i in range(1, 7)]
     for key in keys:
         committed_batch(settings, key)
     raw = Path(settings.raw_batches)
+    interrupted = JobFailureData(None, RunFailureReason.UNEXPECTED_TERMINATION)  # what Dagster records for Ctrl-C
     with dg.instance_for_test() as instance:
         ok = started_run(instance, keys[0], pid=os.getpid())
         instance.report_dagster_event(DagsterEvent(dg.DagsterEventType.RUN_SUCCESS.value, job_name="ingest_job"), run_id=ok)
@@ -127,8 +128,15 @@ def test_batch_states(settings: Settings) -> None:
         instance.report_run_failed(instance.get_run_by_id(failed))  # type: ignore[arg-type]
         started_run(instance, keys[2], pid=os.getpid())
         mark_requested(raw, keys[3])
-        states = {s.key: s.state for s in batch_statuses(instance, raw, handoff_seconds=60)}
-        assert states == {keys[0]: BatchState.DONE, keys[1]: BatchState.FAILED, keys[2]: BatchState.RUNNING,
-                          keys[3]: BatchState.REQUESTED}
-        late = {s.key: s.state for s in batch_statuses(instance, raw, handoff_seconds=60, now=time.time() + 120)}
-        assert late[keys[3]] == BatchState.NEEDS_RUN  # the daemon never ran it: `hca ingest` may
+        stopped = started_run(instance, keys[4], pid=os.getpid())
+        instance.report_run_failed(instance.get_run_by_id(stopped), job_failure_data=interrupted)  # type: ignore[arg-type]
+        for _ in range(3):  # a batch whose runs keep dying (out of memory?) is not resumed for ever
+            instance.report_run_failed(instance.get_run_by_id(started_run(instance, keys[5], pid=os.getpid())),  # type: ignore[arg-type]
+                                       job_failure_data=interrupted)
+
+        def states(**kwargs: float) -> dict[str, BatchState]:
+            return {s.key: s.state for s in batch_statuses(instance, raw, handoff_seconds=60, max_resumes=2, **kwargs)}
+
+        assert states() == {keys[0]: BatchState.DONE, keys[1]: BatchState.FAILED, keys[2]: BatchState.RUNNING,
+                            keys[3]: BatchState.REQUESTED, keys[4]: BatchState.NEEDS_RUN, keys[5]: BatchState.FAILED}
+        assert states(now=time.time() + 120)[keys[3]] == BatchState.NEEDS_RUN  # the daemon never ran it: `hca ingest` may
