@@ -141,6 +141,15 @@ class _Worker:
         self.conn.close()
 
 
+def warm_up(modules: tuple[str, ...]) -> None:
+    """Start the fork server now, importing ``modules``, so that its start-up overlaps the caller's own
+    preparation (a no-op once it runs; later pools fork from it)."""
+    from multiprocessing import forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(modules))
+    forkserver.ensure_running()
+
+
 def _pool_map(fn: Callable[[T], R], items: list[T], workers: int, initializer: Callable[..., None] | None,
               initargs: tuple[Any, ...], timeout: float | None, preload: tuple[str, ...]) -> Iterator[R | ItemFailed]:
     context = multiprocessing.get_context("forkserver")

@@ -188,14 +188,19 @@ def deid_cmd(input_dir: Path, output_dir: Path, options: tuple[str, ...], basic_
 
     Same engine as the deid_dicom asset; each output is verified before it is renamed into place.
     """
-    from hca_assets.deid_run import DeidRecord, deidentify_files, spec_from_settings
-    from hca_assets.dicom.enum import QuarantineReason
-    from hca_assets.ingest import keep_file
+    from hca_assets._parallel import warm_up
 
     chosen = () if basic_only else (options or Settings.deid_options)
     settings = _settings(deid_options=tuple(chosen), ocr_mode=ocr, uid_map=str(uid_map) if uid_map else None,
                          patient_map=str(patient_map) if patient_map else None,
                          **({"workers": workers} if workers else {}))
+    if settings.workers > 1 or settings.limits.timeout:  # files run in worker processes: start their server
+        warm_up(("hca_assets.deid_run",))  # now, so it imports the engine while the key and spec load here
+
+    from hca_assets.deid_run import DeidRecord, deidentify_files, spec_from_settings
+    from hca_assets.dicom.enum import QuarantineReason
+    from hca_assets.ingest import keep_file
+
     spec = spec_from_settings(settings, _lake_key(settings))
     found = [p for p in input_dir.rglob("*") if not p.name.startswith(".") and (p.is_symlink() or p.is_file())]
     sources = sorted(p for p in found if not p.is_symlink())
