@@ -248,14 +248,19 @@ def recheck_staged(staging_root: Path, batch: str, spec: DeidSpec) -> dict[str, 
 
 
 def publish_batch(staging_root: Path, published_root: Path, batch: str) -> list[DeidRecord]:
-    """Move a checked staging folder into the PHI-free zone (replacing an earlier publication)."""
+    """Move a checked staging folder into the PHI-free zone, replacing an earlier publication: the old one is
+    renamed aside first and deleted only after the new one is in place, so a kill never loses both."""
     records = load_staged(staging_root, batch)
     source, target = staging_root / batch, published_root / batch
     (source / STAGED_MANIFEST).unlink()  # it names original UIDs: it stays restricted
     target.parent.mkdir(parents=True, exist_ok=True)
+    aside = published_root / f".{batch}.replaced"
+    if aside.exists():  # left by a publication that was killed after setting the old one aside
+        shutil.rmtree(aside)
     if target.exists():
-        shutil.rmtree(target)
+        os.rename(target, aside)
     os.rename(source, target)
+    shutil.rmtree(aside, ignore_errors=True)
     return records
 
 

@@ -107,7 +107,8 @@ def lake_key(settings: Settings, secret: str | None = None, *, pin: bool = True)
     """
     settings.ensure_restricted()
     path = Path(settings.key_pin)
-    current = read_pin(path) or _audited_pin(settings)
+    pinned = read_pin(path)
+    current = pinned or _audited_pin(settings)
     if secret:
         key = checked_key(secret.encode(), KEY_ENV)
     elif current is not None and not os.environ.get(KEY_ENV) and not Path(settings.key_file).exists():
@@ -116,7 +117,7 @@ def lake_key(settings: Settings, secret: str | None = None, *, pin: bool = True)
     else:
         key = load_key(settings.key_file)
     fingerprint = key_fingerprint(key)
-    if pin and not path.exists():
+    if pin and pinned is None:  # _write_pin returns the pin in force if another process pinned meanwhile
         current = _write_pin(path, current or KeyPin(fingerprint, _now()), replace=False)
     if current is not None and current.fingerprint != fingerprint:
         raise _refusal(current, fingerprint)
@@ -128,7 +129,8 @@ def rotate_key(settings: Settings) -> tuple[str | None, str]:
     pinned one. Returns (old fingerprint or None, new fingerprint); a no-op if the key is already pinned."""
     settings.ensure_restricted()
     path = Path(settings.key_pin)
-    current = read_pin(path) or _audited_pin(settings)
+    pinned = read_pin(path)
+    current = pinned or _audited_pin(settings)
     fingerprint = key_fingerprint(load_key(settings.key_file))
     if current is None:
         return None, _write_pin(path, KeyPin(fingerprint, _now()), replace=False).fingerprint
