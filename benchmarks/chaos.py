@@ -1,5 +1,5 @@
-"""Chaos and load figures (issue 9): ``python -m benchmarks.chaos`` measures them and rewrites the section
-"## Chaos and load (issue 9)" at the end of benchmarks/RESULTS.md (``bench_chaos`` gives its lines).
+"""Chaos and load figures (issue 9), the "chaos" part of ``make bench`` (``python -m benchmarks.run chaos``):
+``bench_chaos`` measures them and returns the section's lines for benchmarks/RESULTS.md.
 
 Same harness and invariants as ``hca_assets_tests/test_chaos.py``, at a larger scale.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from hca_assets_tests.chaos import (
     runs,
 )
 
-RESULTS = Path(__file__).parent / "RESULTS.md"
 SECTION = "## Chaos and load (issue 9)"
 STUDY = GeneratorOptions(patients=1, seed=7, ct_slices=12, ct_size=64, cxr_size=128, mr_slices=8, mr_size=64)
 STAGES = {"ingest": "inspected: ", "de-identification": "de-identified: ", "rendering": "rendered: "}
@@ -98,18 +96,11 @@ def bench_chaos(work: Path) -> list[str]:
     return lines
 
 
-def update_results(lines: list[str]) -> None:
-    """Replace (or append) this section at the end of RESULTS.md, leaving the rest as it is."""
-    text = RESULTS.read_text() if RESULTS.exists() else ""
-    kept = text.split(SECTION, 1)[0].rstrip("\n")
-    RESULTS.write_text(f"{kept}\n\n" + "\n".join(lines))
-
-
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="hca-chaos-") as tmp:
-        lines = bench_chaos(Path(tmp))
-    update_results(lines)
-    print("\n".join(lines))
+    """`python -m benchmarks.chaos`: the same as `python -m benchmarks.run chaos`."""
+    from benchmarks.run import main as run_parts
+
+    run_parts(["chaos"])
 
 
 if __name__ == "__main__":

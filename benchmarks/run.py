@@ -586,8 +586,7 @@ def _sections(text: str) -> tuple[list[str], list[list[str]]]:
 
 def write_results(measured: dict[str, list[str]]) -> None:
     """Rewrite RESULTS.md: sections measured now replace their namesakes; sections of parts not run keep their
-    previous figures, and sections this script does not write (e.g. ``## Chaos and load``, appended by the
-    chaos tests' author) are kept after them, in their order."""
+    previous figures, and sections this script does not know are kept after them, in their order."""
     old_header, old = _sections(RESULTS.read_text()) if RESULTS.exists() else ([], [])
     kept = {_title(s[0]): s for s in old}
     now = f"{datetime.now(UTC):%Y-%m-%d %H:%M}"

@@ -23,7 +23,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 Progress = Callable[[int, int], None]
 # a pipeline run starts its fork server once and every stage forks from it, so all stage modules are
-# imported there up front; a command that runs one stage (hca deid) preloads only its own (start-up)
+# imported there up front; a command that runs one stage (hca deid) starts it earlier with only its own
+# module (warm_up), and then this list has no effect
 PIPELINE_PRELOAD = ("hca_assets.ingest", "hca_assets.deid_run", "hca_assets.images_run")
 _DEPTH = 2  # items queued per worker: the next one is ready the moment the previous result is sent
 _PIPELINE_BYTES = 16 << 10  # a second item is queued only if it fits the pipe: a send to a busy worker never blocks
@@ -63,7 +64,6 @@ def ordered_map(
     initargs: Iterable[Any] = (),
     min_parallel: int = 4,
     timeout: float | None = None,
-    preload: tuple[str, ...] = PIPELINE_PRELOAD,
 ) -> Iterator[R | ItemFailed]:
     """``map(fn, items)`` in input order, in ``workers`` processes when there is enough work or a
     ``timeout`` (seconds per item) is set; calls ``progress(done, total)`` after each item.
@@ -78,8 +78,7 @@ def ordered_map(
             initializer(*initargs)
         results: Iterator[R | ItemFailed] = map(fn, items)
     else:
-        results = _pool_map(fn, items, max(1, min(workers, total)), initializer, tuple(initargs), timeout,
-                            (*preload, fn.__module__))
+        results = _pool_map(fn, items, max(1, min(workers, total)), initializer, tuple(initargs), timeout)
     for done, result in enumerate(results, 1):
         if progress:
             progress(done, total)
@@ -151,10 +150,10 @@ def warm_up(modules: tuple[str, ...]) -> None:
 
 
 def _pool_map(fn: Callable[[T], R], items: list[T], workers: int, initializer: Callable[..., None] | None,
-              initargs: tuple[Any, ...], timeout: float | None, preload: tuple[str, ...]) -> Iterator[R | ItemFailed]:
+              initargs: tuple[Any, ...], timeout: float | None) -> Iterator[R | ItemFailed]:
     context = multiprocessing.get_context("forkserver")
     # imported once in the server (which lives as long as this process), not in every worker of every pool
-    context.set_forkserver_preload(list(preload))
+    context.set_forkserver_preload([*PIPELINE_PRELOAD, fn.__module__])  # no effect once warm_up started it
     args = (fn, initializer, initargs)
     pending = deque(range(len(items)))
     finished: dict[int, R | ItemFailed | _Raised] = {}

@@ -91,8 +91,12 @@ def main() -> None:
 @click.option("--ct-size", type=int, default=512, show_default=True)
 def generate_cmd(patients: int, seed: int, out: Path, truth: Path | None, ct_slices: int, ct_size: int) -> None:
     """Write synthetic phantom studies with realistic PHI (plus ground truth, outside OUT)."""
-    truth = truth or Path(join(_settings().restricted, TRUTH_DIRNAME))
     from hca_assets.synthetic import GeneratorOptions
+
+    if truth is None:
+        settings = _settings()
+        settings.ensure_restricted()  # the truth names patients: owner-only like the rest of the zone
+        truth = Path(join(settings.restricted, TRUTH_DIRNAME))
 
     summary = _generate(out, truth, GeneratorOptions(patients=patients, seed=seed, ct_slices=ct_slices, ct_size=ct_size))
     click.echo(f"{summary.instances} instances for {summary.patients} patients in {summary.seconds:.1f} s "
@@ -201,16 +205,20 @@ def deid_cmd(input_dir: Path, output_dir: Path, options: tuple[str, ...], basic_
     from hca_assets.dicom.enum import QuarantineReason
     from hca_assets.ingest import keep_file
 
-    spec = spec_from_settings(settings, _lake_key(settings))
+    key = _lake_key(settings)
+    try:
+        spec = spec_from_settings(settings, key)
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except (ValueError, OSError) as exc:  # a malformed mapping file, an output path that cannot be a folder
+        raise UserError(str(exc).splitlines()[0]) from exc
     found = [p for p in input_dir.rglob("*") if not p.name.startswith(".") and (p.is_symlink() or p.is_file())]
     sources = sorted(p for p in found if not p.is_symlink())
-    output_dir.mkdir(parents=True, exist_ok=True)
     rejected: Counter[str] = Counter({"symlink_refused": len(found) - len(sources)} if len(found) > len(sources) else {})
     written = duplicates = 0
     with tqdm(total=len(sources), unit="file", desc="deid") as bar:
         for i, result in enumerate(deidentify_files(sources, output_dir, spec, workers=settings.workers,
                                                     progress=lambda done, total: bar.update(done - bar.n),
-                                                    timeout=settings.limits.timeout, preload=())):
+                                                    timeout=settings.limits.timeout)):
             if isinstance(result, DeidRecord):
                 written += 1
             elif result.reason == QuarantineReason.DUPLICATE_INSTANCE:

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pydicom
 import pydicom.config
 
-from hca_assets._parallel import PIPELINE_PRELOAD, ItemFailed, Progress, ordered_map
+from hca_assets._parallel import ItemFailed, Progress, ordered_map
 from hca_assets.config import DEFAULT_LIMITS, Limits, Settings
 from hca_assets.dicom.burned_in import BurnedInStatus, RapidOcrReader
 from hca_assets.dicom.deid import DeidEngine, DeidFailure
@@ -28,7 +28,7 @@ from hca_assets.dicom.io import read_dataset
 from hca_assets.dicom.profile import DeidOption, DeidProfile
 from hca_assets.dicom.pseudonyms import Pseudonymizer, load_mapping
 from hca_assets.dicom.verify import collect_facts, verify_output
-from hca_assets.ingest import keep_file, quarantine_row
+from hca_assets.ingest import keep_file, quarantine_row, safe_sha256
 from hca_assets.lake.schemas import DEID_AUDIT, DEID_CROSSWALK, DEID_INSTANCES, QUARANTINE
 
 __all__ = ["DeidRecord", "DeidRejected", "DeidSpec", "deidentify_files"]
@@ -45,10 +45,13 @@ class DeidSpec:
     ocr_mode: str = "all"
     date_offsets: Mapping[str, int] = field(default_factory=dict)
 
+    def pseudonymizer(self) -> Pseudonymizer:
+        """Keyed pseudonyms with the external mappings; raises ValueError on an invalid key or mapping."""
+        return Pseudonymizer(self.key, self.uid_map, self.patient_map, self.date_offsets)
+
     def engine(self) -> DeidEngine:
         reader = RapidOcrReader() if self.ocr_mode != "off" else None
-        pseudo = Pseudonymizer(self.key, self.uid_map, self.patient_map, self.date_offsets)
-        return DeidEngine(self.profile, pseudo, reader, self.ocr_mode)
+        return DeidEngine(self.profile, self.pseudonymizer(), reader, self.ocr_mode)
 
 
 @dataclass(frozen=True)
@@ -147,28 +150,20 @@ def _write_new(target: Path, data: bytes) -> str | None:
 
 def deidentify_files(
     sources: list[Path], out_root: Path, spec: DeidSpec, *, workers: int = 1, progress: Progress | None = None,
-    timeout: float | None = None, preload: tuple[str, ...] = PIPELINE_PRELOAD,
+    timeout: float | None = None,
 ) -> Iterator[DeidRecord | DeidRejected]:
     """De-identify ``sources`` into ``out_root`` (in input order); rejected inputs produce no file, and no
-    existing file is ever replaced. An input past ``timeout`` seconds (or that kills its worker) is rejected;
-    ``preload``: the modules the worker processes' fork server imports first (see _parallel)."""
+    existing file is ever replaced. An input past ``timeout`` seconds (or that kills its worker) is rejected."""
     args = [(str(p), str(out_root)) for p in sources]
     results = ordered_map(_one, args, workers=workers, progress=progress, initializer=_init, initargs=(spec,),
-                          timeout=timeout, preload=preload)
+                          timeout=timeout)
     for (source, _), result in zip(args, results, strict=True):
         if isinstance(result, ItemFailed):
-            yield DeidRejected(source, _sha256_or_none(source),
+            yield DeidRejected(source, safe_sha256(Path(source)),
                                QuarantineReason.TIMEOUT if result.timed_out else QuarantineReason.WORKER_DIED,
                                result.message)
         else:
             yield result
-
-
-def _sha256_or_none(path: str) -> str | None:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return None
 
 
 # --- batch level: stage → check → publish ---------------------------------------------------------
@@ -225,7 +220,7 @@ def load_staged(staging_root: Path, batch: str) -> list[DeidRecord]:
 def recheck_staged(staging_root: Path, batch: str, spec: DeidSpec) -> dict[str, int]:
     """Re-verify every staged file against its original, independently of how it was produced:
     counts of files with PHI residue, wrong or inconsistent pseudonymous UIDs, and missing files."""
-    pseudo = Pseudonymizer(spec.key, spec.uid_map, spec.patient_map)
+    pseudo = spec.pseudonymizer()
     failures = {"phi_residue": 0, "uid_mismatch": 0, "missing": 0}
     for r in load_staged(staging_root, batch):
         path = staging_root / batch / r.output
@@ -306,11 +301,18 @@ def spec_from_settings(settings: Settings, key: bytes) -> DeidSpec:
     from hca_assets.lake.keypin import kept_pseudonyms  # reads Delta: the parent only, never the workers
 
     kept = kept_pseudonyms(settings)
-    return DeidSpec(
-        profile=DeidProfile(options=frozenset(DeidOption(o) for o in settings.deid_options)),
+    spec = DeidSpec(
+        profile=profile_from_settings(settings),
         key=key,
         uid_map={**kept.uids, **(load_mapping(Path(settings.uid_map)) if settings.uid_map else {})},
         patient_map={**kept.patients, **(load_mapping(Path(settings.patient_map)) if settings.patient_map else {})},
         ocr_mode=settings.ocr_mode,
         date_offsets=kept.date_offsets,
     )
+    spec.pseudonymizer()  # an invalid mapping is refused here, not in every worker
+    return spec
+
+
+def profile_from_settings(settings: Settings) -> DeidProfile:
+    """The PS3.15 profile with the options the settings choose."""
+    return DeidProfile(options=frozenset(DeidOption(o) for o in settings.deid_options))

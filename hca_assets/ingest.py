@@ -25,7 +25,7 @@ from hca_assets.dicom.io import InstanceInfo, InvalidInstance, header_excerpt, i
 from hca_assets.lake.schemas import QUARANTINE, RAW_INSTANCES
 from hca_assets.landing import Batch
 
-__all__ = ["IngestOutcome", "ingest_batch", "inspect_many", "keep_file", "quarantine_row"]
+__all__ = ["IngestOutcome", "ingest_batch", "inspect_many", "keep_file", "quarantine_row", "safe_sha256"]
 
 STAGE = "raw_dicom"
 
@@ -56,12 +56,13 @@ def _inspect_one(args: tuple[str, bytes, Limits]) -> InstanceInfo | _Rejected:
     try:
         return inspect_file(Path(path), key, limits)
     except InvalidInstance as exc:
-        return _Rejected(_safe_sha(Path(path)), exc.reason, exc.message)
+        return _Rejected(safe_sha256(Path(path)), exc.reason, exc.message)
     except Exception as exc:  # noqa: BLE001 - a bug or an exotic file must not stop the batch
-        return _Rejected(_safe_sha(Path(path)), QuarantineReason.INTERNAL_ERROR, f"unexpected {type(exc).__name__}")
+        return _Rejected(safe_sha256(Path(path)), QuarantineReason.INTERNAL_ERROR, f"unexpected {type(exc).__name__}")
 
 
-def _safe_sha(path: Path) -> str | None:
+def safe_sha256(path: Path) -> str | None:
+    """SHA-256 of a file, or None when it cannot be read."""
     try:
         return sha256_file(path)
     except OSError:
@@ -83,7 +84,7 @@ def _lost(path: Path, failed: ItemFailed, limits: Limits) -> _Rejected:
     """The rejection of a file whose inspection was stopped at the timeout or whose worker died."""
     reason = QuarantineReason.TIMEOUT if failed.timed_out else QuarantineReason.WORKER_DIED
     try:  # hashed here only if small enough: hashing a huge file may be what overran
-        sha = _safe_sha(path) if path.stat().st_size <= limits.max_file_bytes else None
+        sha = safe_sha256(path) if path.stat().st_size <= limits.max_file_bytes else None
     except OSError:
         sha = None
     return _Rejected(sha, reason, failed.message)

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["FileLock", "hold", "is_held", "process_alive", "process_start_time"]
+__all__ = ["FileLock", "is_held", "process_alive"]
 
 
 class FileLock:
@@ -58,20 +56,19 @@ class FileLock:
         self.release()
 
 
-@contextmanager
-def hold(path: Path) -> Iterator[None]:
-    """Hold the lock on ``path`` for the ``with`` block, waiting for it if another process has it."""
-    with FileLock(path):
-        yield
-
-
 def is_held(path: Path) -> bool:
-    """True if some live process holds the lock on ``path`` right now."""
-    probe = FileLock(path)
-    if probe.acquire(blocking=False):
-        probe.release()
+    """True if some live process holds the lock on ``path`` right now (creates nothing: no file, no lock)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
         return False
-    return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing also drops the probe's own lock
+    return False
 
 
 def _proc_stat(pid: int) -> tuple[str, float] | None:
@@ -84,12 +81,6 @@ def _proc_stat(pid: int) -> tuple[str, float] | None:
         return None
     fields = stat.rsplit(")", 1)[1].split()  # fields 3… (the name in parentheses may hold spaces)
     return fields[0], boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-
-
-def process_start_time(pid: int) -> float | None:
-    """Start time (Unix seconds) of process ``pid`` (Linux); None if unknown."""
-    stat = _proc_stat(pid)
-    return stat[1] if stat else None
 
 
 def process_alive(pid: int, *, started_by: float | None = None) -> bool:

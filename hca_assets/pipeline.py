@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.storage.tags import PARTITION_NAME_TAG
 from sqlalchemy.exc import IntegrityError
 
 from hca_assets.config import Settings
 from hca_assets.definitions import build_defs
 from hca_assets.landing import claim_lock, run_lock
-from hca_assets.locks import FileLock, hold
+from hca_assets.locks import FileLock
 from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.sensors import LOCK_TAG, BatchState, BatchStatus, batch_statuses, run_died, sweep
+from hca_assets.sensors import IN_PROGRESS, LOCK_TAG, BatchState, BatchStatus, batch_statuses, run_died, sweep
 
 __all__ = ["BatchRun", "ingest_pending", "open_instance", "outstanding"]
 
@@ -41,12 +42,18 @@ def open_instance(settings: Settings) -> dg.DagsterInstance:
     open a new one at the same time take turns, so that only one creates its storage."""
     home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    with hold(home / ".hca-open.lock"):
+    with FileLock(home / ".hca-open.lock"):
         config = home / "dagster.yaml"
         if not config.exists():
             config.write_text("telemetry:\n  enabled: false\n")
         os.environ["DAGSTER_HOME"] = str(home)
         return dg.DagsterInstance.get()
+
+
+def _settled(instance: dg.DagsterInstance, batch: str) -> bool:
+    """Whether the batch's latest run succeeded or is under way (read again once its run lock is ours)."""
+    latest = instance.get_runs(dg.RunsFilter(tags={PARTITION_NAME_TAG: batch}), limit=1)
+    return bool(latest) and latest[0].status in (dg.DagsterRunStatus.SUCCESS, *IN_PROGRESS)
 
 
 def ingest_pending(settings: Settings, instance: dg.DagsterInstance, *, retry_failed: bool = False) -> list[BatchRun]:
@@ -56,11 +63,15 @@ def ingest_pending(settings: Settings, instance: dg.DagsterInstance, *, retry_fa
     raw = Path(settings.raw_batches)
     wanted = {BatchState.NEEDS_RUN, BatchState.FAILED} if retry_failed else {BatchState.NEEDS_RUN}
     taken: list[tuple[BatchStatus, FileLock]] = []
+    settings.ensure_restricted()  # before the lock and the claim create anything under it
     with claim_lock(raw) as lock:
         statuses = sweep(settings, instance, lock)
         _register(instance, [s.key for s in statuses if not s.registered])
         for status in statuses:
             if status.state in wanted and (held := run_lock(raw, status.key)).acquire(blocking=False):
+                if _settled(instance, status.key):  # another process finished or started it since the sweep
+                    held.release()
+                    continue
                 taken.append((status, held))
     index_due = bool(taken) or _index_run_died(instance)
     defs = build_defs(settings)

@@ -41,7 +41,7 @@ __all__ = ["ABANDONED_TAG", "LOCK_TAG", "BatchState", "BatchStatus", "batch_stat
 ABANDONED_TAG = "hca/abandoned"
 LOCK_TAG = "hca/lock"
 _DIED = (RunFailureReason.UNEXPECTED_TERMINATION.value, RunFailureReason.RUN_WORKER_RESTART.value)
-_IN_PROGRESS = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
+IN_PROGRESS = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
                 dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
 
 
@@ -89,7 +89,7 @@ def run_alive(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
 
 def reap_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     """Mark failed every run left in progress by a dead process; returns their ids."""
-    dead = [r for r in instance.get_runs(dg.RunsFilter(statuses=list(_IN_PROGRESS))) if not run_alive(instance, r)]
+    dead = [r for r in instance.get_runs(dg.RunsFilter(statuses=list(IN_PROGRESS))) if not run_alive(instance, r)]
     for run in dead:
         instance.add_run_tags(run.run_id, {ABANDONED_TAG: "its process died"})
         instance.report_run_failed(run, message="Marked failed by hca: the process running it died; the batch runs again.",
@@ -111,7 +111,7 @@ def batch_statuses(instance: dg.DagsterInstance, raw: Path, *, handoff_seconds: 
             state, note = BatchState.DONE, ""
         elif is_held(run_lock(raw, key).path):
             state, note = BatchState.RUNNING, "an `hca ingest` process is running it"
-        elif run is not None and run.status in _IN_PROGRESS:
+        elif run is not None and run.status in IN_PROGRESS:
             state, note = BatchState.RUNNING, f"run {run.run_id} is {run.status.value}"
         elif run is not None:
             state, note = BatchState.FAILED, f"run {run.run_id} {run.status.value}"
@@ -149,6 +149,7 @@ def sweep(settings: Settings, instance: dg.DagsterInstance, lock: FileLock) -> l
 def landing_sensor(context: dg.SensorEvaluationContext, storage: HcaStorage) -> dg.SensorResult | dg.SkipReason:
     settings = storage.settings()
     raw = Path(settings.raw_batches)
+    settings.ensure_restricted()  # before the lock and the claim create anything under it
     with claim_lock(raw) as lock:
         todo = [s for s in sweep(settings, context.instance, lock) if s.state is BatchState.NEEDS_RUN]
         for status in todo:

@@ -120,3 +120,20 @@ def test_deid_command_never_aborts_nor_overwrites(tmp_path: Path, small_study: t
     again = CliRunner().invoke(main, ["deid", str(source), str(out), "--workers", "2", "--ocr", "off"])
     assert "0 file(s) written" in again.output and "2 identical duplicate(s)" in again.output
     assert list(out.rglob("*.dcm")) == [written] and written.read_bytes() == first  # nothing overwritten
+
+
+def test_deid_command_user_errors_are_one_line(tmp_path: Path, small_study: tuple[Path, Path],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HCA_DATA_DIR", str(tmp_path / "data"))
+    source = tmp_path / "in"
+    shutil.copytree(small_study[0] / next(p.name for p in small_study[0].iterdir()) / "cxr", source)
+    headless = tmp_path / "patients.csv"
+    headless.write_text("MRN0048213,NEWID1\n")  # no header: its first line is an identifier
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    for args in (["--patient-map", str(headless)], []):
+        out = str(tmp_path / "out") if args else str(not_a_folder / "out")
+        result = CliRunner().invoke(main, ["deid", str(source), out, "--workers", "1", "--ocr", "off", *args])
+        assert result.exit_code == 2, result.output
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("Error:") and "MRN0048213" not in result.output

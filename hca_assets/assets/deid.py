@@ -12,7 +12,14 @@ import dagster as dg
 
 from hca_assets.assets import _metadata as md
 from hca_assets.checks.deid import DEID_STAGED_CHECKS, PUBLISH_CHECKS, publish_checks, staged_checks
-from hca_assets.deid_run import STAGE, publish_batch, published_tables, spec_from_settings, stage_batch
+from hca_assets.deid_run import (
+    STAGE,
+    profile_from_settings,
+    publish_batch,
+    published_tables,
+    spec_from_settings,
+    stage_batch,
+)
 from hca_assets.dicom.contact_sheet import contact_sheet
 from hca_assets.keys import key_fingerprint
 from hca_assets.lake import RAW_INSTANCES, read_table, write_partition
@@ -74,9 +81,9 @@ def deid_staged(context: dg.AssetExecutionContext, storage: HcaStorage, pseudony
 def deid_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym_key: PseudonymKey) -> dg.MaterializeResult:
     settings = storage.settings()
     key = context.partition_key
-    spec = spec_from_settings(settings, pseudonym_key.key(settings))
     records = publish_batch(Path(settings.deid_staging), Path(settings.deid), key)
-    instances, audit = published_tables(key, records, spec.profile, key_fingerprint(spec.key))
+    instances, audit = published_tables(key, records, profile_from_settings(settings),
+                                        key_fingerprint(pseudonym_key.key(settings)))
     written = write_partition(settings.table_uri("deid_instances"), instances, match={"batch": key}, schema=DEID_INSTANCES)
     write_partition(settings.table_uri("deid_audit"), audit, match={"batch": key}, schema=DEID_AUDIT)
     context.log.info(f"batch {key}: published {len(records)} de-identified instances")

@@ -376,7 +376,8 @@ class DeidEngine:
             if found:  # a protected value survives in an attribute the profile keeps: clean it where it is
                 outcome.counts["C_residue"] += _clean_residue(ds, found, self.pseudo)
                 out = _write(ds, data)
-            problems = verify.verify_output(facts, ds, out, self.profile, outcome.burned_in, original)
+            problems = verify.verify_output(facts, ds, out, self.profile, outcome.burned_in, original,
+                                            found=None if found else found)  # scanned again only if rewritten
         if problems:
             raise DeidFailure(QuarantineReason.PHI_RESIDUE, "; ".join(problems))
         return out, outcome

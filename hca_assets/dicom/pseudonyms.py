@@ -26,7 +26,7 @@ def load_mapping(path: Path) -> dict[str, str]:
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or [f.strip() for f in reader.fieldnames[:2]] != ["id_old", "id_new"]:
-            raise ValueError(f"{path}: header must be 'id_old,id_new', got {reader.fieldnames!r}")
+            raise ValueError(f"{path}: the first line must be the header 'id_old,id_new'")  # never echo it: it may be an ID
         mapping: dict[str, str] = {}
         for line, row in enumerate(reader, start=2):
             old, new = (row.get("id_old") or "").strip(), (row.get("id_new") or "").strip()

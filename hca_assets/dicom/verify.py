@@ -156,10 +156,12 @@ def verify_output(
     profile: DeidProfile,
     burned_in: BurnedInStatus,
     load_original: Callable[[], Dataset],
+    found: set[bytes] | None = None,
 ) -> list[str]:
-    """Problems with ``output`` (the bytes of ``output_ds``); an empty list means publishable."""
+    """Problems with ``output`` (the bytes of ``output_ds``); an empty list means publishable. ``found``: the
+    :func:`residue` of these very bytes when the caller has it already."""
     problems: list[str] = []
-    found = residue(facts, output_ds, output, profile, load_original)
+    found = residue(facts, output_ds, output, profile, load_original) if found is None else found
     if found:
         problems.append(f"original values found in output: {', '.join(sorted({facts.strings[s] for s in found}))}")
     out_dates: dict[tuple[Path, int], set[str]] = {}

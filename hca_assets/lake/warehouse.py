@@ -90,8 +90,10 @@ def record_restricted_access(settings: Settings, *, command: str, query: str, ta
             return
         except CommitFailedError:
             if attempt == 4:
-                raise
+                raise QueryRefused("the restricted access could not be recorded in audit_log (busy): try again") from None
             time.sleep(0.1 * 2**attempt)
+        except (DeltaError, OSError) as exc:  # no access is granted unless it is recorded
+            raise QueryRefused(f"the restricted access could not be recorded in audit_log ({_first_line(exc)})") from None
 
 
 def _restricted_tables(settings: Settings, restricted: bool) -> dict[str, str]:
