@@ -8,28 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from PIL import Image
 
 from hca_assets._parallel import Progress
 from hca_assets.lake.schemas import EMBEDDINGS, SERIES_EMBEDDINGS
-from hca_assets.models.base import Embedder, l2_normalise
+from hca_assets.models.base import Embedder, l2_normalise, vectors_of
 
-__all__ = ["AGGREGATIONS", "aggregate_series", "embed_images", "vectors_of"]
+__all__ = ["AGGREGATIONS", "aggregate_series", "embed_images"]
 
 AGGREGATIONS = ("mean", "max", "median", "std")
-
-
-def of_version(table: pa.Table, code_version: str) -> pa.Table:
-    """The rows of an embeddings table made by one model version."""
-    return table.filter(pc.equal(table.column("code_version"), code_version))
-
-
-def vectors_of(table: pa.Table) -> np.ndarray:
-    """The ``vector`` column as a float32 matrix."""
-    if table.num_rows == 0:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.stack(table.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
 
 
 def embed_images(

@@ -22,9 +22,8 @@ from hca_assets.dicom.volumes import build_volume, slice_positions_ras
 from hca_assets.ingest import quarantine_row
 from hca_assets.lake.schemas import IMAGES, QUARANTINE, VOLUMES
 
-__all__ = ["IMAGE_SIZE", "VOLUME_MODALITIES", "RenderOutcome", "check_volume_affine", "render_batch"]
+__all__ = ["VOLUME_MODALITIES", "RenderOutcome", "check_volume_affine", "render_batch"]
 
-IMAGE_SIZE = 1024
 VOLUME_MODALITIES = frozenset({"CT", "MR", "PT"})
 MIN_VOLUME_SLICES = 8
 
@@ -57,7 +56,7 @@ def _render_one(args: tuple[str, str, str, dict[str, object]]) -> list[dict[str,
             for i, frame in enumerate(frames(ds)):
                 image = to_uint8(ds, frame, window)
                 rel = f"{batch}/{row['sop_instance_uid']}_{i:04d}.png"
-                _atomic_png(letterbox(image, IMAGE_SIZE), Path(images_root) / rel)
+                _atomic_png(letterbox(image), Path(images_root) / rel)
                 out.append({
                     **row, "batch": batch, "frame": i, "modality": modality, "body_part": body_part, "path": rel,
                     "rows": int(ds.Rows), "columns": int(ds.Columns), "spacing_row_mm": spacing[0],

@@ -18,7 +18,7 @@ from hca_assets.checks.search import (
     index_checks,
 )
 from hca_assets.config import Settings
-from hca_assets.embedding_run import aggregate_series, embed_images, of_version
+from hca_assets.embedding_run import aggregate_series, embed_images
 from hca_assets.evaluation.labels import labels_from_truth
 from hca_assets.evaluation.report import retrieval_rows
 from hca_assets.images_run import RENDER_STAGE, render_batch, render_quarantine
@@ -35,6 +35,7 @@ from hca_assets.lake.schemas import (
     VOLUMES,
 )
 from hca_assets.models import embedder_code_version, get_embedder
+from hca_assets.models.base import of_version
 from hca_assets.partitions import ingest_batches
 from hca_assets.resources import EmbeddingEndpoint, HcaStorage
 from hca_assets.search.index import index_embeddings

@@ -7,10 +7,11 @@ import numpy as np
 from PIL import Image
 
 from hca_assets.config import Settings
-from hca_assets.embedding_run import vectors_of
-from hca_assets.images_run import IMAGE_SIZE, check_volume_affine
+from hca_assets.dicom.pixels import IMAGE_SIZE
+from hca_assets.images_run import check_volume_affine
 from hca_assets.lake import read_table
 from hca_assets.lake.schemas import DEID_INSTANCES, EMBEDDINGS, EVALUATIONS, IMAGES, VOLUMES
+from hca_assets.models.base import vectors_of
 from hca_assets.search.index import (
     MIN_RECALL,
     IndexFiles,

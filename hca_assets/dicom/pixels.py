@@ -10,9 +10,10 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-__all__ = ["PREPROCESSING_VERSION", "WINDOWS", "Window", "choose_window", "frames", "letterbox", "to_uint8"]
+__all__ = ["IMAGE_SIZE", "PREPROCESSING_VERSION", "WINDOWS", "Window", "choose_window", "frames", "letterbox", "to_uint8"]
 
 PREPROCESSING_VERSION = "pre-1"
+IMAGE_SIZE = 1024  # side of the square every image is letterboxed to (rendering, queries, model input)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def _scale(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return (np.clip((values - low) / (high - low), 0, 1) * 255).round().astype(np.uint8)
 
 
-def letterbox(image: np.ndarray, size: int = 1024) -> np.ndarray:
+def letterbox(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
     """Resize preserving aspect ratio so the longer side is ``size``, centred on black padding."""
     rows, cols = image.shape[:2]
     scale = size / max(rows, cols)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from hca_assets.embedding_run import vectors_of
 from hca_assets.evaluation.retrieval import RetrievalMetrics, evaluate_retrieval
 from hca_assets.lake.schemas import EVALUATIONS
+from hca_assets.models.base import vectors_of
 
 __all__ = ["retrieval_rows"]
 

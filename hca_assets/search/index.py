@@ -144,7 +144,7 @@ def keyed_vectors(table: pa.Table, level: str, code_version: str) -> tuple[pa.Ta
     code_version, as (keys with a stable ``id`` column, float32 vectors)."""
     import pyarrow.compute as pc
 
-    from hca_assets.embedding_run import of_version, vectors_of
+    from hca_assets.models.base import of_version, vectors_of
 
     table = of_version(table, code_version)
     if level == "series":

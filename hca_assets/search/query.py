@@ -11,8 +11,7 @@ from PIL import Image
 
 from hca_assets.config import Settings
 from hca_assets.dicom.io import read_dataset
-from hca_assets.dicom.pixels import choose_window, frames, letterbox, to_uint8
-from hca_assets.images_run import IMAGE_SIZE
+from hca_assets.dicom.pixels import IMAGE_SIZE, choose_window, frames, letterbox, to_uint8
 from hca_assets.lake import read_table, table_exists
 from hca_assets.models import embedder_code_version, get_embedder
 from hca_assets.search.index import IndexFiles, load_index, search
