@@ -196,14 +196,39 @@ def viewer_pixels(ds: Dataset) -> tuple[np.ndarray, str]:
     interpretation: palette colour through its lookup table to RGB; YBR decoded to RGB (pydicom does)."""
     from pydicom.pixels import apply_color_lut
 
-    pixels = ds.pixel_array
-    frames = pixels if int(ds.get("NumberOfFrames", 1) or 1) > 1 else pixels[np.newaxis]
     photometric = str(ds.PhotometricInterpretation)
+    frames = _native_monochrome(ds) if photometric.startswith("MONOCHROME") else None
+    if frames is None:
+        pixels = ds.pixel_array
+        frames = pixels if int(ds.get("NumberOfFrames", 1) or 1) > 1 else pixels[np.newaxis]
     if photometric == "PALETTE COLOR":
         return apply_color_lut(frames, ds), "RGB"
     if photometric.startswith("YBR") or frames.ndim == 4:
         return frames, "RGB"
     return frames, photometric
+
+
+_NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+
+
+def _native_monochrome(ds: Dataset) -> np.ndarray | None:
+    """Uncompressed little-endian 8/16-bit greyscale read straight from the bytes (what pydicom's decoder does
+    for these, ~40× faster): unused high bits masked, signed values sign-extended. None for anything else."""
+    bits, stored = int(ds.get("BitsAllocated", 0) or 0), int(ds.get("BitsStored", 0) or 0)
+    if (str(ds.file_meta.get("TransferSyntaxUID", "")) not in _NATIVE_LITTLE_ENDIAN or bits not in (8, 16)
+            or not 0 < stored <= bits or int(ds.get("SamplesPerPixel", 1) or 1) != 1 or "PixelData" not in ds):
+        return None
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    rows, cols, count = int(ds.Rows), int(ds.Columns), int(ds.get("NumberOfFrames", 1) or 1)
+    data = ds.PixelData
+    if len(data) < rows * cols * count * bits // 8:
+        return None  # short pixel data: let pydicom report it
+    frames = np.frombuffer(data, dtype=f"<{'i' if signed else 'u'}{bits // 8}", count=rows * cols * count)
+    frames = frames.reshape(count, rows, cols)
+    if stored < bits:
+        shift = bits - stored
+        frames = (frames << shift) >> shift if signed else frames & ((1 << stored) - 1)
+    return frames.astype(frames.dtype.newbyteorder("="), copy=False)
 
 
 def display_frames(frames: np.ndarray, photometric: str) -> np.ndarray:

@@ -121,3 +121,21 @@ def test_monochrome1_is_blacked_with_its_brightest_value() -> None:
 def test_unreadable_pixels_are_unverified() -> None:
     ds = pydicom.dcmread(FILES["JPEG-lossy.dcm"])  # 12-bit JPEG extended: no decoder here
     assert clean_burned_in_text(ds, TextScreen(), READER).status == BurnedInStatus.UNVERIFIED
+
+
+def test_native_greyscale_fast_path_matches_pydicom() -> None:
+    """Uncompressed greyscale is read from the bytes directly: the same values and type as pydicom's decoder."""
+    compared = 0
+    for path in FILES.values():
+        try:
+            ds = pydicom.dcmread(path)
+            expected = ds.pixel_array
+        except Exception:  # noqa: BLE001 - not an image, or not decodable: nothing to compare
+            continue
+        if not str(ds.get("PhotometricInterpretation", "")).startswith("MONOCHROME"):
+            continue
+        frames, _ = viewer_pixels(ds)
+        expected = expected if int(ds.get("NumberOfFrames", 1) or 1) > 1 else expected[np.newaxis]
+        assert frames.dtype == expected.dtype and np.array_equal(frames, expected), path.name
+        compared += 1
+    assert compared >= 60
