@@ -169,7 +169,7 @@ def _claim(landing: Path, raw_root: Path, settle_seconds: float, now: float | No
     scan = _scan(landing)
     files = [f for f in scan.files if _ready(f, cutoff)]
     links = [f for f in scan.links if _settled(f, cutoff)]
-    reported = _reported(raw_root)
+    reported = _reported(raw_root) if scan.unreadable or scan.hidden else set()  # every manifest: only when needed
     pending = {
         "unreadable": [{"path": str(d.relative_to(landing)), "signature": sig} for d in scan.unreadable
                        if (sig := _signature(d)) and sig not in reported],
