@@ -1,0 +1,71 @@
+"""The segmenter protocol: a volume (or planar image) and text prompts in, one boolean mask or an explicit
+``UNSUPPORTED`` per prompt out, on the input's grid.
+
+Orientation contract: a 3D ``volume`` is indexed (x, y, z) in RAS+ voxel order — axis 0 towards the patient's
+right, axis 1 anterior, axis 2 superior (slices) — as ``to_canonical`` returns it; a 2D image is (rows, columns)
+as displayed. ``spacing_mm`` gives one spacing per axis. ``from_canonical`` maps masks back to the source grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+import nibabel as nib
+import numpy as np
+from nibabel import orientations
+
+__all__ = ["UNSUPPORTED", "Mask", "Outcome", "Segmenter", "Unsupported", "from_canonical", "to_canonical"]
+
+
+class Unsupported(Enum):
+    """The backend cannot serve this prompt (on this input): no mask, never a guess."""
+
+    UNSUPPORTED = "unsupported"
+
+
+UNSUPPORTED = Unsupported.UNSUPPORTED
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A boolean mask on the input grid; ``confidence`` in [0, 1] where the backend has one, else None."""
+
+    mask: np.ndarray
+    confidence: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.mask.dtype != np.bool_:
+            raise TypeError(f"a mask must be boolean, got {self.mask.dtype}")
+
+
+Outcome = Mask | Unsupported
+
+
+class Segmenter(Protocol):
+    """``segment(volume, spacing_mm, prompts) -> {prompt: Mask | UNSUPPORTED}``, one entry per prompt."""
+
+    name: str
+    version: str
+
+    def segment(self, volume: np.ndarray, spacing_mm: Sequence[float], prompts: Sequence[str]) -> dict[str, Outcome]: ...
+
+
+_RAS = orientations.axcodes2ornt(("R", "A", "S"))
+
+
+def to_canonical(image: nib.Nifti1Image) -> tuple[np.ndarray, tuple[float, ...]]:
+    """The volume's voxels reoriented to RAS+ (the protocol's 3D order) and their spacing in mm."""
+    ornt = orientations.ornt_transform(orientations.io_orientation(image.affine), _RAS)
+    data = orientations.apply_orientation(np.asanyarray(image.dataobj), ornt)
+    zooms = image.header.get_zooms()[:3]
+    spacing = tuple(float(zooms[int(axis)]) for axis in np.argsort(ornt[:, 0]))
+    return np.ascontiguousarray(data), spacing
+
+
+def from_canonical(mask: np.ndarray, image: nib.Nifti1Image) -> np.ndarray:
+    """A mask on the RAS+ grid of ``to_canonical(image)`` mapped back onto ``image``'s own voxel grid."""
+    ornt = orientations.ornt_transform(_RAS, orientations.io_orientation(image.affine))
+    return np.ascontiguousarray(orientations.apply_orientation(mask, ornt))
