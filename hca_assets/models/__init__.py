@@ -21,10 +21,13 @@ def get_embedder(name: str, *, url: str = "", key: str = "") -> Embedder:
         return LocalEmbedder()
     if name == "azure":
         from hca_assets.models.azure import AzureMedImageInsight
+        from hca_assets.models.endpoint import Endpoint
 
-        return AzureMedImageInsight(url or os.environ.get("HCA_MI2_ENDPOINT", ""), key or os.environ.get("HCA_MI2_KEY", ""),
-                                    version=os.environ.get(_VERSION_ENV, "medimageinsight-1"),
-                                    deployment=os.environ.get("HCA_MI2_DEPLOYMENT") or None)
+        url, key = url or os.environ.get("HCA_MI2_ENDPOINT", ""), key or os.environ.get("HCA_MI2_KEY", "")
+        if not url or not key:
+            raise ValueError("the MedImageInsight backend needs an endpoint URL and key (HCA_MI2_ENDPOINT, HCA_MI2_KEY)")
+        endpoint = Endpoint(url, key, deployment=os.environ.get("HCA_MI2_DEPLOYMENT") or None)
+        return AzureMedImageInsight(endpoint, version=os.environ.get(_VERSION_ENV, "medimageinsight-1"))
     if name == "onnx":
         from pathlib import Path
 
