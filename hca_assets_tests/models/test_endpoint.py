@@ -147,7 +147,7 @@ def test_half_open_trial_against_the_endpoint(stub: Mi2Stub) -> None:
         made, start = stub.requests, time.monotonic()
         with pytest.raises(CircuitOpenError, match="half-open"):
             ep.score(ROW)
-        assert time.monotonic() - start < 0.1 and stub.requests == made
+        assert time.monotonic() - start < 0.3 and stub.requests == made  # not waiting for the trial
         assert "text_features" in trial.result()[0]
     ep.score(ROW)
     assert stub.requests == made + 1
