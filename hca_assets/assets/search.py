@@ -36,6 +36,7 @@ from hca_assets.lake.schemas import (
 )
 from hca_assets.models import embedder_code_version, get_embedder
 from hca_assets.models.base import of_version
+from hca_assets.models.endpoint import MI2_POOL
 from hca_assets.partitions import ingest_batches
 from hca_assets.resources import EmbeddingEndpoint, HcaStorage
 from hca_assets.search.index import index_embeddings
@@ -71,7 +72,7 @@ def images(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Materia
 
 @dg.asset(deps=[images], partitions_def=ingest_batches, group_name="embeddings", kinds={"python", "deltalake"},
           code_version=embedder_code_version(Settings.from_env().embedder), check_specs=EMBEDDING_CHECKS,
-          pool="embedding_endpoint", retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
+          pool=MI2_POOL, retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
           description="One L2-normalised vector per image, and per 3D series by mean/max/median/std of its slices.")
 def embeddings(context: dg.AssetExecutionContext, storage: HcaStorage,
                embedding_endpoint: EmbeddingEndpoint) -> dg.MaterializeResult:
