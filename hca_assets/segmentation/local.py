@@ -6,7 +6,7 @@ priors and morphology. No model, no network, deterministic.
   (normalised convolution, so fat, air and bone never bleed into organ boundaries): liver = the largest
   > 50 HU component on the patient's right, lesion = voxels of the liver's closed outline deviating from the
   liver's median HU, spleen = the largest > 43.5 HU component on the left below the lungs, kidneys = the largest
-  18–35.5 HU posterior component each side (it may overlap the liver's filled outline); each mask is smoothed by a majority filter and hole-filled.
+  18–35.5 HU posterior component each side, its border with liver or spleen moved to the HU midpoint; each mask is smoothed by a majority filter and hole-filled.
 - Brain MR (any other 3D input): intensities relative to the brain's modal intensity; enhancing tumour =
   the largest bright component, tumour core = its filled outline, non-enhancing tumour = core minus
   enhancing, edema = the mildly hyperintense shell touching the core.
@@ -116,9 +116,25 @@ def _ct(hu: np.ndarray, spacing: Sequence[float], prompts: set[str]) -> dict[str
                                    lambda idx: not right(idx) and below_lungs(idx)), _MAJORITY)
     kidneys = soft & ~lesion & ~out["spleen"] & (sm > 18) & (sm < 35.5)
     posterior = lambda idx: idx[:, 1].mean() < centre[1]  # noqa: E731 - axis 1 points anterior
-    out["right kidney"] = _tidy(_largest(kidneys, lambda idx: right(idx) and posterior(idx)), _MAJORITY)
-    out["left kidney"] = _tidy(_largest(kidneys, lambda idx: not right(idx) and posterior(idx)), _MAJORITY)
+    for prompt, side in (("right kidney", right), ("left kidney", lambda idx: not right(idx))):
+        kidney = _tidy(_largest(kidneys, lambda idx, side=side: side(idx) and posterior(idx)), _MAJORITY)
+        out[prompt] = _grow_into(kidney, sm, [out["liver"], out["spleen"]])
     return out
+
+
+def _grow_into(organ: np.ndarray, sm: np.ndarray, neighbours: list[np.ndarray]) -> np.ndarray:
+    """Move ``organ``'s border with each brighter neighbour organ to the midpoint of their median HU (its range
+    was cut halfway to plain soft tissue, which is too early against a brighter organ)."""
+    if not organ.any():
+        return organ
+    level = float(np.median(sm[organ]))
+    ring = ndi.binary_dilation(organ, _SLICE, iterations=3) & ~organ
+    grown = organ.copy()
+    for other in neighbours:
+        near = ring & ndi.binary_dilation(other, _SLICE, iterations=3)
+        if near.any():
+            grown |= near & (sm < (level + float(np.median(sm[other]))) / 2)
+    return _tidy(grown, (3, 3, 1))
 
 
 def _mr(img: np.ndarray, prompts: set[str]) -> dict[str, np.ndarray]:
