@@ -63,7 +63,7 @@ def seg_dataset(source: Sequence[Dataset], masks: Mapping[str, np.ndarray], *, a
             raise ValueError(f"mask `{p}` has shape {masks[p].shape}, the source frames are {expected}")
     stack = np.stack([masks[p].astype(bool) for p in prompts], axis=-1)
     ident = hd.AlgorithmIdentificationSequence(name=algorithm, family=getattr(codes.cid7162, family), version=version)
-    return hd.seg.Segmentation(
+    seg = hd.seg.Segmentation(
         source_images=list(source), pixel_array=stack, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[_description(i + 1, p, ident) for i, p in enumerate(prompts)],
         series_instance_uid=hd.UID(), series_number=series_number, sop_instance_uid=hd.UID(), instance_number=1,
@@ -71,6 +71,13 @@ def seg_dataset(source: Sequence[Dataset], masks: Mapping[str, np.ndarray], *, a
         device_serial_number="0", series_description=f"Segmentation ({algorithm})",
         omit_empty_frames=bool(stack.any()),
     )
+    if "ImageOrientationPatient" not in source[0]:
+        # Projection images: highdicom writes Pixel Spacing without Slice Thickness (type 1C, legal) but its own
+        # segread refuses that; the sequence is conditional without a frame of reference, so leave it out.
+        shared = seg.SharedFunctionalGroupsSequence[0]
+        if "PixelMeasuresSequence" in shared:
+            del shared.PixelMeasuresSequence
+    return seg
 
 
 def write_seg(source: Sequence[Dataset], masks: Mapping[str, np.ndarray], path: Path, *, algorithm: str, version: str,
