@@ -77,6 +77,7 @@ def seg_dataset(source: Sequence[Dataset], masks: Mapping[str, np.ndarray], *, a
         shared = seg.SharedFunctionalGroupsSequence[0]
         if "PixelMeasuresSequence" in shared:
             del shared.PixelMeasuresSequence
+        seg.PatientOrientation = source[0].get("PatientOrientation", "")  # type 2C without a frame of reference
     return seg
 
 
