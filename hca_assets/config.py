@@ -181,6 +181,11 @@ class Settings:
         return join(self.data_dir, "lake")
 
     @property
+    def segmentations(self) -> str:
+        """Masks (NIfTI per structure) and DICOM SEG per series, of de-identified images (PHI-free)."""
+        return join(self.data_dir, "segmentations")
+
+    @property
     def images(self) -> str:
         return join(self.data_dir, "images")
 

@@ -16,8 +16,11 @@ def test_definitions_load_and_jobs_resolve() -> None:
         ("deid_staged", "counts_add_up"), ("deid_dicom", "published_files_match_table"),
         ("images", "few_constant_images"), ("images", "image_shapes"), ("images", "nifti_affine_matches_dicom"),
         ("embeddings", "vectors_valid"), ("faiss_index", "index_matches_embeddings"),
-        ("retrieval_eval", "retrieval_above_floor"),
+        ("retrieval_eval", "retrieval_above_floor"), ("segmentations", "masks_on_source_grid"),
+        ("segmentations", "seg_files_valid"), ("segmentations", "expected_structures_present"),
     }
-    for asset in ("raw_dicom", "deid_staged", "deid_dicom", "images", "embeddings", "faiss_index", "retrieval_eval"):
+    for asset in ("raw_dicom", "deid_staged", "deid_dicom", "images", "embeddings", "segmentations", "faiss_index",
+                  "retrieval_eval"):
         assert all(spec.blocking for spec in defs.resolve_assets_def(asset).check_specs)
-    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} >= {"raw_dicom", "deid_staged", "deid_dicom"}
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} >= {"raw_dicom", "deid_staged", "deid_dicom",
+                                                                                 "segmentations"}

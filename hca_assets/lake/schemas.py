@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "EMBEDDINGS", "EVALUATIONS", "IMAGES", "LABELS", "PARTITION_COLUMN", "QUARANTINE", "RAW_INSTANCES", "RESTRICTED", "SCHEMAS", "SERIES_EMBEDDINGS", "VOLUMES"]
+__all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "EMBEDDINGS", "EVALUATIONS", "IMAGES", "LABELS", "PARTITION_COLUMN", "QUARANTINE", "RAW_INSTANCES", "RESTRICTED", "SCHEMAS", "SEGMENTATIONS", "SERIES_EMBEDDINGS", "VOLUMES"]
 
 PARTITION_COLUMN = "batch"
 
@@ -195,11 +195,33 @@ AUDIT_LOG = pa.schema(
     ]
 )
 
+SEGMENTATIONS = pa.schema(
+    [  # one row per series (3D) or image (2D) and structure its strategy prompts for, segmented or not
+        pa.field("batch", pa.string(), nullable=False),
+        pa.field("study_instance_uid", pa.string()),
+        pa.field("series_instance_uid", pa.string(), nullable=False),
+        pa.field("sop_instance_uid", pa.string()),  # planar images only; null for a 3D series
+        pa.field("modality", pa.string(), nullable=False),
+        pa.field("structure", pa.string(), nullable=False),
+        pa.field("prompt", pa.string(), nullable=False),
+        pa.field("backend", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),  # segmented | unsupported (the backend cannot serve it)
+        pa.field("voxels", pa.int64()),
+        pa.field("area_mm2", pa.float64()),  # planar masks
+        pa.field("volume_ml", pa.float64()),  # 3D masks
+        pa.field("confidence", pa.float64()),  # null where the backend has none
+        pa.field("mask_path", pa.string()),  # NIfTI on the volume grid, relative to the segmentations zone
+        pa.field("seg_path", pa.string()),  # DICOM SEG of the series, relative to the segmentations zone
+        pa.field("code_version", pa.string(), nullable=False),
+        pa.field("segmented_at", _TS, nullable=False),
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "raw_instances": RAW_INSTANCES, "quarantine": QUARANTINE, "deid_instances": DEID_INSTANCES,
     "deid_audit": DEID_AUDIT, "deid_crosswalk": DEID_CROSSWALK, "images": IMAGES, "volumes": VOLUMES,
     "embeddings": EMBEDDINGS, "series_embeddings": SERIES_EMBEDDINGS, "labels": LABELS, "evaluations": EVALUATIONS,
-    "audit_log": AUDIT_LOG,
+    "audit_log": AUDIT_LOG, "segmentations": SEGMENTATIONS,
 }
 
 RESTRICTED: frozenset[str] = frozenset({"raw_instances", "deid_crosswalk"})

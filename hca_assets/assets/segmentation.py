@@ -1,0 +1,62 @@
+"""Segmentation masks per batch: the weight-free local backend on every 3D series and planar radiograph."""
+
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import dagster as dg
+
+from hca_assets.assets import _metadata as md
+from hca_assets.checks.segmentation import SEGMENTATION_CHECKS, segmentation_checks
+from hca_assets.lake import read_table, write_partition
+from hca_assets.lake.schemas import DEID_INSTANCES, IMAGES, SEGMENTATIONS, VOLUMES
+from hca_assets.partitions import ingest_batches
+from hca_assets.resources import HcaStorage
+from hca_assets.segmentation.local import LocalSegmenter
+from hca_assets.segmentation.overlay import overlay_sheet
+from hca_assets.segmentation_run import code_version, segment_batch
+
+SEGMENTER = LocalSegmenter()
+
+
+@dg.asset(deps=["images"], partitions_def=ingest_batches, group_name="segmentation", kinds={"python", "nifti", "dicom"},
+          code_version=code_version(SEGMENTER), check_specs=SEGMENTATION_CHECKS,
+          description="Organ and lesion masks (prompt strategies per modality/body part): NIfTI per structure, "
+                      "DICOM SEG per series, volumes in mL and areas in mm².")
+def segmentations(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
+    settings = storage.settings()
+    key = context.partition_key
+    volumes = read_table(settings.table_uri("volumes"), schema=VOLUMES, where={"batch": key}).to_pylist()
+    instances = read_table(settings.table_uri("deid_instances"), schema=DEID_INSTANCES, where={"batch": key}).to_pylist()
+    body_parts = {r["series_instance_uid"]: r["body_part"] for r in
+                  read_table(settings.table_uri("images"), schema=IMAGES, where={"batch": key}).to_pylist()}
+    context.log.info(f"batch {key}: segmenting {len(volumes)} volume(s) and the planar radiographs")
+    start = time.perf_counter()
+    out = segment_batch(key, volumes, instances, body_parts, Path(settings.deid), Path(settings.images),
+                        Path(settings.segmentations), SEGMENTER)
+    written = write_partition(settings.table_uri("segmentations"), out.rows, match={"batch": key}, schema=SEGMENTATIONS)
+    for series, reason in out.failed:
+        context.log.warning(f"series {series}: {reason}")
+    rows = out.rows.to_pylist()
+    volume_ml: dict[str, float] = defaultdict(float)
+    for r in rows:
+        volume_ml[r["structure"]] += r["volume_ml"] or 0.0
+    masks: dict[str, list[Path]] = defaultdict(list)
+    for r in rows:
+        if r["mask_path"]:
+            masks[r["series_instance_uid"]].append(Path(settings.segmentations) / r["mask_path"])
+    paths = {v["series_instance_uid"]: Path(settings.images) / v["path"] for v in volumes}
+    return dg.MaterializeResult(
+        metadata={
+            md.ROW_COUNT: len(rows), md.TABLE_URI: written.table_uri, md.DELTA_VERSION: written.delta_version,
+            md.SECONDS: round(time.perf_counter() - start, 3), "failed_series": len(out.failed),
+            "structures": md.md_counts({s: sum(1 for r in rows if r["structure"] == s and r["status"] == "segmented")
+                                        for s in {r["structure"] for r in rows}}, ("structure", "segmented")),
+            "unsupported": sum(1 for r in rows if r["status"] == "unsupported"),
+            "total_volume_ml": md.md_counts({s: round(v, 1) for s, v in volume_ml.items() if v},  # type: ignore[misc]
+                                            ("structure", "mL over the batch")),
+            "overlays": md.md_png(overlay_sheet((paths[s], m) for s, m in masks.items() if s in paths),
+                                  "largest segmented slice per series, one colour per structure"),
+        },
+        check_results=segmentation_checks(settings, key),
+    )

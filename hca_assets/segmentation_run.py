@@ -1,0 +1,166 @@
+"""Segment one batch: every 3D series (its NIfTI volume from the images stage) and every planar radiograph,
+with the prompts its strategy names. Per series a NIfTI mask per structure on the source grid and one DICOM
+SEG referencing the de-identified source instances; one ``segmentations`` row per structure. Pure core:
+the asset writes the table."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pyarrow as pa
+import pydicom
+
+from hca_assets.dicom.pixels import PREPROCESSING_VERSION
+from hca_assets.lake.schemas import SEGMENTATIONS
+from hca_assets.segmentation.base import UNSUPPORTED, Segmenter, from_canonical, to_canonical
+from hca_assets.segmentation.export import write_nifti, write_seg
+from hca_assets.segmentation.measure import measure
+from hca_assets.segmentation.strategies import STRATEGIES_VERSION, pick_strategy, structure
+
+__all__ = ["PLANAR_MODALITIES", "SegmentOutcome", "code_version", "segment_batch"]
+
+PLANAR_MODALITIES = frozenset({"CR", "DX"})
+
+
+def code_version(segmenter: Segmenter) -> str:
+    """Backend, its version, the prompt strategies and the preprocessing: a change to any re-segments."""
+    return f"{segmenter.name}@{segmenter.version}+{STRATEGIES_VERSION}+{PREPROCESSING_VERSION}"
+
+
+@dataclass(frozen=True)
+class SegmentOutcome:
+    """Rows of the ``segmentations`` table, and the series that could not be segmented (uid, PHI-free reason)."""
+
+    rows: pa.Table
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def segment_batch(
+    batch: str,
+    volumes: Sequence[Mapping[str, object]],
+    instances: Sequence[Mapping[str, object]],
+    body_parts: Mapping[str, str | None],
+    deid_root: Path,
+    images_root: Path,
+    out_root: Path,
+    segmenter: Segmenter,
+) -> SegmentOutcome:
+    """Segment the batch's volumes (``volumes`` table rows) and planar radiographs (``deid_instances`` rows of
+    CR/DX); ``body_parts`` maps a series to its body part (``images`` table). Masks and SEGs go to
+    ``out_root/<batch>/<series>/``; re-running replaces them."""
+    version = code_version(segmenter)
+    by_series: dict[str, list[Mapping[str, object]]] = {}
+    for r in instances:
+        by_series.setdefault(str(r["series_instance_uid"]), []).append(r)
+    rows: list[dict[str, object]] = []
+    failed: list[tuple[str, str]] = []
+    for v in volumes:
+        series = str(v["series_instance_uid"])
+        try:
+            rows += _volume(batch, v, body_parts.get(series), by_series.get(series, []), deid_root, images_root,
+                            out_root, segmenter, version)
+        except (ValueError, OSError) as exc:  # one series must not stop the batch; the reason names no value
+            failed.append((series, f"{type(exc).__name__} while segmenting the volume"))
+    for r in (r for r in instances if r["modality"] in PLANAR_MODALITIES):
+        try:
+            rows += _planar(batch, r, body_parts.get(str(r["series_instance_uid"])), deid_root, out_root, segmenter,
+                            version)
+        except (ValueError, OSError) as exc:
+            failed.append((str(r["series_instance_uid"]), f"{type(exc).__name__} while segmenting the image"))
+    return SegmentOutcome(pa.Table.from_pylist(rows, schema=SEGMENTATIONS), failed)
+
+
+def _volume(batch: str, v: Mapping[str, object], body_part: str | None, members: Sequence[Mapping[str, object]],
+            deid_root: Path, images_root: Path, out_root: Path, segmenter: Segmenter, version: str) -> list[dict[str, object]]:
+    image = nib.load(images_root / str(v["path"]))
+    strategy = pick_strategy(str(v["modality"]), body_part)
+    if not strategy.prompts:
+        return []
+    canonical, spacing = to_canonical(image)
+    outcomes = segmenter.segment(canonical, spacing, strategy.prompts)
+    folder = out_root / batch / str(v["series_instance_uid"])
+    zooms = tuple(float(z) for z in image.header.get_zooms()[:3])
+    masks: dict[str, np.ndarray] = {}
+    rows = []
+    for prompt, outcome in outcomes.items():
+        row = _row(batch, members[0] if members else v, None, prompt, segmenter, version)
+        if outcome is not UNSUPPORTED:
+            grid = from_canonical(outcome.mask, image)
+            masks[prompt] = grid
+            rel = write_nifti(grid, image.affine, folder / f"{structure(prompt).name}.nii.gz").relative_to(out_root)
+            m = measure(grid, zooms)
+            row |= {"status": "segmented", "voxels": m.voxels, "volume_ml": m.volume_ml, "confidence": outcome.confidence,
+                    "mask_path": str(rel)}
+        rows.append(row)
+    if masks and members:
+        source = _sorted_slices([deid_root / str(m["path"]) for m in members])
+        seg = write_seg(source, {p: g.transpose(2, 1, 0) for p, g in masks.items()}, _tmp(folder / "seg.dcm"),
+                        algorithm=f"hca_assets {segmenter.name}", version=version)
+        os.replace(seg, folder / "seg.dcm")
+        for row in rows:
+            row["seg_path"] = str((folder / "seg.dcm").relative_to(out_root)) if row["status"] == "segmented" else None
+    return rows
+
+
+def _planar(batch: str, r: Mapping[str, object], body_part: str | None, deid_root: Path, out_root: Path,
+            segmenter: Segmenter, version: str) -> list[dict[str, object]]:
+    strategy = pick_strategy(str(r["modality"]), body_part)
+    if not strategy.prompts:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(deid_root / str(r["path"]))
+    pixels = ds.pixel_array.astype(np.float32)
+    if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
+        pixels = pixels.max() - pixels  # the protocol's planar images are as displayed
+    raw = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    spacing = tuple(float(s) for s in raw) if raw else None
+    outcomes = segmenter.segment(pixels, spacing or (1.0, 1.0), strategy.prompts)
+    folder = out_root / batch / str(r["series_instance_uid"])
+    masks: dict[str, np.ndarray] = {}
+    rows = []
+    for prompt, outcome in outcomes.items():
+        row = _row(batch, r, str(r["sop_instance_uid"]), prompt, segmenter, version)
+        if outcome is not UNSUPPORTED:
+            masks[prompt] = outcome.mask
+            m = measure(outcome.mask, spacing)
+            row |= {"status": "segmented", "voxels": m.voxels, "area_mm2": m.area_mm2, "confidence": outcome.confidence}
+        rows.append(row)
+    if masks:
+        seg = write_seg([ds], {p: m[np.newaxis] for p, m in masks.items()}, _tmp(folder / "seg.dcm"),
+                        algorithm=f"hca_assets {segmenter.name}", version=version)
+        os.replace(seg, folder / "seg.dcm")
+        for row in rows:
+            row["seg_path"] = str((folder / "seg.dcm").relative_to(out_root)) if row["status"] == "segmented" else None
+    return rows
+
+
+def _row(batch: str, source: Mapping[str, object], sop: str | None, prompt: str, segmenter: Segmenter,
+         version: str) -> dict[str, object]:
+    return {"batch": batch, "study_instance_uid": source.get("study_instance_uid"),
+            "series_instance_uid": str(source["series_instance_uid"]), "sop_instance_uid": sop,
+            "modality": str(source["modality"]), "structure": structure(prompt).name, "prompt": prompt,
+            "backend": segmenter.name, "status": "unsupported", "voxels": None, "area_mm2": None, "volume_ml": None,
+            "confidence": None, "mask_path": None, "seg_path": None, "code_version": version,
+            "segmented_at": datetime.now(UTC)}
+
+
+def _sorted_slices(paths: Sequence[Path]) -> list[pydicom.Dataset]:
+    """The series' de-identified slices in volume order (along the slice normal), as the NIfTI stacks them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        slices = [pydicom.dcmread(p) for p in paths]
+    iop = np.asarray(slices[0].ImageOrientationPatient, dtype=float)
+    normal = np.cross(iop[:3], iop[3:])
+    return sorted(slices, key=lambda ds: float(np.dot(normal, np.asarray(ds.ImagePositionPatient, dtype=float))))
+
+
+def _tmp(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{os.getpid()}.tmp")

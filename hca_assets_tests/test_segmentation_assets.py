@@ -1,0 +1,64 @@
+"""segmentations through Dagster: masks on the source grid, a valid DICOM SEG per series referencing the
+published instances, measurements, idempotent re-runs, no PHI in what it writes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import dagster as dg
+import highdicom
+import nibabel as nib
+
+from hca_assets.assets.deid import deid_dicom, deid_staged
+from hca_assets.assets.ingest import raw_dicom
+from hca_assets.assets.search import images
+from hca_assets.assets.segmentation import segmentations
+from hca_assets.config import Settings
+from hca_assets.lake import read_table
+from hca_assets.landing import claim
+from hca_assets.partitions import INGEST_BATCHES
+from hca_assets.resources import HcaStorage, PseudonymKey
+from hca_assets.synthetic import generate
+from hca_assets_tests.conftest import SMALL
+
+STUDY = dataclasses.replace(SMALL, ct_size=128, ct_slices=16, mr_size=96)
+
+
+def test_segmentations_asset(settings: Settings) -> None:
+    generate(Path(settings.landing), Path(settings.truth_file).parent, STUDY)
+    batch = claim(Path(settings.landing), Path(settings.raw_batches), settle_seconds=0)
+    assert batch is not None
+    resources = {"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey()}
+    counts = []
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
+        for _ in range(2):
+            result = dg.materialize([raw_dicom, deid_staged, deid_dicom, images, segmentations], instance=instance,
+                                    partition_key=batch.key, resources=resources)
+            assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+            counts.append(read_table(settings.table_uri("segmentations")).num_rows)
+        (meta,) = [m.metadata for m in result.asset_materializations_for_node("segmentations")]
+    assert counts[0] == counts[1] > 0  # re-running replaces the batch's rows
+    rows = read_table(settings.table_uri("segmentations")).to_pylist()
+    by_modality = {m: {r["structure"] for r in rows if r["modality"] == m and r["status"] == "segmented"}
+                   for m in {r["modality"] for r in rows}}
+    assert {"lung", "liver"} <= by_modality["CT"] and {"lung", "heart"} <= by_modality.get("CR", by_modality.get("DX", set()))
+    assert "US" not in by_modality  # no prompts for ultrasound by default
+    ct_lung = next(r for r in rows if r["modality"] == "CT" and r["structure"] == "lung")
+    assert ct_lung["volume_ml"] > 0 and ct_lung["voxels"] > 0 and ct_lung["code_version"].startswith("local@")
+    volumes = {v["series_instance_uid"]: v for v in read_table(settings.table_uri("volumes")).to_pylist()}
+    mask = nib.load(Path(settings.segmentations) / ct_lung["mask_path"])
+    assert mask.shape == tuple(volumes[ct_lung["series_instance_uid"]]["shape"])
+    published = {r["sop_instance_uid"] for r in read_table(settings.table_uri("deid_instances")).to_pylist()}
+    seg = highdicom.seg.segread(Path(settings.segmentations) / ct_lung["seg_path"])
+    referenced = {str(i.ReferencedSOPInstanceUID) for s in seg.ReferencedSeriesSequence for i in s.ReferencedInstanceSequence}
+    assert referenced and referenced <= published
+    assert {d.segment_label for d in seg.SegmentSequence} >= {"lung", "liver"}
+    phi = [s.lower().encode() for s in json.loads((Path(settings.truth_file).parent / "phi_manifest.json").read_text())["strings"]
+           if len(s) >= 4]
+    for path in Path(settings.segmentations).rglob("*.dcm"):
+        data = path.read_bytes().lower()
+        assert not [s for s in phi if s in data], path.name
+    assert str(meta["overlays"].value).startswith("![")
