@@ -88,6 +88,8 @@ class Settings:
     patient_map: str | None = None
     embedder: str = "local"
     eval_min_p5: float = 0.9
+    seg_min_dice: float = 0.8
+    seg_reference_dir: str | None = None
     max_constant_fraction: float = 0.05
     max_pixels: int = Limits.max_pixels
     max_file_bytes: int = Limits.max_file_bytes
@@ -116,7 +118,8 @@ class Settings:
         again before it is left failed), ``HCA_WORKERS`` and the
         de-identification choices ``HCA_DEID_OPTIONS`` (comma-separated Table E.1-1 option columns),
         ``HCA_DEID_OCR`` (all | candidates | off: which images are screened for burned-in text), ``HCA_DEID_UID_MAP`` / ``HCA_DEID_PATIENT_MAP`` (CSV);
-        ``HCA_EMBEDDER`` (backend), ``HCA_EVAL_MIN_P5`` and ``HCA_MAX_CONSTANT_FRACTION`` (check floors);
+        ``HCA_EMBEDDER`` (backend), ``HCA_EVAL_MIN_P5``, ``HCA_SEG_MIN_DICE`` and ``HCA_MAX_CONSTANT_FRACTION``
+        (check floors); ``HCA_SEG_REFERENCE_DIR`` (user reference masks ``<series>/<structure>.nii.gz``);
         per-file limits ``HCA_MAX_PIXELS``, ``HCA_MAX_FILE_BYTES``, ``HCA_FILE_TIMEOUT_SECONDS``."""
         return cls(
             data_dir=os.environ.get("HCA_DATA_DIR", DEFAULT_DATA_DIR),
@@ -131,6 +134,8 @@ class Settings:
             patient_map=os.environ.get("HCA_DEID_PATIENT_MAP") or None,
             embedder=os.environ.get("HCA_EMBEDDER", cls.embedder),
             eval_min_p5=float(os.environ.get("HCA_EVAL_MIN_P5", str(cls.eval_min_p5))),
+            seg_min_dice=float(os.environ.get("HCA_SEG_MIN_DICE", str(cls.seg_min_dice))),
+            seg_reference_dir=os.environ.get("HCA_SEG_REFERENCE_DIR") or None,
             max_constant_fraction=float(os.environ.get("HCA_MAX_CONSTANT_FRACTION", str(cls.max_constant_fraction))),
             max_pixels=int(os.environ.get("HCA_MAX_PIXELS", str(cls.max_pixels))),
             max_file_bytes=int(os.environ.get("HCA_MAX_FILE_BYTES", str(cls.max_file_bytes))),

@@ -27,6 +27,8 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     patient_map: str | None = None
     embedder: str = Settings.embedder
     eval_min_p5: float = Settings.eval_min_p5
+    seg_min_dice: float = Settings.seg_min_dice
+    seg_reference_dir: str | None = None
     max_constant_fraction: float = Settings.max_constant_fraction
     max_pixels: int = Settings.max_pixels
     max_file_bytes: int = Settings.max_file_bytes
