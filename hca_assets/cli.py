@@ -260,6 +260,31 @@ def search_cmd(file: Path | None, k: int, level: str, text: str | None) -> None:
                    f"series {n.series_instance_uid}  {n.labels or ''}")
 
 
+@main.command("segment")
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("--prompt", "prompts", multiple=True, help="Structure to segment (repeatable) [default: the strategy's "
+              "prompts for the input's modality and body part].")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder for <structure>.nii.gz and seg.dcm: new, empty, or from an earlier `hca segment`.")
+@click.option("--backend", type=click.Choice(["local", "azure", "onnx"]), default="local", show_default=True)
+def segment_cmd(input_path: Path, prompts: tuple[str, ...], out: Path, backend: str) -> None:
+    """Segment INPUT (a DICOM series folder, one DICOM file or a NIfTI volume): a NIfTI mask per structure on
+    the input's grid, a DICOM SEG for DICOM input, and each structure's volume (mL) or area (mm²)."""
+    from hca_assets.segmentation.standalone import InputError, segment_input, segmenter_for
+
+    try:
+        result = segment_input(input_path, out, prompts, segmenter_for(backend))
+    except InputError as exc:
+        raise UserError(str(exc)) from exc
+    for s in result.structures:
+        m = s.measurement
+        size = (f"{m.volume_ml:10.1f} mL" if m.volume_ml is not None else f"{m.area_mm2:10.1f} mm²"
+                if m.area_mm2 is not None else "   (no pixel spacing)")
+        click.echo(f"{s.structure:<20} {size}  {m.voxels:>9} voxels  {s.path}")
+    if result.seg_path:
+        click.echo(f"DICOM SEG: {result.seg_path}")
+
+
 def _rmtree(path: Path) -> None:
     """Remove a tree, including folders whose permissions were locked (the demo's unreadable folder)."""
     for p in [path, *path.rglob("*")]:

@@ -17,21 +17,16 @@ import numpy as np
 import pyarrow as pa
 import pydicom
 
-from hca_assets.dicom.pixels import PREPROCESSING_VERSION
 from hca_assets.lake.schemas import SEGMENTATIONS
 from hca_assets.segmentation.base import UNSUPPORTED, Segmenter, from_canonical, to_canonical
 from hca_assets.segmentation.export import write_nifti, write_seg
 from hca_assets.segmentation.measure import measure
-from hca_assets.segmentation.strategies import STRATEGIES_VERSION, pick_strategy, structure
+from hca_assets.segmentation.standalone import code_version, planar_pixels
+from hca_assets.segmentation.strategies import pick_strategy, structure
 
 __all__ = ["PLANAR_MODALITIES", "SegmentOutcome", "code_version", "segment_batch"]
 
 PLANAR_MODALITIES = frozenset({"CR", "DX"})
-
-
-def code_version(segmenter: Segmenter) -> str:
-    """Backend, its version, the prompt strategies and the preprocessing: a change to any re-segments."""
-    return f"{segmenter.name}@{segmenter.version}+{STRATEGIES_VERSION}+{PREPROCESSING_VERSION}"
 
 
 @dataclass(frozen=True)
@@ -117,11 +112,7 @@ def _planar(batch: str, r: Mapping[str, object], body_part: str | None, deid_roo
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(deid_root / str(r["path"]))
-    pixels = ds.pixel_array.astype(np.float32)
-    if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
-        pixels = pixels.max() - pixels  # the protocol's planar images are as displayed
-    raw = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
-    spacing = tuple(float(s) for s in raw) if raw else None
+    pixels, spacing = planar_pixels(ds)
     outcomes = segmenter.segment(pixels, spacing or (1.0, 1.0), strategy.prompts)
     folder = out_root / batch / str(r["series_instance_uid"])
     masks: dict[str, np.ndarray] = {}
