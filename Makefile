@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-DEBIAN_PACKAGES :=
+DEBIAN_PACKAGES := dicom3tools
 BENCH_DEBIAN_PACKAGES := tesseract-ocr
 export HCA_DATA_DIR ?= $(CURDIR)/data
 
