@@ -4,6 +4,8 @@ in the ``evaluations`` table (``target='segmentation'``, ``label=<structure>``).
 Empty-mask conventions: both masks empty → Dice 1, IoU 1, HD95 0 (agreement that nothing is there);
 exactly one empty → Dice 0, IoU 0, HD95 None (no surface to measure from: undefined, not infinite), and
 such cases do not enter the mean HD95 row (its ``queries`` counts the cases that do).
+A row's ``aggregation`` names what the masks were scored against: ``synthetic_truth`` (the generator's masks) or
+``reference`` (masks a user supplies).
 HD95 is the larger of the two directed 95th-percentile surface distances (as medpy's ``hd95``), surfaces being
 the mask voxels with a face neighbour outside the mask, distances between voxel centres in mm.
 """
@@ -71,22 +73,25 @@ class Score:
     dice: float
     iou: float
     hd95_mm: float | None
+    reference: str = "synthetic_truth"  # synthetic_truth | reference
+    truth_present: bool = True  # the reference mask is not empty
 
 
-def score(pred: np.ndarray, truth: np.ndarray, spacing_mm: Sequence[float], structure: str) -> Score:
+def score(pred: np.ndarray, truth: np.ndarray, spacing_mm: Sequence[float], structure: str,
+          reference: str = "synthetic_truth") -> Score:
     """All metrics of one predicted mask against its reference; 3D masks score a series, 2D an image."""
     return Score(structure, "series" if pred.ndim == 3 else "image", dice(pred, truth), iou(pred, truth),
-                 hd95(pred, truth, spacing_mm))
+                 hd95(pred, truth, spacing_mm), reference, bool(np.any(truth)))
 
 
 def segmentation_rows(scores: Sequence[Score], code_version: str, run_id: str) -> pa.Table:
-    """Per level and structure: mean and minimum Dice, mean IoU, mean HD95 (defined cases only)."""
+    """Per level, structure and reference: mean and minimum Dice, mean IoU, mean HD95 (defined cases only)."""
     now = datetime.now(UTC)
-    groups: dict[tuple[str, str], list[Score]] = {}
+    groups: dict[tuple[str, str, str], list[Score]] = {}
     for s in scores:
-        groups.setdefault((s.level, s.structure), []).append(s)
+        groups.setdefault((s.level, s.structure, s.reference), []).append(s)
     rows = []
-    for (level, structure), group in sorted(groups.items()):
+    for (level, structure, reference), group in sorted(groups.items()):
         hds = [s.hd95_mm for s in group if s.hd95_mm is not None]
         values = [("dice", float(np.mean([s.dice for s in group])), len(group)),
                   ("dice_min", float(min(s.dice for s in group)), len(group)),
@@ -94,6 +99,6 @@ def segmentation_rows(scores: Sequence[Score], code_version: str, run_id: str) -
         if hds:
             values.append(("hd95_mm", float(np.mean(hds)), len(hds)))
         rows += [{"run_id": run_id, "metric": metric, "value": value, "level": level, "target": "segmentation",
-                  "label": structure, "aggregation": None, "queries": n, "code_version": code_version,
+                  "label": structure, "aggregation": reference, "queries": n, "code_version": code_version,
                   "evaluated_at": now} for metric, value, n in values]
     return pa.Table.from_pylist(rows, schema=EVALUATIONS)
