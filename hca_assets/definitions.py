@@ -3,6 +3,7 @@
 import dagster as dg
 
 from hca_assets.assets.deid import deid_dicom, deid_staged
+from hca_assets.assets.evaluation import segmentation_eval
 from hca_assets.assets.ingest import raw_dicom
 from hca_assets.assets.search import embeddings, faiss_index, images, labels, retrieval_eval
 from hca_assets.assets.segmentation import segmentations
@@ -15,7 +16,8 @@ from hca_assets.sensors import automation_sensor, landing_sensor
 def build_defs(settings: Settings | None = None) -> dg.Definitions:
     """Definitions bound to ``settings`` (default: from the environment)."""
     return dg.Definitions(
-        assets=[raw_dicom, deid_staged, deid_dicom, images, embeddings, segmentations, labels, faiss_index, retrieval_eval],
+        assets=[raw_dicom, deid_staged, deid_dicom, images, embeddings, segmentations, labels, faiss_index, retrieval_eval,
+                segmentation_eval],
         jobs=[ingest_job, index_job],
         sensors=[landing_sensor, automation_sensor],
         resources=default_resources(settings),

@@ -10,6 +10,6 @@ ingest_job = dg.define_asset_job(
 
 index_job = dg.define_asset_job(
     "index_job",
-    selection=dg.AssetSelection.groups("search"),
-    description="Rebuild or extend the FAISS indexes and evaluate retrieval over all batches.",
+    selection=dg.AssetSelection.groups("search", "evaluation"),
+    description="Rebuild or extend the FAISS indexes, evaluate retrieval and segmentation over all batches.",
 )

@@ -166,7 +166,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, storage: HcaStorage) -> 
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "automation_sensor",
-    target=dg.AssetSelection.groups("search"),
+    target=dg.AssetSelection.groups("search", "evaluation"),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Keeps the index and the evaluation up to date once new embeddings pass their checks.",
 )

@@ -18,9 +18,12 @@ def test_definitions_load_and_jobs_resolve() -> None:
         ("embeddings", "vectors_valid"), ("faiss_index", "index_matches_embeddings"),
         ("retrieval_eval", "retrieval_above_floor"), ("segmentations", "masks_on_source_grid"),
         ("segmentations", "seg_files_valid"), ("segmentations", "expected_structures_present"),
+        ("segmentation_eval", "dice_above_floor"),
     }
     for asset in ("raw_dicom", "deid_staged", "deid_dicom", "images", "embeddings", "segmentations", "faiss_index",
-                  "retrieval_eval"):
+                  "retrieval_eval", "segmentation_eval"):
         assert all(spec.blocking for spec in defs.resolve_assets_def(asset).check_specs)
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} >= {"raw_dicom", "deid_staged", "deid_dicom",
                                                                                  "segmentations"}
+    index = {k.to_user_string() for k in defs.resolve_job_def("index_job").asset_layer.selected_asset_keys}
+    assert index == {"faiss_index", "retrieval_eval", "segmentation_eval"}

@@ -1,0 +1,64 @@
+"""Segmentation evaluation over all batches: stored masks against the synthetic truth and user reference masks."""
+
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+
+from hca_assets.assets import _metadata as md
+from hca_assets.assets.segmentation import SEGMENTER, segmentations
+from hca_assets.checks.evaluation import SEG_EVAL_CHECKS, segmentation_eval_checks
+from hca_assets.evaluation.segmentation import Score, segmentation_rows
+from hca_assets.evaluation.segmentation_truth import evaluate_segmentations
+from hca_assets.lake import read_table, write_partition
+from hca_assets.lake.schemas import DEID_CROSSWALK, DEID_INSTANCES, EVALUATIONS, SEGMENTATIONS
+from hca_assets.resources import HcaStorage
+from hca_assets.segmentation_run import code_version
+
+SEG_EVAL_VERSION = f"seg-eval-1+{code_version(SEGMENTER)}"
+
+
+@dg.asset(deps=[segmentations], group_name="evaluation", kinds={"python", "deltalake"}, code_version=SEG_EVAL_VERSION,
+          check_specs=SEG_EVAL_CHECKS,
+          automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+          description="Dice, IoU and HD95 (mm) per structure of the current segmentations against the synthetic "
+                      "ground truth and the reference masks in HCA_SEG_REFERENCE_DIR; Delta evaluations.")
+def segmentation_eval(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
+    settings = storage.settings()
+    version = code_version(SEGMENTER)
+    rows = [r for r in read_table(settings.table_uri("segmentations"), schema=SEGMENTATIONS).to_pylist()
+            if r["code_version"] == version]
+    start = time.perf_counter()
+    out = evaluate_segmentations(
+        rows, read_table(settings.table_uri("deid_instances"), schema=DEID_INSTANCES).to_pylist(),
+        read_table(settings.table_uri("deid_crosswalk", restricted=True), schema=DEID_CROSSWALK,
+                   where={"kind": "instance"}).to_pylist(),
+        seg_root=Path(settings.segmentations), deid_root=Path(settings.deid),
+        truth_dir=Path(settings.truth_file).parent,
+        reference_dir=Path(settings.seg_reference_dir) if settings.seg_reference_dir else None)
+    table = segmentation_rows([s for _, s in out.scores], version, context.run.run_id)
+    write_partition(settings.table_uri("evaluations"), table, match={"run_id": context.run.run_id}, schema=EVALUATIONS,
+                    partition_by=())
+    for series, structure, reason in out.skipped:
+        context.log.warning(f"series {series}, {structure}: not evaluated: {reason}")
+    return dg.MaterializeResult(
+        metadata={md.ROW_COUNT: table.num_rows, "code_version": version, "cases": len(out.scores),
+                  "skipped": len(out.skipped), md.SECONDS: round(time.perf_counter() - start, 3),
+                  "per_structure": dg.MetadataValue.md(_table([s for _, s in out.scores]))},
+        check_results=segmentation_eval_checks(settings, out.scores),
+    )
+
+
+def _table(scores: list[Score]) -> str:
+    groups: dict[tuple[str, str], list[Score]] = defaultdict(list)
+    for s in scores:
+        groups[(s.structure, s.reference)].append(s)
+    lines = ["| structure | reference | cases | Dice | IoU | HD95 mm |", "|---|---|---:|---:|---:|---:|"]
+    for (structure, reference), group in sorted(groups.items()):
+        hds = [s.hd95_mm for s in group if s.hd95_mm is not None]
+        hd = f"{np.mean(hds):.2f}" if hds else "–"
+        lines.append(f"| {structure} | {reference} | {len(group)} | {np.mean([s.dice for s in group]):.3f} | "
+                     f"{np.mean([s.iou for s in group]):.3f} | {hd} |")
+    return "\n".join(lines)

@@ -1,0 +1,54 @@
+"""segmentation_eval through Dagster: the local backend's masks scored against the synthetic ground truth into
+``evaluations``, the Dice floor check passing at the default floor and failing above 1."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import dagster as dg
+
+from hca_assets.assets.deid import deid_dicom, deid_staged
+from hca_assets.assets.evaluation import segmentation_eval
+from hca_assets.assets.ingest import raw_dicom
+from hca_assets.assets.search import images
+from hca_assets.assets.segmentation import segmentations
+from hca_assets.config import Settings
+from hca_assets.lake import read_table
+from hca_assets.landing import claim
+from hca_assets.partitions import INGEST_BATCHES
+from hca_assets.resources import HcaStorage, PseudonymKey
+from hca_assets.synthetic import generate
+from hca_assets_tests.conftest import SMALL
+
+STUDY = dataclasses.replace(SMALL, ct_size=128, ct_slices=16, mr_size=96)
+
+
+def test_segmentation_eval_asset_and_dice_floor(settings: Settings) -> None:
+    generate(Path(settings.landing), Path(settings.truth_file).parent, STUDY)
+    batch = claim(Path(settings.landing), Path(settings.raw_batches), settle_seconds=0)
+    assert batch is not None
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
+        resources = {"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey()}
+        result = dg.materialize([raw_dicom, deid_staged, deid_dicom, images, segmentations], instance=instance,
+                                partition_key=batch.key, resources=resources)
+        assert result.success
+        evaluated = dg.materialize([segmentation_eval], instance=instance, resources=resources)
+        (check,) = evaluated.get_asset_check_evaluations()
+        (meta,) = [m.metadata for m in evaluated.asset_materializations_for_node("segmentation_eval")]
+        strict = {**resources, "storage": HcaStorage.from_settings(dataclasses.replace(settings, seg_min_dice=1.01))}
+        failed = dg.materialize([segmentation_eval], instance=instance, resources=strict, raise_on_error=False)
+        (strict_check,) = failed.get_asset_check_evaluations()
+    rows = read_table(settings.table_uri("evaluations")).to_pylist()
+    run = [r for r in rows if r["run_id"] == evaluated.run_id]
+    assert run and {(r["target"], r["level"], r["aggregation"]) for r in run} == {("segmentation", "series", "synthetic_truth")}
+    dices = {r["label"]: r["value"] for r in run if r["metric"] == "dice"}
+    assert {"lung", "liver", "spleen", "kidney_left", "kidney_right"} <= set(dices)
+    segmented = {r["structure"] for r in read_table(settings.table_uri("segmentations")).to_pylist()
+                 if r["mask_path"] and r["batch"] == batch.key}
+    assert set(dices) == segmented  # every stored 3D mask was scored
+    assert check.check_name == "dice_above_floor" and check.passed
+    assert check.metadata["mean_dice"].value >= 0.8 and check.metadata["floor"].value == 0.8
+    assert "| liver | synthetic_truth |" in str(meta["per_structure"].value)
+    assert not strict_check.passed and not failed.success  # blocking: the run fails with the check
