@@ -353,6 +353,10 @@ def demo_cmd(patients: int, seed: int, fresh: bool) -> None:
                        "'overall' AND (aggregation IS NULL OR aggregation = 'mean') AND metric IN ('P@1', 'P@5', 'mAP') AND "
                        "run_id = (SELECT arg_max(run_id, evaluated_at) FROM evaluations) ORDER BY 1, 2, 3",
                        restricted=False, fmt="table"))
+    click.echo("Segmentations (local backend; mean volume per series in mL, area per image in mm²):")
+    click.echo(run_sql(settings, "SELECT modality, structure, count(*) AS masks, round(avg(volume_ml), 1) AS ml, "
+                       "round(avg(area_mm2), 0) AS mm2 FROM segmentations WHERE status = 'segmented' GROUP BY 1, 2 "
+                       "ORDER BY 1, 2", restricted=False, fmt="table"))
     click.echo("Quarantine by reason:")
     click.echo(run_sql(settings, "SELECT stage, reason, count(*) AS items FROM quarantine GROUP BY 1, 2 ORDER BY 1, 2",
                        restricted=False, fmt="table"))

@@ -62,6 +62,7 @@ def test_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert "sop_uid_conflict" in lake_text
     assert not [s for s in manifest["strings"] if len(s) >= 4 and s in lake_text]
     assert "Retrieval" in result.output and "P@5" in result.output
+    assert "Segmentations" in result.output and "liver" in result.output  # the local backend ran on the CT
     assert (tmp_path / "data" / "dagster_home" / "dagster.yaml").is_file()
     assert (tmp_path / "data" / DEMO_MARKER).is_file()  # created by the demo: a later --fresh may delete it
     assert [r["command"] for r in read_table(Settings(data_dir=str(tmp_path / "data")).table_uri("audit_log")).to_pylist()] == [
