@@ -39,8 +39,8 @@ def segmentation_eval(context: dg.AssetExecutionContext, storage: HcaStorage) ->
         truth_dir=Path(settings.truth_file).parent,
         reference_dir=Path(settings.seg_reference_dir) if settings.seg_reference_dir else None)
     table = segmentation_rows([s for _, s in out.scores], version, context.run.run_id)
-    write_partition(settings.table_uri("evaluations"), table, match={"run_id": context.run.run_id}, schema=EVALUATIONS,
-                    partition_by=())
+    write_partition(settings.table_uri("evaluations"), table, match={"run_id": context.run.run_id, "target": "segmentation"},
+                    schema=EVALUATIONS, partition_by=())  # retrieval_eval owns this run's other targets
     for series, structure, reason in out.skipped:
         context.log.warning(f"series {series}, {structure}: not evaluated: {reason}")
     return dg.MaterializeResult(

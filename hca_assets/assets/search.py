@@ -5,6 +5,7 @@ from collections import Counter
 from pathlib import Path
 
 import dagster as dg
+import pyarrow.compute as pc
 
 from hca_assets.assets import _metadata as md
 from hca_assets.checks.search import (
@@ -140,8 +141,9 @@ def retrieval_eval(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg
     emb = of_version(read_table(settings.table_uri("embeddings"), schema=EMBEDDINGS), version)
     series = of_version(read_table(settings.table_uri("series_embeddings"), schema=SERIES_EMBEDDINGS), version)
     table = retrieval_rows(emb, series, read_table(settings.table_uri("labels"), schema=LABELS), version, context.run_id)
-    write_partition(settings.table_uri("evaluations"), table, match={"run_id": context.run_id}, schema=EVALUATIONS,
-                    partition_by=())
+    for target in sorted(set(table.column("target").to_pylist())):  # segmentation_eval owns target='segmentation'
+        write_partition(settings.table_uri("evaluations"), table.filter(pc.field("target") == target),
+                        match={"run_id": context.run_id, "target": target}, schema=EVALUATIONS, partition_by=())
     overall = [r for r in table.to_pylist() if r["label"] == "overall" and r["level"] == "image"]
     lines = ["| target | metric | value |", "|---|---|---:|"] + [
         f"| {r['target']} | {r['metric']} | {r['value']:.3f} |" for r in overall]

@@ -49,6 +49,12 @@ def _surface(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndi.binary_erosion(mask, ndi.generate_binary_structure(mask.ndim, 1), border_value=0)
 
 
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The mask's bounding box grown by one voxel (clipped to the array), so its surface stays inside."""
+    nonzero = np.nonzero(mask)
+    return tuple(slice(max(int(idx.min()) - 1, 0), int(idx.max()) + 2) for idx in nonzero)
+
+
 def hd95(pred: np.ndarray, truth: np.ndarray, spacing_mm: Sequence[float]) -> float | None:
     """95th-percentile symmetric Hausdorff distance in mm; 0.0 if both empty, None if exactly one is."""
     a, b = _check(pred, truth)
@@ -58,7 +64,8 @@ def hd95(pred: np.ndarray, truth: np.ndarray, spacing_mm: Sequence[float]) -> fl
         return 0.0
     if not a.any() or not b.any():
         return None
-    sa, sb = _surface(a), _surface(b)
+    box = _bounding_box(a | b)  # every surface voxel is inside: distances within it are exact, and far cheaper
+    sa, sb = _surface(a[box]), _surface(b[box])
     to_b = ndi.distance_transform_edt(~sb, sampling=spacing_mm)[sa]
     to_a = ndi.distance_transform_edt(~sa, sampling=spacing_mm)[sb]
     return float(max(np.percentile(to_b, 95), np.percentile(to_a, 95)))

@@ -13,12 +13,13 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from scipy import ndimage as ndi
 
 from hca_assets.assets.deid import deid_dicom, deid_staged
 from hca_assets.assets.ingest import raw_dicom
 from hca_assets.assets.search import images
 from hca_assets.config import Settings
-from hca_assets.evaluation.segmentation import dice, score
+from hca_assets.evaluation.segmentation import dice, hd95, score
 from hca_assets.evaluation.segmentation_truth import evaluate_segmentations, present_dice, truth_on_grid
 from hca_assets.lake import read_table
 from hca_assets.lake.schemas import DEID_CROSSWALK, DEID_INSTANCES, IMAGES, VOLUMES
@@ -140,3 +141,18 @@ def test_oracle_scores_dice_one_and_reference_masks_need_the_same_grid(settings:
     assert all("grid" in reason for _, _, reason in result.skipped)
     original = {str(r["original"]) for r in crosswalk}
     assert not [reason for *_, reason in result.skipped if any(uid in reason for uid in original)]
+
+
+def test_hd95_on_the_cropped_box_equals_the_whole_array() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        a, b = np.zeros((40, 40, 16), dtype=bool), np.zeros((40, 40, 16), dtype=bool)
+        a[5:30, 0:20, 2:12] = ndi.binary_dilation(rng.random((25, 20, 10)) > 0.97, iterations=2)
+        b[8:34, 0:22, 3:13] = ndi.binary_dilation(rng.random((26, 22, 10)) > 0.97, iterations=2)
+        b[10:20, 0, 5:8] = True  # on the array's border: its surface there must stay surface
+        assert a.any() and b.any()
+        sa, sb = (m & ~ndi.binary_erosion(m, ndi.generate_binary_structure(3, 1), border_value=0) for m in (a, b))
+        spacing = (0.8, 1.1, 3.0)
+        whole = max(np.percentile(ndi.distance_transform_edt(~sb, sampling=spacing)[sa], 95),
+                    np.percentile(ndi.distance_transform_edt(~sa, sampling=spacing)[sb], 95))
+        assert hd95(a, b, spacing) == pytest.approx(whole)
