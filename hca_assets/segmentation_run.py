@@ -96,11 +96,7 @@ def _volume(batch: str, v: Mapping[str, object], body_part: str | None, members:
         rows.append(row)
     if masks and members:
         source = _sorted_slices([deid_root / str(m["path"]) for m in members])
-        seg = write_seg(source, {p: g.transpose(2, 1, 0) for p, g in masks.items()}, _tmp(folder / "seg.dcm"),
-                        algorithm=f"hca_assets {segmenter.name}", version=version)
-        os.replace(seg, folder / "seg.dcm")
-        for row in rows:
-            row["seg_path"] = str((folder / "seg.dcm").relative_to(out_root)) if row["status"] == "segmented" else None
+        _seg(source, {p: g.transpose(2, 1, 0) for p, g in masks.items()}, folder, out_root, rows, segmenter, version)
     return rows
 
 
@@ -125,12 +121,17 @@ def _planar(batch: str, r: Mapping[str, object], body_part: str | None, deid_roo
             row |= {"status": "segmented", "voxels": m.voxels, "area_mm2": m.area_mm2, "confidence": outcome.confidence}
         rows.append(row)
     if masks:
-        seg = write_seg([ds], {p: m[np.newaxis] for p, m in masks.items()}, _tmp(folder / "seg.dcm"),
-                        algorithm=f"hca_assets {segmenter.name}", version=version)
-        os.replace(seg, folder / "seg.dcm")
-        for row in rows:
-            row["seg_path"] = str((folder / "seg.dcm").relative_to(out_root)) if row["status"] == "segmented" else None
+        _seg([ds], {p: m[np.newaxis] for p, m in masks.items()}, folder, out_root, rows, segmenter, version)
     return rows
+
+
+def _seg(source: Sequence[pydicom.Dataset], frames: Mapping[str, np.ndarray], folder: Path, out_root: Path,
+         rows: list[dict[str, object]], segmenter: Segmenter, version: str) -> None:
+    """Write ``folder/seg.dcm`` (replaced whole) and point the segmented ``rows`` at it."""
+    target = folder / "seg.dcm"
+    os.replace(write_seg(source, frames, _tmp(target), algorithm=f"hca_assets {segmenter.name}", version=version), target)
+    for row in rows:
+        row["seg_path"] = str(target.relative_to(out_root)) if row["status"] == "segmented" else None
 
 
 def _row(batch: str, source: Mapping[str, object], sop: str | None, prompt: str, segmenter: Segmenter,
