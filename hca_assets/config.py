@@ -12,6 +12,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from hca_assets.routing import parse_rules
+
 __all__ = ["DEFAULT_LIMITS", "Limits", "Settings", "is_uri", "join"]
 
 DEFAULT_DATA_DIR = "./data"
@@ -94,6 +96,7 @@ class Settings:
     max_pixels: int = Limits.max_pixels
     max_file_bytes: int = Limits.max_file_bytes
     file_timeout_seconds: float = Limits.file_timeout_seconds
+    priority_rules: str = ""
 
     def __post_init__(self) -> None:
         if not self.data_dir:
@@ -109,6 +112,7 @@ class Settings:
         if self.workers < 1:
             raise ValueError(f"`workers` must be >= 1, got {self.workers}")
         self.limits  # noqa: B018 - validates them
+        parse_rules(self.priority_rules)  # a malformed rule fails here, not in the sensor
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -120,7 +124,8 @@ class Settings:
         ``HCA_DEID_OCR`` (all | candidates | off: which images are screened for burned-in text), ``HCA_DEID_UID_MAP`` / ``HCA_DEID_PATIENT_MAP`` (CSV);
         ``HCA_EMBEDDER`` (backend), ``HCA_EVAL_MIN_P5``, ``HCA_SEG_MIN_DICE`` and ``HCA_MAX_CONSTANT_FRACTION``
         (check floors); ``HCA_SEG_REFERENCE_DIR`` (user reference masks ``<series>/<structure>.nii.gz``);
-        per-file limits ``HCA_MAX_PIXELS``, ``HCA_MAX_FILE_BYTES``, ``HCA_FILE_TIMEOUT_SECONDS``."""
+        per-file limits ``HCA_MAX_PIXELS``, ``HCA_MAX_FILE_BYTES``, ``HCA_FILE_TIMEOUT_SECONDS``;
+        ``HCA_PRIORITY_RULES`` (``LEVEL:source=value,...``, see :mod:`hca_assets.routing`; empty: no routing)."""
         return cls(
             data_dir=os.environ.get("HCA_DATA_DIR", DEFAULT_DATA_DIR),
             landing_dir=os.environ.get("HCA_LANDING_DIR") or None,
@@ -140,6 +145,7 @@ class Settings:
             max_pixels=int(os.environ.get("HCA_MAX_PIXELS", str(cls.max_pixels))),
             max_file_bytes=int(os.environ.get("HCA_MAX_FILE_BYTES", str(cls.max_file_bytes))),
             file_timeout_seconds=float(os.environ.get("HCA_FILE_TIMEOUT_SECONDS", str(cls.file_timeout_seconds))),
+            priority_rules=os.environ.get("HCA_PRIORITY_RULES", cls.priority_rules),
         )
 
     @property

@@ -21,7 +21,17 @@ from hca_assets.definitions import build_defs
 from hca_assets.landing import claim_lock, run_lock
 from hca_assets.locks import FileLock
 from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.sensors import IN_PROGRESS, LOCK_TAG, BatchState, BatchStatus, batch_statuses, run_died, sweep
+from hca_assets.sensors import (
+    IN_PROGRESS,
+    LOCK_TAG,
+    BatchState,
+    BatchStatus,
+    batch_statuses,
+    by_priority,
+    priority_tags,
+    run_died,
+    sweep,
+)
 
 __all__ = ["BatchRun", "ingest_pending", "open_instance", "outstanding"]
 
@@ -58,8 +68,8 @@ def _settled(instance: dg.DagsterInstance, batch: str) -> bool:
 
 def ingest_pending(settings: Settings, instance: dg.DagsterInstance, *, retry_failed: bool = False) -> list[BatchRun]:
     """Claim the landing zone, register new batches and materialize every batch that needs a run (new, or
-    its run died; also those whose run failed if ``retry_failed``), then the index and evaluation over all
-    batches (what the automation sensor does under the daemon)."""
+    its run died; also those whose run failed if ``retry_failed``), highest priority first, then the index and
+    evaluation over all batches (what the automation sensor does under the daemon)."""
     raw = Path(settings.raw_batches)
     wanted = {BatchState.NEEDS_RUN, BatchState.FAILED} if retry_failed else {BatchState.NEEDS_RUN}
     taken: list[tuple[BatchStatus, FileLock]] = []
@@ -77,10 +87,12 @@ def ingest_pending(settings: Settings, instance: dg.DagsterInstance, *, retry_fa
     defs = build_defs(settings)
     job = defs.resolve_job_def("ingest_job")
     runs = []
+    by_key = {status.key: (status, held) for status, held in taken}
     try:
-        for status, held in taken:
+        for key, tags in by_priority([(key, priority_tags(settings, key)) for key in by_key]):
+            status, held = by_key[key]
             result = job.execute_in_process(instance=instance, partition_key=status.key, raise_on_error=False,
-                                            run_config=_INFO_LOGS, tags={LOCK_TAG: str(held.path)})
+                                            run_config=_INFO_LOGS, tags={LOCK_TAG: str(held.path), **tags})
             held.release()
             if run_died(instance.get_run_by_id(result.run_id)):  # type: ignore[arg-type]  # Ctrl-C: we stop here too
                 raise KeyboardInterrupt

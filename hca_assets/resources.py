@@ -33,6 +33,7 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     max_pixels: int = Settings.max_pixels
     max_file_bytes: int = Settings.max_file_bytes
     file_timeout_seconds: float = Settings.file_timeout_seconds
+    priority_rules: str = Settings.priority_rules
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HcaStorage:

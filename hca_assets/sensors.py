@@ -18,7 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._core.events import JobFailureData, RunFailureReason
-from dagster._core.storage.tags import PARTITION_NAME_TAG, RUN_FAILURE_REASON_TAG
+from dagster._core.storage.tags import PARTITION_NAME_TAG, PRIORITY_TAG, RUN_FAILURE_REASON_TAG
 
 from hca_assets.config import Settings
 from hca_assets.jobs import ingest_job
@@ -26,6 +26,7 @@ from hca_assets.landing import (
     claim,
     claim_lock,
     committed_batches,
+    load_batch,
     mark_requested,
     recover,
     requested_at,
@@ -34,12 +35,14 @@ from hca_assets.landing import (
 from hca_assets.locks import FileLock, is_held, process_alive
 from hca_assets.partitions import INGEST_BATCHES, ingest_batches
 from hca_assets.resources import HcaStorage
+from hca_assets.routing import batch_priority
 
-__all__ = ["ABANDONED_TAG", "LOCK_TAG", "BatchState", "BatchStatus", "batch_statuses", "reap_dead_runs", "run_died",
-           "sweep"]
+__all__ = ["ABANDONED_TAG", "LEVEL_TAG", "LOCK_TAG", "BatchState", "BatchStatus", "batch_statuses", "by_priority",
+           "priority_tags", "reap_dead_runs", "run_died", "sweep"]
 
 ABANDONED_TAG = "hca/abandoned"
 LOCK_TAG = "hca/lock"
+LEVEL_TAG = "hca/priority"  # the routing level (STAT, Urgent, Routine, Research); PRIORITY_TAG holds its number
 _DIED = (RunFailureReason.UNEXPECTED_TERMINATION.value, RunFailureReason.RUN_WORKER_RESTART.value)
 IN_PROGRESS = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
                 dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
@@ -129,6 +132,20 @@ def batch_statuses(instance: dg.DagsterInstance, raw: Path, *, handoff_seconds: 
     return out
 
 
+def priority_tags(settings: Settings, key: str) -> dict[str, str]:
+    """Run tags routing batch ``key`` by priority (the queued run coordinator dequeues higher ``dagster/priority``
+    first); none when no priority rule is configured."""
+    if not settings.priority_rules:
+        return {}
+    level, number = batch_priority(load_batch(Path(settings.raw_batches), key), settings)
+    return {PRIORITY_TAG: str(number), LEVEL_TAG: level}
+
+
+def by_priority(keys_tags: list[tuple[str, dict[str, str]]]) -> list[tuple[str, dict[str, str]]]:
+    """Batches highest priority first, then by key (oldest first): the order runs are requested and run in."""
+    return sorted(keys_tags, key=lambda kt: (-int(kt[1].get(PRIORITY_TAG, "0")), kt[0]))
+
+
 def sweep(settings: Settings, instance: dg.DagsterInstance, lock: FileLock) -> list[BatchStatus]:
     """Under the claim lock (``lock``, held): mark dead runs failed, commit interrupted claims, claim the
     landing zone, and return the state of every batch."""
@@ -158,9 +175,11 @@ def landing_sensor(context: dg.SensorEvaluationContext, storage: HcaStorage) -> 
         return dg.SkipReason("no new files in the landing zone and no batch to resume")
     for status in todo:
         context.log.info(f"batch {status.key}: requesting a run ({status.note})")
+    statuses = {s.key: s for s in todo}
+    ordered = by_priority([(s.key, priority_tags(settings, s.key)) for s in todo])
     return dg.SensorResult(
         dynamic_partitions_requests=[ingest_batches.build_add_request([s.key for s in todo if not s.registered])],
-        run_requests=[dg.RunRequest(partition_key=s.key, run_key=s.run_key) for s in todo],
+        run_requests=[dg.RunRequest(partition_key=key, run_key=statuses[key].run_key, tags=tags) for key, tags in ordered],
     )
 
 
