@@ -28,7 +28,7 @@ from hca_assets.dicom.io import read_dataset
 from hca_assets.dicom.profile import DeidOption, DeidProfile
 from hca_assets.dicom.pseudonyms import Pseudonymizer, load_mapping
 from hca_assets.dicom.verify import collect_facts, verify_output
-from hca_assets.ingest import keep_file, quarantine_row, safe_sha256
+from hca_assets.ingest import keep_file, lost_reason, quarantine_row, safe_sha256
 from hca_assets.lake.schemas import DEID_AUDIT, DEID_CROSSWALK, DEID_INSTANCES, QUARANTINE
 
 __all__ = ["DeidRecord", "DeidRejected", "DeidSpec", "deidentify_files"]
@@ -160,7 +160,7 @@ def deidentify_files(
     for (source, _), result in zip(args, results, strict=True):
         if isinstance(result, ItemFailed):
             yield DeidRejected(source, safe_sha256(Path(source)),
-                               QuarantineReason.TIMEOUT if result.timed_out else QuarantineReason.WORKER_DIED,
+                               lost_reason(result),
                                result.message)
         else:
             yield result

@@ -18,8 +18,8 @@ from PIL import Image
 from hca_assets._parallel import ItemFailed, Progress, ordered_map
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.dicom.pixels import PREPROCESSING_VERSION, choose_window, frames, letterbox, to_uint8
-from hca_assets.dicom.volumes import build_volume, slice_positions_ras
-from hca_assets.ingest import quarantine_row
+from hca_assets.dicom.volumes import build_volume, slice_positions_ras, volume_order
+from hca_assets.ingest import lost_reason, quarantine_row
 from hca_assets.lake.schemas import IMAGES, QUARANTINE, VOLUMES
 
 __all__ = ["VOLUME_MODALITIES", "RenderOutcome", "check_volume_affine", "render_batch"]
@@ -82,7 +82,7 @@ def render_batch(
     results = ordered_map(_render_one, args, workers=workers, progress=progress, timeout=timeout)
     for r, result in zip(instances, results, strict=True):
         if isinstance(result, ItemFailed):
-            lost[str(r["sop_instance_uid"])] = QuarantineReason.TIMEOUT if result.timed_out else QuarantineReason.WORKER_DIED
+            lost[str(r["sop_instance_uid"])] = lost_reason(result)
             failed.append((str(r["sop_instance_uid"]), result.message))
         elif isinstance(result, str):
             failed.append((str(r["sop_instance_uid"]), result))
@@ -144,7 +144,6 @@ def check_volume_affine(nifti_path: Path, slice_paths: list[Path], tolerance_mm:
         warnings.simplefilter("ignore")
         slices = [pydicom.dcmread(p, stop_before_pixels=True) for p in slice_paths]
     expected = slice_positions_ras(slices)
-    normal_order = np.argsort([float(np.dot(np.cross(*np.reshape(np.asarray(ds.ImageOrientationPatient, float), (2, 3))),
-                                            np.asarray(ds.ImagePositionPatient, float))) for ds in slices])
+    normal_order = volume_order(slices)
     placed = np.array([(image.affine @ np.array([0, 0, k, 1.0]))[:3] for k in range(image.shape[2])])
     return float(np.max(np.linalg.norm(placed - expected[normal_order], axis=1)))

@@ -25,7 +25,7 @@ from hca_assets.dicom.io import InstanceInfo, InvalidInstance, header_excerpt, i
 from hca_assets.lake.schemas import QUARANTINE, RAW_INSTANCES
 from hca_assets.landing import Batch
 
-__all__ = ["IngestOutcome", "ingest_batch", "inspect_many", "keep_file", "quarantine_row", "safe_sha256"]
+__all__ = ["IngestOutcome", "ingest_batch", "inspect_many", "keep_file", "lost_reason", "quarantine_row", "safe_sha256"]
 
 STAGE = "raw_dicom"
 
@@ -80,9 +80,14 @@ def inspect_many(
         yield _lost(path, result, limits) if isinstance(result, ItemFailed) else result
 
 
+def lost_reason(failed: ItemFailed) -> QuarantineReason:
+    """The quarantine reason of an item whose worker was stopped at the timeout or died (every stage's)."""
+    return QuarantineReason.TIMEOUT if failed.timed_out else QuarantineReason.WORKER_DIED
+
+
 def _lost(path: Path, failed: ItemFailed, limits: Limits) -> _Rejected:
     """The rejection of a file whose inspection was stopped at the timeout or whose worker died."""
-    reason = QuarantineReason.TIMEOUT if failed.timed_out else QuarantineReason.WORKER_DIED
+    reason = lost_reason(failed)
     try:  # hashed here only if small enough: hashing a huge file may be what overran
         sha = safe_sha256(path) if path.stat().st_size <= limits.max_file_bytes else None
     except OSError:

@@ -17,9 +17,10 @@ import numpy as np
 import pyarrow as pa
 import pydicom
 
+from hca_assets.dicom.volumes import volume_order
 from hca_assets.lake.schemas import SEGMENTATIONS
 from hca_assets.segmentation.base import UNSUPPORTED, Segmenter, from_canonical, to_canonical
-from hca_assets.segmentation.export import write_nifti, write_seg
+from hca_assets.segmentation.export import volume_to_frames, write_nifti, write_seg
 from hca_assets.segmentation.measure import measure
 from hca_assets.segmentation.standalone import code_version, planar_pixels
 from hca_assets.segmentation.strategies import pick_strategy, structure
@@ -95,8 +96,11 @@ def _volume(batch: str, v: Mapping[str, object], body_part: str | None, members:
                     "mask_path": str(rel)}
         rows.append(row)
     if masks and members:
-        source = _sorted_slices([deid_root / str(m["path"]) for m in members])
-        _seg(source, {p: g.transpose(2, 1, 0) for p, g in masks.items()}, folder, out_root, rows, segmenter, version)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            slices = [pydicom.dcmread(deid_root / str(m["path"])) for m in members]
+        source = [slices[k] for k in volume_order(slices)]  # the SEG's frames in the NIfTI's slice order
+        _seg(source, {p: volume_to_frames(g) for p, g in masks.items()}, folder, out_root, rows, segmenter, version)
     return rows
 
 
@@ -142,16 +146,6 @@ def _row(batch: str, source: Mapping[str, object], sop: str | None, prompt: str,
             "backend": segmenter.name, "status": "unsupported", "voxels": None, "area_mm2": None, "volume_ml": None,
             "confidence": None, "mask_path": None, "seg_path": None, "code_version": version,
             "segmented_at": datetime.now(UTC)}
-
-
-def _sorted_slices(paths: Sequence[Path]) -> list[pydicom.Dataset]:
-    """The series' de-identified slices in volume order (along the slice normal), as the NIfTI stacks them."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        slices = [pydicom.dcmread(p) for p in paths]
-    iop = np.asarray(slices[0].ImageOrientationPatient, dtype=float)
-    normal = np.cross(iop[:3], iop[3:])
-    return sorted(slices, key=lambda ds: float(np.dot(normal, np.asarray(ds.ImagePositionPatient, dtype=float))))
 
 
 def _tmp(target: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import nibabel as nib
@@ -9,7 +10,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut
 
-__all__ = ["Volume", "build_volume", "slice_positions_ras"]
+__all__ = ["Volume", "build_volume", "slice_positions_ras", "volume_order"]
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -25,6 +26,12 @@ def _normal(ds: Dataset) -> np.ndarray:
     return np.cross(iop[:3], iop[3:])
 
 
+def volume_order(slices: Sequence[Dataset]) -> list[int]:
+    """Indices of ``slices`` in volume order: by position along the first slice's normal (as NIfTI stacks them)."""
+    normal = _normal(slices[0])
+    return sorted(range(len(slices)), key=lambda k: float(np.dot(normal, np.asarray(slices[k].ImagePositionPatient, float))))
+
+
 def build_volume(slices: list[Dataset]) -> Volume:
     """Stack single-frame slices of one series into a NIfTI volume (modality LUT applied, float32).
 
@@ -38,7 +45,7 @@ def build_volume(slices: list[Dataset]) -> Volume:
     if len({(int(ds.Rows), int(ds.Columns)) for ds in slices}) != 1:
         raise ValueError("slices have different sizes")
     normal = _normal(slices[0])
-    ordered = sorted(slices, key=lambda ds: float(np.dot(normal, np.asarray(ds.ImagePositionPatient, dtype=float))))
+    ordered = [slices[k] for k in volume_order(slices)]
     positions = np.array([np.dot(normal, np.asarray(ds.ImagePositionPatient, dtype=float)) for ds in ordered])
     gaps = np.diff(positions)
     if np.any(gaps <= 0) or np.ptp(gaps) > 0.01 * max(1.0, float(np.mean(gaps))):

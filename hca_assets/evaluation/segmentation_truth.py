@@ -18,6 +18,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 
+from hca_assets.dicom.volumes import volume_order
 from hca_assets.evaluation.segmentation import Score, score
 from hca_assets.segmentation.strategies import structure
 
@@ -126,10 +127,7 @@ def _synthetic(members: Sequence[Mapping[str, object]], deid_root: Path, origina
         warnings.simplefilter("ignore")
         headers = [pydicom.dcmread(deid_root / str(m["path"]), stop_before_pixels=True,
                                    specific_tags=["ImageOrientationPatient", "ImagePositionPatient"]) for m in members]
-    iop = np.asarray(headers[0].ImageOrientationPatient, dtype=float)
-    normal = np.cross(iop[:3], iop[3:])
-    order = sorted(range(len(members)), key=lambda k: float(np.dot(normal, np.asarray(headers[k].ImagePositionPatient,
-                                                                                       dtype=float))))
+    order = volume_order(headers)
     with np.load(truth_dir / files.pop()) as npz:
         masks = {k: npz[k] for k in npz.files}
     return masks, [int(rows[k]["slice_index"]) for k in order]  # type: ignore[index]
