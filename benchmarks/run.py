@@ -465,13 +465,10 @@ def bench_ocr() -> list[str]:
 def bench_embeddings(synthetic: Path) -> list[str]:
     import numpy as np
 
-    from hca_assets.dicom.pixels import choose_window, letterbox, to_uint8
+    from hca_assets.dicom.pixels import display_frames, letterbox
     from hca_assets.models import LocalEmbedder
 
-    images = []
-    for p in sorted(synthetic.rglob("*.dcm"))[:120]:
-        ds = pydicom.dcmread(p)
-        images.append(letterbox(to_uint8(ds, ds.pixel_array, choose_window(ds.Modality, ds.get("BodyPartExamined")))))
+    images = [letterbox(next(display_frames(pydicom.dcmread(p))[1])) for p in sorted(synthetic.rglob("*.dcm"))[:120]]
     embedder = LocalEmbedder()
     t = best_of(lambda: embedder.embed(images))
     assert np.isfinite(embedder.embed(images[:2])).all()

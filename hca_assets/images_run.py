@@ -17,7 +17,7 @@ from PIL import Image
 
 from hca_assets._parallel import ItemFailed, Progress, ordered_map
 from hca_assets.dicom.enum import QuarantineReason
-from hca_assets.dicom.pixels import PREPROCESSING_VERSION, choose_window, frames, letterbox, to_uint8
+from hca_assets.dicom.pixels import PREPROCESSING_VERSION, display_frames, letterbox
 from hca_assets.dicom.volumes import build_volume, slice_positions_ras, volume_order
 from hca_assets.ingest import lost_reason, quarantine_row
 from hca_assets.lake.schemas import IMAGES, QUARANTINE, VOLUMES
@@ -50,11 +50,10 @@ def _render_one(args: tuple[str, str, str, dict[str, object]]) -> list[dict[str,
         try:
             ds = pydicom.dcmread(source)
             modality, body_part = str(ds.get("Modality", "")), (str(ds.get("BodyPartExamined", "")) or None)
-            window = choose_window(modality, body_part)
+            window, images = display_frames(ds)
             spacing = [float(v) for v in ds.get("PixelSpacing", [])] or [None, None]
             out = []
-            for i, frame in enumerate(frames(ds)):
-                image = to_uint8(ds, frame, window)
+            for i, image in enumerate(images):
                 rel = f"{batch}/{row['sop_instance_uid']}_{i:04d}.png"
                 _atomic_png(letterbox(image), Path(images_root) / rel)
                 out.append({

@@ -11,7 +11,7 @@ from PIL import Image
 
 from hca_assets.config import Settings
 from hca_assets.dicom.io import read_dataset
-from hca_assets.dicom.pixels import IMAGE_SIZE, choose_window, frames, letterbox, to_uint8
+from hca_assets.dicom.pixels import IMAGE_SIZE, display_frames, letterbox
 from hca_assets.lake import read_table, table_exists
 from hca_assets.models import embedder_code_version, get_embedder
 from hca_assets.search.index import IndexFiles, load_index, search
@@ -36,9 +36,7 @@ def load_query_image(path: Path) -> np.ndarray:
     if data[128:132] == b"DICM":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = read_dataset(data)
-            window = choose_window(str(ds.get("Modality", "")), str(ds.get("BodyPartExamined", "")) or None)
-            image = to_uint8(ds, frames(ds)[0], window)
+            image = next(display_frames(read_dataset(data))[1])
     else:
         image = np.asarray(Image.open(path).convert("L"))
     return letterbox(image, IMAGE_SIZE)

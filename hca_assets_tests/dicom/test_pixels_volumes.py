@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from scipy import ndimage as ndi
 
-from hca_assets.dicom.pixels import WINDOWS, Window, choose_window, frames, letterbox, to_uint8
+from hca_assets.dicom.pixels import WINDOWS, Letterbox, Window, choose_window, frames, letterbox, to_uint8
 from hca_assets.dicom.volumes import build_volume, slice_positions_ras
 from hca_assets_tests.conftest import public_test_files
 
@@ -51,6 +52,49 @@ def test_letterbox_preserves_aspect_with_black_padding(shape: tuple[int, int], r
     cols = np.flatnonzero(out.max(axis=0))
     assert (rows[-1] - rows[0] + 1) / (cols[-1] - cols[0] + 1) == pytest.approx(shape[0] / shape[1], rel=0.01)
     assert (rows[0], rows[-1] + 1) == row_span and (cols[0], cols[-1] + 1) == col_span  # centred, black around
+
+
+def _blobs(shape: tuple[int, int], seed: int) -> np.ndarray:
+    """A random mask of blobs a few pixels wide, with single-pixel specks."""
+    rng = np.random.default_rng(seed)
+    mask = ndi.gaussian_filter(rng.random(shape), 3) > 0.52
+    mask[rng.integers(0, shape[0], 20), rng.integers(0, shape[1], 20)] = True
+    return mask
+
+
+@pytest.mark.parametrize("shape", [(512, 512), (256, 512), (100, 400), (768, 600), (1024, 300), (37, 1000), (1024, 1024)])
+def test_mask_round_trip_to_the_pixel(shape: tuple[int, int]) -> None:
+    box = Letterbox(*shape)
+    mask = _blobs(shape, seed=shape[0])
+    framed = box.to_frame(mask)
+    assert framed.shape == (1024, 1024)
+    assert np.array_equal(box.to_source(framed), mask)  # every source pixel, specks included
+    top, left = box.offset
+    rows, cols = box.inner
+    assert not framed[:top].any() and not framed[top + rows:].any() and not framed[:, :left].any()
+    assert not framed[:, left + cols:].any()  # nothing in the padding
+    # the image and the mask share one geometry: a model that outlines the bright pixels it was shown gives
+    # back the source mask (bilinear resampling moves edges by under a pixel; specks may fade)
+    image = np.zeros(shape, np.uint8)
+    image[mask] = 255
+    assert np.mean(box.to_source(box.apply(image) > 127) != mask) < 0.01
+
+
+def test_padding_is_never_mapped_back_and_downscale_keeps_majority() -> None:
+    box = Letterbox(200, 800)  # 256 × 1024 inside rows 384..640
+    padding_only = np.zeros((1024, 1024), bool)
+    padding_only[:384] = padding_only[640:] = True
+    assert not box.to_source(padding_only).any()
+    big = Letterbox(2048, 1536)  # a CR: scaled by 1/2
+    blocks = np.kron(_blobs((1024, 768), seed=7), np.ones((2, 2), bool))  # structures ≥ 2 px: survive exactly
+    assert np.array_equal(big.to_source(big.to_frame(blocks)), blocks)
+    fine = _blobs((2048, 1536), seed=8)
+    square = np.ones((3, 3), bool)
+    edge = ndi.binary_dilation(fine, square) ^ ndi.binary_erosion(fine, square)
+    wrong = big.to_source(big.to_frame(fine)) != fine
+    assert wrong.any() and not (wrong & ~edge).any()  # 1-px detail is below the frame's resolution: edges only
+    with pytest.raises(ValueError, match="expected 1024"):
+        box.to_source(np.zeros((512, 512), bool))
 
 
 def test_nifti_affine_matches_dicom_geometry(small_study: tuple[Path, Path]) -> None:
