@@ -22,6 +22,7 @@ from hca_assets.config import Settings, join
 if TYPE_CHECKING:
     from hca_assets.synthetic import GeneratorOptions
 from hca_assets.dicom.profile import DeidOption
+from hca_assets.segmentation import BACKENDS
 
 TRUTH_DIRNAME = "synthetic_truth"  # keep in step with Settings.truth_file
 DEMO_MARKER = ".hca-demo"  # written into a data folder `hca demo` created; `--fresh` deletes no other folder
@@ -266,15 +267,16 @@ def search_cmd(file: Path | None, k: int, level: str, text: str | None) -> None:
               "prompts for the input's modality and body part].")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder for <structure>.nii.gz and seg.dcm: new, empty, or from an earlier `hca segment`.")
-@click.option("--backend", type=click.Choice(["local", "azure", "onnx"]), default="local", show_default=True)
+@click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True)
 def segment_cmd(input_path: Path, prompts: tuple[str, ...], out: Path, backend: str) -> None:
     """Segment INPUT (a DICOM series folder, one DICOM file or a NIfTI volume): a NIfTI mask per structure on
     the input's grid, a DICOM SEG for DICOM input, and each structure's volume (mL) or area (mm²)."""
-    from hca_assets.segmentation.standalone import InputError, segment_input, segmenter_for
+    from hca_assets.segmentation.backends import BackendError, segmenter_for
+    from hca_assets.segmentation.standalone import InputError, segment_input
 
     try:
         result = segment_input(input_path, out, prompts, segmenter_for(backend))
-    except InputError as exc:
+    except (InputError, BackendError) as exc:
         raise UserError(str(exc)) from exc
     for s in result.structures:
         m = s.measurement

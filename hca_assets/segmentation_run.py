@@ -19,10 +19,10 @@ import pydicom
 
 from hca_assets.dicom.volumes import volume_order
 from hca_assets.lake.schemas import SEGMENTATIONS
-from hca_assets.segmentation.base import UNSUPPORTED, Segmenter, from_canonical, to_canonical
+from hca_assets.segmentation.backends import code_version
+from hca_assets.segmentation.base import UNSUPPORTED, Segmenter, from_canonical, planar_pixels, to_canonical
 from hca_assets.segmentation.export import volume_to_frames, write_nifti, write_seg
 from hca_assets.segmentation.measure import measure
-from hca_assets.segmentation.standalone import code_version, planar_pixels
 from hca_assets.segmentation.strategies import pick_strategy, structure
 
 __all__ = ["PLANAR_MODALITIES", "SegmentOutcome", "code_version", "segment_batch"]

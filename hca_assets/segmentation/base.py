@@ -16,8 +16,9 @@ from typing import Protocol
 import nibabel as nib
 import numpy as np
 from nibabel import orientations
+from pydicom.dataset import Dataset
 
-__all__ = ["UNSUPPORTED", "Mask", "Outcome", "Segmenter", "Unsupported", "from_canonical", "to_canonical"]
+__all__ = ["UNSUPPORTED", "Mask", "Outcome", "Segmenter", "Unsupported", "from_canonical", "planar_pixels", "to_canonical"]
 
 
 class Unsupported(Enum):
@@ -69,3 +70,15 @@ def from_canonical(mask: np.ndarray, image: nib.Nifti1Image) -> np.ndarray:
     """A mask on the RAS+ grid of ``to_canonical(image)`` mapped back onto ``image``'s own voxel grid."""
     ornt = orientations.ornt_transform(_RAS, orientations.io_orientation(image.affine))
     return np.ascontiguousarray(orientations.apply_orientation(mask, ornt))
+
+
+def planar_pixels(ds: Dataset) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """A single-frame greyscale image as displayed (MONOCHROME1 inverted) and its pixel spacing in mm, if any."""
+    if int(ds.get("SamplesPerPixel", 1)) != 1 or int(ds.get("NumberOfFrames", 1) or 1) != 1:
+        raise ValueError("only single-frame greyscale images can be segmented as planar images")
+    pixels = ds.pixel_array.astype(np.float32)
+    if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
+        pixels = pixels.max() - pixels
+    raw = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    spacing = (float(raw[0]), float(raw[1])) if raw else None
+    return pixels, spacing

@@ -20,51 +20,21 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from hca_assets.dicom.pixels import PREPROCESSING_VERSION
 from hca_assets.dicom.volumes import build_volume
-from hca_assets.segmentation.base import UNSUPPORTED, Segmenter, from_canonical, to_canonical
+from hca_assets.segmentation.backends import code_version
+from hca_assets.segmentation.base import UNSUPPORTED, Segmenter, from_canonical, planar_pixels, to_canonical
 from hca_assets.segmentation.export import volume_to_frames, write_nifti, write_seg
 from hca_assets.segmentation.measure import Measurement, measure
-from hca_assets.segmentation.strategies import STRATEGIES_VERSION, pick_strategy, structure
+from hca_assets.segmentation.strategies import pick_strategy, structure
 
-__all__ = ["BACKENDS", "MARKER", "InputError", "Loaded", "SegmentResult", "StructureResult", "code_version",
-           "load_input", "planar_pixels", "segment_input", "segmenter_for"]
+__all__ = ["MARKER", "InputError", "Loaded", "SegmentResult", "StructureResult", "load_input", "segment_input"]
 
 MARKER = ".hca-segment"
-BACKENDS = ("local", "azure", "onnx")  # the protocol's backends; only those `segmenter_for` builds are available
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
 class InputError(ValueError):
     """A user mistake (input, prompt, backend or output folder), explained in one line without a traceback."""
-
-
-def code_version(segmenter: Segmenter) -> str:
-    """Backend, its version, the prompt strategies and the preprocessing: a change to any re-segments."""
-    return f"{segmenter.name}@{segmenter.version}+{STRATEGIES_VERSION}+{PREPROCESSING_VERSION}"
-
-
-def segmenter_for(backend: str) -> Segmenter:
-    """The segmenter named ``backend``; :class:`InputError` for one that is not available (yet)."""
-    if backend == "local":
-        from hca_assets.segmentation.local import LocalSegmenter
-
-        return LocalSegmenter()
-    if backend in BACKENDS:
-        raise InputError(f"backend `{backend}` is not available yet (use --backend local)")
-    raise InputError(f"unknown backend `{backend}` (one of {', '.join(BACKENDS)})")
-
-
-def planar_pixels(ds: Dataset) -> tuple[np.ndarray, tuple[float, float] | None]:
-    """A single-frame greyscale image as displayed (MONOCHROME1 inverted) and its pixel spacing in mm, if any."""
-    if int(ds.get("SamplesPerPixel", 1)) != 1 or int(ds.get("NumberOfFrames", 1) or 1) != 1:
-        raise ValueError("only single-frame greyscale images can be segmented as planar images")
-    pixels = ds.pixel_array.astype(np.float32)
-    if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
-        pixels = pixels.max() - pixels
-    raw = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
-    spacing = (float(raw[0]), float(raw[1])) if raw else None
-    return pixels, spacing
 
 
 @dataclass(frozen=True)
