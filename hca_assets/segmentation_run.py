@@ -21,7 +21,13 @@ from hca_assets.dicom.volumes import volume_order
 from hca_assets.lake.schemas import SEGMENTATIONS
 from hca_assets.segmentation.backends import code_version
 from hca_assets.segmentation.base import UNSUPPORTED, Segmenter, from_canonical, planar_pixels, to_canonical
-from hca_assets.segmentation.export import volume_to_frames, write_nifti, write_seg
+from hca_assets.segmentation.export import (
+    planar_affine,
+    planar_grid,
+    volume_to_frames,
+    write_nifti,
+    write_seg,
+)
 from hca_assets.segmentation.measure import measure
 from hca_assets.segmentation.strategies import pick_strategy, structure
 
@@ -117,15 +123,19 @@ def _planar(batch: str, r: Mapping[str, object], body_part: str | None, deid_roo
     folder = out_root / batch / str(r["series_instance_uid"])
     masks: dict[str, np.ndarray] = {}
     rows = []
+    sop = str(r["sop_instance_uid"])
     for prompt, outcome in outcomes.items():
-        row = _row(batch, r, str(r["sop_instance_uid"]), prompt, segmenter, version)
+        row = _row(batch, r, sop, prompt, segmenter, version)
         if outcome is not UNSUPPORTED:
             masks[prompt] = outcome.mask
+            target = folder / sop / f"{structure(prompt).name}.nii.gz"  # a series may hold several radiographs
+            rel = write_nifti(planar_grid(outcome.mask), planar_affine(spacing), target).relative_to(out_root)
             m = measure(outcome.mask, spacing)
-            row |= {"status": "segmented", "voxels": m.voxels, "area_mm2": m.area_mm2, "confidence": outcome.confidence}
+            row |= {"status": "segmented", "voxels": m.voxels, "area_mm2": m.area_mm2, "confidence": outcome.confidence,
+                    "mask_path": str(rel)}
         rows.append(row)
     if masks:
-        _seg([ds], {p: m[np.newaxis] for p, m in masks.items()}, folder, out_root, rows, segmenter, version)
+        _seg([ds], {p: m[np.newaxis] for p, m in masks.items()}, folder / sop, out_root, rows, segmenter, version)
     return rows
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import highdicom
 import nibabel as nib
+import numpy as np
 
 from hca_assets.assets.deid import deid_dicom, deid_staged
 from hca_assets.assets.ingest import raw_dicom
@@ -51,6 +52,15 @@ def test_segmentations_asset(settings: Settings) -> None:
     volumes = {v["series_instance_uid"]: v for v in read_table(settings.table_uri("volumes")).to_pylist()}
     mask = nib.load(Path(settings.segmentations) / ct_lung["mask_path"])
     assert mask.shape == tuple(volumes[ct_lung["series_instance_uid"]]["shape"])
+    cxr = [r for r in rows if r["sop_instance_uid"] and r["status"] == "segmented"]
+    assert cxr and all(r["area_mm2"] > 0 and r["volume_ml"] is None for r in cxr)
+    rendered = {r["sop_instance_uid"]: r for r in read_table(settings.table_uri("images")).to_pylist()}
+    for r in cxr:  # a radiograph's mask is a file too: (columns, rows, 1) of its image, its SEG one per image
+        planar_mask = nib.load(Path(settings.segmentations) / r["mask_path"])
+        image = rendered[r["sop_instance_uid"]]
+        assert planar_mask.shape == (image["columns"], image["rows"], 1)
+        assert int(np.asarray(planar_mask.dataobj).sum()) == r["voxels"]
+        assert r["sop_instance_uid"] in r["seg_path"]
     published = {r["sop_instance_uid"] for r in read_table(settings.table_uri("deid_instances")).to_pylist()}
     seg = highdicom.seg.segread(Path(settings.segmentations) / ct_lung["seg_path"])
     referenced = {str(i.ReferencedSOPInstanceUID) for s in seg.ReferencedSeriesSequence for i in s.ReferencedInstanceSequence}

@@ -42,13 +42,18 @@ def test_segmentation_eval_asset_and_dice_floor(settings: Settings) -> None:
         (strict_check,) = failed.get_asset_check_evaluations()
     rows = read_table(settings.table_uri("evaluations")).to_pylist()
     run = [r for r in rows if r["run_id"] == evaluated.run_id]
-    assert run and {(r["target"], r["level"], r["aggregation"]) for r in run} == {("segmentation", "series", "synthetic_truth")}
-    dices = {r["label"]: r["value"] for r in run if r["metric"] == "dice"}
-    assert {"lung", "liver", "spleen", "kidney_left", "kidney_right"} <= set(dices)
-    segmented = {r["structure"] for r in read_table(settings.table_uri("segmentations")).to_pylist()
+    assert run and {(r["target"], r["level"], r["aggregation"]) for r in run} == {
+        ("segmentation", "series", "synthetic_truth"), ("segmentation", "image", "synthetic_truth")}
+    dices = {(r["level"], r["label"]): r["value"] for r in run if r["metric"] == "dice"}
+    assert {("series", s) for s in ("lung", "liver", "spleen", "kidney_left", "kidney_right")} <= set(dices)
+    assert {("image", "lung"), ("image", "heart")} <= set(dices)  # the chest X-ray's masks are files, scored too
+    assert dices[("image", "lung")] >= 0.85 and dices[("image", "heart")] >= 0.85  # a 128² radiograph (≥ 0.95 at 512²)
+    segmented = {("image" if r["sop_instance_uid"] else "series", r["structure"])
+                 for r in read_table(settings.table_uri("segmentations")).to_pylist()
                  if r["mask_path"] and r["batch"] == batch.key}
-    assert set(dices) == segmented  # every stored 3D mask was scored
+    assert set(dices) == segmented  # every stored mask was scored
     assert check.check_name == "dice_above_floor" and check.passed
     assert check.metadata["mean_dice"].value >= 0.8 and check.metadata["floor"].value == 0.8
-    assert "| liver | synthetic_truth |" in str(meta["per_structure"].value)
+    assert "| series | liver | synthetic_truth |" in str(meta["per_structure"].value)
+    assert "| image | heart | synthetic_truth |" in str(meta["per_structure"].value)
     assert not strict_check.passed and not failed.success  # blocking: the run fails with the check

@@ -52,13 +52,13 @@ def segmentation_eval(context: dg.AssetExecutionContext, storage: HcaStorage) ->
 
 
 def _table(scores: list[Score]) -> str:
-    groups: dict[tuple[str, str], list[Score]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[Score]] = defaultdict(list)
     for s in scores:
-        groups[(s.structure, s.reference)].append(s)
-    lines = ["| structure | reference | cases | Dice | IoU | HD95 mm |", "|---|---|---:|---:|---:|---:|"]
-    for (structure, reference), group in sorted(groups.items()):
+        groups[(s.level, s.structure, s.reference)].append(s)
+    lines = ["| level | structure | reference | cases | Dice | IoU | HD95 mm |", "|---|---|---|---:|---:|---:|---:|"]
+    for (level, structure, reference), group in sorted(groups.items()):
         hds = [s.hd95_mm for s in group if s.hd95_mm is not None]
         hd = f"{np.mean(hds):.2f}" if hds else "–"
-        lines.append(f"| {structure} | {reference} | {len(group)} | {np.mean([s.dice for s in group]):.3f} | "
+        lines.append(f"| {level} | {structure} | {reference} | {len(group)} | {np.mean([s.dice for s in group]):.3f} | "
                      f"{np.mean([s.iou for s in group]):.3f} | {hd} |")
     return "\n".join(lines)

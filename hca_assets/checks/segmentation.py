@@ -9,7 +9,7 @@ import numpy as np
 
 from hca_assets.config import Settings
 from hca_assets.lake import read_table
-from hca_assets.lake.schemas import DEID_INSTANCES, SEGMENTATIONS, VOLUMES
+from hca_assets.lake.schemas import DEID_INSTANCES, IMAGES, SEGMENTATIONS, VOLUMES
 
 GRID = "masks_on_source_grid"
 SEG = "seg_files_valid"
@@ -18,7 +18,7 @@ EXPECTED = {"CT": {"lung", "liver"}}  # never empty on a chest/abdomen CT the st
 
 SEGMENTATION_CHECKS = [
     dg.AssetCheckSpec(GRID, asset="segmentations", blocking=True,
-                      description="every NIfTI mask has its volume's shape and affine"),
+                      description="every NIfTI mask has its volume's shape and affine (a radiograph's: its image's size)"),
     dg.AssetCheckSpec(SEG, asset="segmentations", blocking=True,
                       description="every DICOM SEG reads back (highdicom) and references only instances of its series"),
     dg.AssetCheckSpec(PRESENT, asset="segmentations", blocking=True,
@@ -30,11 +30,18 @@ def segmentation_checks(settings: Settings, batch: str) -> list[dg.AssetCheckRes
     rows = read_table(settings.table_uri("segmentations"), schema=SEGMENTATIONS, where={"batch": batch}).to_pylist()
     volumes = {r["series_instance_uid"]: r for r in
                read_table(settings.table_uri("volumes"), schema=VOLUMES, where={"batch": batch}).to_pylist()}
+    planar = {r["sop_instance_uid"]: (r["columns"], r["rows"], 1) for r in
+              read_table(settings.table_uri("images"), schema=IMAGES, where={"batch": batch}).to_pylist()}
     root = Path(settings.segmentations)
     off_grid = 0
     for r in (r for r in rows if r["mask_path"]):
-        mask, volume = nib.load(root / r["mask_path"]), volumes[r["series_instance_uid"]]
-        off_grid += mask.shape != tuple(volume["shape"]) or not np.allclose(mask.affine.ravel(), volume["affine"], atol=1e-4)
+        mask = nib.load(root / r["mask_path"])
+        if r["sop_instance_uid"]:  # a radiograph's mask: (columns, rows, 1) of its image
+            off_grid += mask.shape != planar.get(r["sop_instance_uid"])
+            continue
+        volume = volumes.get(r["series_instance_uid"])
+        off_grid += volume is None or mask.shape != tuple(volume["shape"]) or not np.allclose(
+            mask.affine.ravel(), volume["affine"], atol=1e-4)
     members: dict[str, set[str]] = {}
     for i in read_table(settings.table_uri("deid_instances"), schema=DEID_INSTANCES, where={"batch": batch}).to_pylist():
         members.setdefault(i["series_instance_uid"], set()).add(i["sop_instance_uid"])

@@ -2,8 +2,9 @@
 
 Two references: the synthetic generator's truth (restricted, per series in its own voxel order, keyed by original
 UIDs, joined to the pseudonymous slices through the crosswalk in memory, as ``labels`` are), and masks a user
-supplies as ``<reference_dir>/<series_instance_uid>/<structure>.nii.gz`` (pseudonymous series UID), which must
-already be on the mask's grid: never resampled. Whatever cannot be scored is a skip with a PHI-free reason.
+supplies as ``<reference_dir>/<series_instance_uid>/<structure>.nii.gz`` (pseudonymous series UID; for a radiograph
+``<series_instance_uid>/<sop_instance_uid>/<structure>.nii.gz``), which must already be on the mask's grid: never
+resampled. Radiographs are scored as 2D images (level ``image``). Whatever cannot be scored is a skip with a PHI-free reason.
 """
 
 from __future__ import annotations
@@ -50,11 +51,13 @@ def truth_on_grid(masks: Mapping[str, np.ndarray], names: Sequence[str], slice_o
 
 
 def present_dice(scores: Sequence[tuple[str, Score]], reference: str = "synthetic_truth") -> dict[str, float]:
-    """Mean Dice per structure over the cases whose ``reference`` mask is not empty."""
+    """Mean Dice per structure over the cases whose ``reference`` mask is not empty; radiograph structures are
+    named ``<structure> (image)`` so a chest X-ray's lungs do not average with a CT's."""
     by_structure: dict[str, list[float]] = {}
     for _, s in scores:
         if s.reference == reference and s.truth_present:
-            by_structure.setdefault(s.structure, []).append(s.dice)
+            name = s.structure if s.level == "series" else f"{s.structure} ({s.level})"
+            by_structure.setdefault(name, []).append(s.dice)
     return {name: float(np.mean(values)) for name, values in sorted(by_structure.items())}
 
 
@@ -68,8 +71,8 @@ def evaluate_segmentations(
     truth_dir: Path | None,
     reference_dir: Path | None,
 ) -> SegmentationEval:
-    """Score every stored 3D mask (``segmentations`` rows with a ``mask_path``) against the synthetic truth of its
-    series (when the generator made it) and against the user's reference mask (when one exists)."""
+    """Score every stored mask (``segmentations`` rows with a ``mask_path``: volumes and radiographs) against the
+    synthetic truth of its series or image (when the generator made it) and the user's reference (when one exists)."""
     truth = _truth_rows(truth_dir / "instances.jsonl") if truth_dir else {}
     original_of = {str(r["pseudonym"]): str(r["original"]) for r in crosswalk if r["kind"] == "instance"}
     members: dict[str, list[Mapping[str, object]]] = {}
@@ -85,6 +88,20 @@ def evaluate_segmentations(
         image = nib.load(seg_root / str(r["mask_path"]))
         pred = np.asanyarray(image.dataobj) > 0
         spacing = tuple(float(z) for z in image.header.get_zooms()[:3])
+        if r["sop_instance_uid"]:  # a radiograph: scored as an image, against the truth of that instance
+            sop = str(r["sop_instance_uid"])
+            found_row = truth.get(original_of.get(sop, ""))
+            if found_row is not None and truth_dir is not None:
+                reference = _planar_truth(truth_dir / str(found_row["mask_file"]), structure(str(r["prompt"])).truth)
+                pred2d = pred[:, :, 0].T
+                if reference.shape == pred2d.shape:
+                    scores.append((sop, score(pred2d, reference, (spacing[1], spacing[0]), name)))
+                else:
+                    skipped.append((sop, name, f"synthetic truth {reference.shape} is not on the mask's grid {pred2d.shape}"))
+            path = reference_dir / series / sop / f"{name}.nii.gz" if reference_dir else None
+            if path is not None and path.is_file():
+                scores += _against_reference(series, name, pred, image, nib.load(path), spacing, skipped)
+            continue
         if truth:
             if series not in series_truth:
                 series_truth[series] = _synthetic(members.get(series, []), deid_root, original_of, truth, truth_dir)
@@ -97,13 +114,28 @@ def evaluate_segmentations(
                     skipped.append((series, name, f"synthetic truth {reference.shape} is not on the mask's grid {pred.shape}"))
         path = reference_dir / series / f"{name}.nii.gz" if reference_dir else None
         if path is not None and path.is_file():
-            ref = nib.load(path)
-            if ref.shape != pred.shape or not np.allclose(ref.affine, image.affine, atol=GRID_ATOL):
-                skipped.append((series, name, "reference mask is not on the mask's grid (shape or affine differ); "
-                                              "it is not resampled"))
-            else:
-                scores.append((series, score(pred, np.asanyarray(ref.dataobj) > 0, spacing, name, "reference")))
+            scores += _against_reference(series, name, pred, image, nib.load(path), spacing, skipped)
     return SegmentationEval(scores, skipped)
+
+
+def _against_reference(case: str, name: str, pred: np.ndarray, image: nib.Nifti1Image, ref: nib.Nifti1Image,
+                       spacing: tuple[float, ...], skipped: list[tuple[str, str, str]]) -> list[tuple[str, Score]]:
+    """The score against a user's reference mask on the mask's own grid; a skip (never a resampling) otherwise."""
+    if ref.shape != pred.shape or not np.allclose(ref.affine, image.affine, atol=GRID_ATOL):
+        skipped.append((case, name, "reference mask is not on the mask's grid (shape or affine differ); it is not resampled"))
+        return []
+    return [(case, score(pred, np.asanyarray(ref.dataobj) > 0, spacing, name, "reference"))]
+
+
+def _planar_truth(npz: Path, names: Sequence[str]) -> np.ndarray:
+    """The union of a radiograph's generator masks ``names`` (rows, columns)."""
+    with np.load(npz) as masks:
+        shape = masks[masks.files[0]].shape
+        union = np.zeros(shape, dtype=bool)
+        for n in names:
+            if n in masks.files:
+                union |= masks[n].astype(bool)
+    return union
 
 
 def _truth_rows(path: Path) -> dict[str, dict[str, object]]:

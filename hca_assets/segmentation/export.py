@@ -15,7 +15,7 @@ from pydicom.sr.codedict import codes
 
 from hca_assets.segmentation.strategies import structure
 
-__all__ = ["seg_dataset", "volume_to_frames", "write_nifti", "write_seg"]
+__all__ = ["planar_affine", "planar_grid", "seg_dataset", "volume_to_frames", "write_nifti", "write_seg"]
 
 
 def write_nifti(mask: np.ndarray, affine: np.ndarray, path: Path) -> Path:
@@ -27,6 +27,19 @@ def write_nifti(mask: np.ndarray, affine: np.ndarray, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(image, path)
     return path
+
+
+def planar_grid(mask: np.ndarray) -> np.ndarray:
+    """A projection image's (rows, columns) mask as the one-slice NIfTI grid (column, row, 1) volumes use."""
+    if mask.ndim != 2:
+        raise ValueError(f"a planar mask must be 2D, got shape {mask.shape}")
+    return np.ascontiguousarray(mask.T[:, :, np.newaxis])
+
+
+def planar_affine(spacing: tuple[float, float] | None) -> np.ndarray:
+    """A projection image has no patient geometry: its NIfTI scales (column, row) by the pixel spacing (mm)."""
+    row_mm, col_mm = spacing or (1.0, 1.0)
+    return np.diag([col_mm, row_mm, 1.0, 1.0])
 
 
 def volume_to_frames(mask: np.ndarray) -> np.ndarray:

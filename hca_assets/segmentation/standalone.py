@@ -23,7 +23,13 @@ from pydicom.errors import InvalidDicomError
 from hca_assets.dicom.volumes import build_volume
 from hca_assets.segmentation.backends import code_version
 from hca_assets.segmentation.base import UNSUPPORTED, Segmenter, from_canonical, planar_pixels, to_canonical
-from hca_assets.segmentation.export import volume_to_frames, write_nifti, write_seg
+from hca_assets.segmentation.export import (
+    planar_affine,
+    planar_grid,
+    volume_to_frames,
+    write_nifti,
+    write_seg,
+)
 from hca_assets.segmentation.measure import Measurement, measure
 from hca_assets.segmentation.strategies import pick_strategy, structure
 
@@ -181,8 +187,7 @@ def segment_input(path: Path, out: Path, prompts: Sequence[str], segmenter: Segm
         except Exception as exc:  # pixel decoding (missing codec, truncated data) raises many types
             raise InputError(f"the image's pixels cannot be decoded ({type(exc).__name__})") from exc
         outcomes = segmenter.segment(pixels, measured or (1.0, 1.0), chosen)
-        # a projection image has no patient geometry: the NIfTI is (columns, rows, 1) with the pixel spacing
-        affine = np.diag([*(reversed(measured) if measured else (1.0, 1.0)), 1.0, 1.0])
+        affine = planar_affine(measured)  # type: ignore[arg-type]
     refused = [p for p in chosen if outcomes[p] is UNSUPPORTED]
     if refused:
         what = f"{loaded.modality or 'NIfTI'} {'volume' if loaded.kind == 'volume' else 'planar image'}"
@@ -199,7 +204,7 @@ def segment_input(path: Path, out: Path, prompts: Sequence[str], segmenter: Segm
     for p in chosen:
         grid = grids[p]
         target = out / f"{structure(p).name}.nii.gz"
-        write_nifti(grid if grid.ndim == 3 else grid.T[:, :, np.newaxis], affine, target)
+        write_nifti(grid if grid.ndim == 3 else planar_grid(grid), affine, target)
         results.append(StructureResult(p, structure(p).name, measure(grid, measured), target))
     seg_path = None
     if loaded.source:
