@@ -18,13 +18,12 @@ from PIL import Image
 from hca_assets._parallel import ItemFailed, Progress, ordered_map
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.dicom.pixels import PREPROCESSING_VERSION, display_frames, letterbox
-from hca_assets.dicom.volumes import build_volume, slice_positions_ras, volume_order
+from hca_assets.dicom.volumes import VOLUME_MODALITIES, build_volume, slice_positions_ras, volume_order
 from hca_assets.ingest import lost_reason, quarantine_row
 from hca_assets.lake.schemas import IMAGES, QUARANTINE, VOLUMES
 
-__all__ = ["VOLUME_MODALITIES", "RenderOutcome", "check_volume_affine", "render_batch"]
+__all__ = ["RenderOutcome", "check_volume_affine", "render_batch"]
 
-VOLUME_MODALITIES = frozenset({"CT", "MR", "PT"})
 MIN_VOLUME_SLICES = 8
 
 

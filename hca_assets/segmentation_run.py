@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pydicom
 
-from hca_assets.dicom.volumes import volume_order
+from hca_assets.dicom.volumes import VOLUME_MODALITIES, volume_order
 from hca_assets.lake.schemas import SEGMENTATIONS
 from hca_assets.segmentation.backends import code_version
 from hca_assets.segmentation.base import UNSUPPORTED, Segmenter, from_canonical, planar_pixels, to_canonical
@@ -38,7 +38,8 @@ PLANAR_MODALITIES = frozenset({"CR", "DX"})
 
 @dataclass(frozen=True)
 class SegmentOutcome:
-    """Rows of the ``segmentations`` table, and the series that could not be segmented (uid, PHI-free reason)."""
+    """Rows of the ``segmentations`` table (status ``failed`` for the prompts of a series that could not be
+    segmented), and those series (uid, PHI-free reason)."""
 
     rows: pa.Table
     failed: list[tuple[str, str]] = field(default_factory=list)
@@ -55,8 +56,9 @@ def segment_batch(
     segmenter: Segmenter,
 ) -> SegmentOutcome:
     """Segment the batch's volumes (``volumes`` table rows) and planar radiographs (``deid_instances`` rows of
-    CR/DX); ``body_parts`` maps a series to its body part (``images`` table). Masks and SEGs go to
-    ``out_root/<batch>/<series>/``; re-running replaces them."""
+    CR/DX); ``body_parts`` maps a series to its body part (``images`` table). A CT/MR series with no volume
+    (one slice, irregular spacing) gets ``unsupported`` rows. Masks and SEGs go to ``out_root/<batch>/<series>/``
+    (radiographs: ``.../<series>/<sop>/``); re-running replaces them."""
     version = code_version(segmenter)
     by_series: dict[str, list[Mapping[str, object]]] = {}
     for r in instances:
@@ -68,14 +70,20 @@ def segment_batch(
         try:
             rows += _volume(batch, v, body_parts.get(series), by_series.get(series, []), deid_root, images_root,
                             out_root, segmenter, version)
-        except (ValueError, OSError) as exc:  # one series must not stop the batch; the reason names no value
+        except Exception as exc:  # noqa: BLE001 - one series must not stop the batch; the reason names no value
             failed.append((series, f"{type(exc).__name__} while segmenting the volume"))
+            rows += _unsegmented(batch, v, None, body_parts.get(series), segmenter, version, "failed")
     for r in (r for r in instances if r["modality"] in PLANAR_MODALITIES):
+        series = str(r["series_instance_uid"])
         try:
-            rows += _planar(batch, r, body_parts.get(str(r["series_instance_uid"])), deid_root, out_root, segmenter,
-                            version)
-        except (ValueError, OSError) as exc:
-            failed.append((str(r["series_instance_uid"]), f"{type(exc).__name__} while segmenting the image"))
+            rows += _planar(batch, r, body_parts.get(series), deid_root, out_root, segmenter, version)
+        except Exception as exc:  # noqa: BLE001
+            failed.append((series, f"{type(exc).__name__} while segmenting the image"))
+            rows += _unsegmented(batch, r, str(r["sop_instance_uid"]), body_parts.get(series), segmenter, version, "failed")
+    stacked = {str(v["series_instance_uid"]) for v in volumes}
+    for series, members in by_series.items():  # one slice, irregular spacing, a scout: no volume to segment
+        if members[0]["modality"] in VOLUME_MODALITIES and series not in stacked:
+            rows += _unsegmented(batch, members[0], None, body_parts.get(series), segmenter, version, "unsupported")
     return SegmentOutcome(pa.Table.from_pylist(rows, schema=SEGMENTATIONS), failed)
 
 
@@ -156,6 +164,13 @@ def _row(batch: str, source: Mapping[str, object], sop: str | None, prompt: str,
             "backend": segmenter.name, "status": "unsupported", "voxels": None, "area_mm2": None, "volume_ml": None,
             "confidence": None, "mask_path": None, "seg_path": None, "code_version": version,
             "segmented_at": datetime.now(UTC)}
+
+
+def _unsegmented(batch: str, source: Mapping[str, object], sop: str | None, body_part: str | None,
+                 segmenter: Segmenter, version: str, status: str) -> list[dict[str, object]]:
+    """One row per prompt of the source's strategy, none segmented: ``unsupported`` or ``failed``."""
+    prompts = pick_strategy(str(source["modality"]), body_part).prompts
+    return [_row(batch, source, sop, p, segmenter, version) | {"status": status} for p in prompts]
 
 
 def _tmp(target: Path) -> Path:

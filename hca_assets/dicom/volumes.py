@@ -10,7 +10,9 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut
 
-__all__ = ["Volume", "build_volume", "slice_positions_ras", "volume_order"]
+__all__ = ["VOLUME_MODALITIES", "Volume", "build_volume", "slice_positions_ras", "volume_order"]
+
+VOLUME_MODALITIES = frozenset({"CT", "MR", "PT"})  # series of these are stacked into volumes (rendering, segmentation)
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 

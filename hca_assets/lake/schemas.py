@@ -205,7 +205,7 @@ SEGMENTATIONS = pa.schema(
         pa.field("structure", pa.string(), nullable=False),
         pa.field("prompt", pa.string(), nullable=False),
         pa.field("backend", pa.string(), nullable=False),
-        pa.field("status", pa.string(), nullable=False),  # segmented | unsupported (the backend cannot serve it)
+        pa.field("status", pa.string(), nullable=False),  # segmented | unsupported (backend or input cannot) | failed
         pa.field("voxels", pa.int64()),
         pa.field("area_mm2", pa.float64()),  # planar masks
         pa.field("volume_ml", pa.float64()),  # 3D masks
