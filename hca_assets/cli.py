@@ -267,16 +267,19 @@ def search_cmd(file: Path | None, k: int, level: str, text: str | None) -> None:
               "prompts for the input's modality and body part].")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder for <structure>.nii.gz and seg.dcm: new, empty, or from an earlier `hca segment`.")
-@click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True)
-def segment_cmd(input_path: Path, prompts: tuple[str, ...], out: Path, backend: str) -> None:
+@click.option("--backend", type=click.Choice(BACKENDS), default=None,
+              help="Segmentation backend [default: HCA_SEGMENTER, else local].")
+def segment_cmd(input_path: Path, prompts: tuple[str, ...], out: Path, backend: str | None) -> None:
     """Segment INPUT (a DICOM series folder, one DICOM file or a NIfTI volume): a NIfTI mask per structure on
     the input's grid, a DICOM SEG for DICOM input, and each structure's volume (mL) or area (mm²)."""
     from hca_assets.segmentation.backends import BackendError, segmenter_for
+    from hca_assets.segmentation.base import BackendFailure
     from hca_assets.segmentation.standalone import InputError, segment_input
 
     try:
-        result = segment_input(input_path, out, prompts, segmenter_for(backend))
-    except (InputError, BackendError) as exc:
+        settings = _settings()
+        result = segment_input(input_path, out, prompts, segmenter_for(backend or settings.segmenter, settings))
+    except (InputError, BackendError, BackendFailure) as exc:  # a failing endpoint or model too: one line, no traceback
         raise UserError(str(exc)) from exc
     for s in result.structures:
         m = s.measurement

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hca_assets.routing import parse_rules
+from hca_assets.segmentation import BACKENDS
 
 __all__ = ["DEFAULT_LIMITS", "Limits", "Settings", "is_uri", "join"]
 
@@ -89,6 +90,12 @@ class Settings:
     uid_map: str | None = None
     patient_map: str | None = None
     embedder: str = "local"
+    segmenter: str = "local"
+    mip_concurrency: int = 2
+    mip_model_version: str = "medimageparse-1"
+    mip_deployment: str | None = None
+    seg_onnx_model: str | None = None
+    seg_onnx_labels: str | None = None
     eval_min_p5: float = 0.9
     seg_min_dice: float = 0.8
     seg_reference_dir: str | None = None
@@ -111,6 +118,10 @@ class Settings:
             raise ValueError(f"`max_resumes` must be >= 0, got {self.max_resumes}")
         if self.workers < 1:
             raise ValueError(f"`workers` must be >= 1, got {self.workers}")
+        if self.segmenter not in BACKENDS:
+            raise ValueError(f"`segmenter` must be one of {', '.join(BACKENDS)}, got {self.segmenter!r}")
+        if self.mip_concurrency < 1:
+            raise ValueError(f"`mip_concurrency` must be >= 1, got {self.mip_concurrency}")
         self.limits  # noqa: B018 - validates them
         parse_rules(self.priority_rules)  # a malformed rule fails here, not in the sensor
 
@@ -122,8 +133,11 @@ class Settings:
         again before it is left failed), ``HCA_WORKERS`` and the
         de-identification choices ``HCA_DEID_OPTIONS`` (comma-separated Table E.1-1 option columns),
         ``HCA_DEID_OCR`` (all | candidates | off: which images are screened for burned-in text), ``HCA_DEID_UID_MAP`` / ``HCA_DEID_PATIENT_MAP`` (CSV);
-        ``HCA_EMBEDDER`` (backend), ``HCA_EVAL_MIN_P5``, ``HCA_SEG_MIN_DICE`` and ``HCA_MAX_CONSTANT_FRACTION``
-        (check floors); ``HCA_SEG_REFERENCE_DIR`` (user reference masks ``<series>/<structure>.nii.gz``);
+        ``HCA_EMBEDDER`` (backend); ``HCA_SEGMENTER`` (local | azure | onnx) with ``HCA_MIP_CONCURRENCY`` (slice
+        requests in flight per series), ``HCA_MIP_MODEL_VERSION``, ``HCA_MIP_DEPLOYMENT`` (the endpoint's URL and key,
+        ``HCA_MIP_ENDPOINT`` / ``HCA_MIP_KEY``, are secrets: resources, not settings), ``HCA_SEG_ONNX_MODEL`` and
+        ``HCA_SEG_ONNX_LABELS`` (default: the model's path with ``.json``); ``HCA_EVAL_MIN_P5``, ``HCA_SEG_MIN_DICE``
+        and ``HCA_MAX_CONSTANT_FRACTION`` (check floors); ``HCA_SEG_REFERENCE_DIR`` (user reference masks ``<series>/<structure>.nii.gz``);
         per-file limits ``HCA_MAX_PIXELS``, ``HCA_MAX_FILE_BYTES``, ``HCA_FILE_TIMEOUT_SECONDS``;
         ``HCA_PRIORITY_RULES`` (``LEVEL:source=value,...``, see :mod:`hca_assets.routing`; empty: no routing)."""
         return cls(
@@ -138,6 +152,12 @@ class Settings:
             uid_map=os.environ.get("HCA_DEID_UID_MAP") or None,
             patient_map=os.environ.get("HCA_DEID_PATIENT_MAP") or None,
             embedder=os.environ.get("HCA_EMBEDDER", cls.embedder),
+            segmenter=os.environ.get("HCA_SEGMENTER", cls.segmenter),
+            mip_concurrency=int(os.environ.get("HCA_MIP_CONCURRENCY", str(cls.mip_concurrency))),
+            mip_model_version=os.environ.get("HCA_MIP_MODEL_VERSION", cls.mip_model_version),
+            mip_deployment=os.environ.get("HCA_MIP_DEPLOYMENT") or None,
+            seg_onnx_model=os.environ.get("HCA_SEG_ONNX_MODEL") or None,
+            seg_onnx_labels=os.environ.get("HCA_SEG_ONNX_LABELS") or None,
             eval_min_p5=float(os.environ.get("HCA_EVAL_MIN_P5", str(cls.eval_min_p5))),
             seg_min_dice=float(os.environ.get("HCA_SEG_MIN_DICE", str(cls.seg_min_dice))),
             seg_reference_dir=os.environ.get("HCA_SEG_REFERENCE_DIR") or None,

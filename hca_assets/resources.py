@@ -26,6 +26,12 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     uid_map: str | None = None
     patient_map: str | None = None
     embedder: str = Settings.embedder
+    segmenter: str = Settings.segmenter
+    mip_concurrency: int = Settings.mip_concurrency
+    mip_model_version: str = Settings.mip_model_version
+    mip_deployment: str | None = None
+    seg_onnx_model: str | None = None
+    seg_onnx_labels: str | None = None
     eval_min_p5: float = Settings.eval_min_p5
     seg_min_dice: float = Settings.seg_min_dice
     seg_reference_dir: str | None = None
@@ -62,10 +68,20 @@ class EmbeddingEndpoint(dg.ConfigurableResource):  # type: ignore[misc]
     key: str = ""
 
 
+class SegmentationEndpoint(dg.ConfigurableResource):  # type: ignore[misc]
+    """URL and key of the MedImageParse endpoint (``HCA_MIP_ENDPOINT`` / ``HCA_MIP_KEY`` through ``EnvVar``)."""
+
+    url: str = ""
+    key: str = ""
+
+
 def default_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     """Resources for the running deployment; the secret stays an ``EnvVar`` (never shown in the UI)."""
     settings = settings or Settings.from_env()
     key = PseudonymKey(secret=dg.EnvVar(KEY_ENV)) if os.environ.get(KEY_ENV) else PseudonymKey()
     endpoint = (EmbeddingEndpoint(url=dg.EnvVar("HCA_MI2_ENDPOINT"), key=dg.EnvVar("HCA_MI2_KEY"))
                 if os.environ.get("HCA_MI2_ENDPOINT") else EmbeddingEndpoint())
-    return {"storage": HcaStorage.from_settings(settings), "pseudonym_key": key, "embedding_endpoint": endpoint}
+    mip = (SegmentationEndpoint(url=dg.EnvVar("HCA_MIP_ENDPOINT"), key=dg.EnvVar("HCA_MIP_KEY"))
+           if os.environ.get("HCA_MIP_ENDPOINT") else SegmentationEndpoint())
+    return {"storage": HcaStorage.from_settings(settings), "pseudonym_key": key, "embedding_endpoint": endpoint,
+            "segmentation_endpoint": mip}

@@ -20,7 +20,14 @@ import pydicom
 from hca_assets.dicom.volumes import VOLUME_MODALITIES, volume_order
 from hca_assets.lake.schemas import SEGMENTATIONS
 from hca_assets.segmentation.backends import code_version
-from hca_assets.segmentation.base import UNSUPPORTED, Segmenter, from_canonical, planar_pixels, to_canonical
+from hca_assets.segmentation.base import (
+    UNSUPPORTED,
+    BackendFailure,
+    Segmenter,
+    from_canonical,
+    planar_pixels,
+    to_canonical,
+)
 from hca_assets.segmentation.export import (
     planar_affine,
     planar_grid,
@@ -71,14 +78,14 @@ def segment_batch(
             rows += _volume(batch, v, body_parts.get(series), by_series.get(series, []), deid_root, images_root,
                             out_root, segmenter, version)
         except Exception as exc:  # noqa: BLE001 - one series must not stop the batch; the reason names no value
-            failed.append((series, f"{type(exc).__name__} while segmenting the volume"))
+            failed.append((series, _reason(exc, "volume")))
             rows += _unsegmented(batch, v, None, body_parts.get(series), segmenter, version, "failed")
     for r in (r for r in instances if r["modality"] in PLANAR_MODALITIES):
         series = str(r["series_instance_uid"])
         try:
             rows += _planar(batch, r, body_parts.get(series), deid_root, out_root, segmenter, version)
         except Exception as exc:  # noqa: BLE001
-            failed.append((series, f"{type(exc).__name__} while segmenting the image"))
+            failed.append((series, _reason(exc, "image")))
             rows += _unsegmented(batch, r, str(r["sop_instance_uid"]), body_parts.get(series), segmenter, version, "failed")
     stacked = {str(v["series_instance_uid"]) for v in volumes}
     for series, members in by_series.items():  # one slice, irregular spacing, a scout: no volume to segment
@@ -171,6 +178,13 @@ def _unsegmented(batch: str, source: Mapping[str, object], sop: str | None, body
     """One row per prompt of the source's strategy, none segmented: ``unsupported`` or ``failed``."""
     prompts = pick_strategy(str(source["modality"]), body_part).prompts
     return [_row(batch, source, sop, p, segmenter, version) | {"status": status} for p in prompts]
+
+
+def _reason(exc: Exception, what: str) -> str:
+    """Why a series failed, naming no value: the exception type, and a backend failure's own PHI-free text
+    (HTTP status and reason, shapes)."""
+    detail = f" ({exc})" if isinstance(exc, BackendFailure) else ""
+    return f"{type(exc).__name__}{detail} while segmenting the {what}"
 
 
 def _tmp(target: Path) -> Path:

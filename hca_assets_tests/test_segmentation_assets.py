@@ -20,7 +20,7 @@ from hca_assets.config import Settings
 from hca_assets.lake import read_table
 from hca_assets.landing import claim
 from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import HcaStorage, PseudonymKey
+from hca_assets.resources import HcaStorage, PseudonymKey, SegmentationEndpoint
 from hca_assets.synthetic import generate
 from hca_assets_tests.conftest import SMALL
 
@@ -31,7 +31,8 @@ def test_segmentations_asset(settings: Settings) -> None:
     generate(Path(settings.landing), Path(settings.truth_file).parent, STUDY)
     batch = claim(Path(settings.landing), Path(settings.raw_batches), settle_seconds=0)
     assert batch is not None
-    resources = {"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey()}
+    resources = {"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey(),
+                 "segmentation_endpoint": SegmentationEndpoint()}
     counts = []
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])

@@ -17,7 +17,7 @@ from hca_assets.config import Settings
 from hca_assets.lake import read_table
 from hca_assets.landing import claim
 from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import HcaStorage, PseudonymKey
+from hca_assets.resources import HcaStorage, PseudonymKey, SegmentationEndpoint
 from hca_assets.synthetic import generate
 from hca_assets_tests.conftest import SMALL
 
@@ -30,7 +30,8 @@ def test_segmentation_eval_asset_and_dice_floor(settings: Settings) -> None:
     assert batch is not None
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
-        resources = {"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey()}
+        resources = {"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey(),
+                     "segmentation_endpoint": SegmentationEndpoint()}
         result = dg.materialize([raw_dicom, deid_staged, deid_dicom, images, segmentations], instance=instance,
                                 partition_key=batch.key, resources=resources)
         assert result.success

@@ -8,16 +8,16 @@ import dagster as dg
 import numpy as np
 
 from hca_assets.assets import _metadata as md
-from hca_assets.assets.segmentation import SEGMENTER, segmentations
+from hca_assets.assets.segmentation import CONFIGURED, segmentations
 from hca_assets.checks.evaluation import SEG_EVAL_CHECKS, segmentation_eval_checks
 from hca_assets.evaluation.segmentation import Score, segmentation_rows
 from hca_assets.evaluation.segmentation_truth import evaluate_segmentations
 from hca_assets.lake import read_table, write_partition
 from hca_assets.lake.schemas import DEID_CROSSWALK, DEID_INSTANCES, EVALUATIONS, SEGMENTATIONS
 from hca_assets.resources import HcaStorage
-from hca_assets.segmentation_run import code_version
+from hca_assets.segmentation.backends import segmenter_code_version
 
-SEG_EVAL_VERSION = f"seg-eval-1+{code_version(SEGMENTER)}"
+SEG_EVAL_VERSION = f"seg-eval-1+{segmenter_code_version(CONFIGURED)}"
 
 
 @dg.asset(deps=[segmentations], group_name="evaluation", kinds={"python", "deltalake"}, code_version=SEG_EVAL_VERSION,
@@ -27,7 +27,7 @@ SEG_EVAL_VERSION = f"seg-eval-1+{code_version(SEGMENTER)}"
                       "ground truth and the reference masks in HCA_SEG_REFERENCE_DIR; Delta evaluations.")
 def segmentation_eval(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
     settings = storage.settings()
-    version = code_version(SEGMENTER)
+    version = segmenter_code_version(settings)
     rows = [r for r in read_table(settings.table_uri("segmentations"), schema=SEGMENTATIONS).to_pylist()
             if r["code_version"] == version]
     start = time.perf_counter()

@@ -1,4 +1,5 @@
-"""Segmentation masks per batch: the weight-free local backend on every 3D series and planar radiograph."""
+"""Segmentation masks per batch: the configured backend (``HCA_SEGMENTER``: local, azure, onnx) on every 3D series
+and planar radiograph."""
 
 import time
 from collections import defaultdict
@@ -8,32 +9,38 @@ import dagster as dg
 
 from hca_assets.assets import _metadata as md
 from hca_assets.checks.segmentation import SEGMENTATION_CHECKS, segmentation_checks
+from hca_assets.config import Settings
 from hca_assets.lake import read_table, write_partition
 from hca_assets.lake.schemas import DEID_INSTANCES, IMAGES, SEGMENTATIONS, VOLUMES
+from hca_assets.models.endpoint import MIP_POOL
 from hca_assets.partitions import ingest_batches
-from hca_assets.resources import HcaStorage
-from hca_assets.segmentation.local import LocalSegmenter
+from hca_assets.resources import HcaStorage, SegmentationEndpoint
+from hca_assets.segmentation.backends import code_version, segmenter_code_version, segmenter_for
 from hca_assets.segmentation.overlay import overlay_sheet
-from hca_assets.segmentation_run import code_version, segment_batch
+from hca_assets.segmentation_run import segment_batch
 
-SEGMENTER = LocalSegmenter()
+CONFIGURED = Settings.from_env()  # the backend this code location was loaded with: its code_version and pool
 
 
 @dg.asset(deps=["images"], partitions_def=ingest_batches, group_name="segmentation", kinds={"python", "nifti", "dicom"},
-          code_version=code_version(SEGMENTER), check_specs=SEGMENTATION_CHECKS,
+          code_version=segmenter_code_version(CONFIGURED), check_specs=SEGMENTATION_CHECKS,
+          pool=MIP_POOL if CONFIGURED.segmenter == "azure" else None,
           description="Organ and lesion masks (prompt strategies per modality/body part): NIfTI per structure, "
                       "DICOM SEG per series, volumes in mL and areas in mm².")
-def segmentations(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
+def segmentations(context: dg.AssetExecutionContext, storage: HcaStorage,
+                  segmentation_endpoint: SegmentationEndpoint) -> dg.MaterializeResult:
     settings = storage.settings()
+    segmenter = segmenter_for(settings.segmenter, settings, url=segmentation_endpoint.url, key=segmentation_endpoint.key)
     key = context.partition_key
     volumes = read_table(settings.table_uri("volumes"), schema=VOLUMES, where={"batch": key}).to_pylist()
     instances = read_table(settings.table_uri("deid_instances"), schema=DEID_INSTANCES, where={"batch": key}).to_pylist()
     body_parts = {r["series_instance_uid"]: r["body_part"] for r in
                   read_table(settings.table_uri("images"), schema=IMAGES, where={"batch": key}).to_pylist()}
-    context.log.info(f"batch {key}: segmenting {len(volumes)} volume(s) and the planar radiographs")
+    context.log.info(f"batch {key}: segmenting {len(volumes)} volume(s) and the planar radiographs with backend "
+                     f"`{settings.segmenter}`")
     start = time.perf_counter()
     out = segment_batch(key, volumes, instances, body_parts, Path(settings.deid), Path(settings.images),
-                        Path(settings.segmentations), SEGMENTER)
+                        Path(settings.segmentations), segmenter)
     written = write_partition(settings.table_uri("segmentations"), out.rows, match={"batch": key}, schema=SEGMENTATIONS)
     for series, reason in out.failed:
         context.log.warning(f"series {series}: {reason}")
@@ -50,6 +57,7 @@ def segmentations(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.
         metadata={
             md.ROW_COUNT: len(rows), md.TABLE_URI: written.table_uri, md.DELTA_VERSION: written.delta_version,
             md.SECONDS: round(time.perf_counter() - start, 3), "failed_series": len(out.failed),
+            "code_version": code_version(segmenter),
             "structures": md.md_counts({s: sum(1 for r in rows if r["structure"] == s and r["status"] == "segmented")
                                         for s in {r["structure"] for r in rows}}, ("structure", "segmented")),
             "unsupported": sum(1 for r in rows if r["status"] == "unsupported"),

@@ -18,7 +18,8 @@ import numpy as np
 from nibabel import orientations
 from pydicom.dataset import Dataset
 
-__all__ = ["UNSUPPORTED", "Mask", "Outcome", "Segmenter", "Unsupported", "from_canonical", "planar_pixels", "to_canonical"]
+__all__ = ["UNSUPPORTED", "BackendFailure", "Mask", "Outcome", "Segmenter", "Unsupported", "axial_view", "from_axial_view",
+           "from_canonical", "planar_pixels", "to_canonical"]
 
 
 class Unsupported(Enum):
@@ -43,6 +44,11 @@ class Mask:
 
 
 Outcome = Mask | Unsupported
+
+
+class BackendFailure(RuntimeError):
+    """The backend failed on this input (an endpoint refused it, a reply or model output broke its contract): that
+    series fails, the batch goes on. The message is PHI-free (HTTP status and reason, shapes), never pixel data."""
 
 
 class Segmenter(Protocol):
@@ -70,6 +76,17 @@ def from_canonical(mask: np.ndarray, image: nib.Nifti1Image) -> np.ndarray:
     """A mask on the RAS+ grid of ``to_canonical(image)`` mapped back onto ``image``'s own voxel grid."""
     ornt = orientations.ornt_transform(_RAS, orientations.io_orientation(image.affine))
     return np.ascontiguousarray(orientations.apply_orientation(mask, ornt))
+
+
+def axial_view(volume: np.ndarray) -> np.ndarray:
+    """A RAS+ volume (x, y, z) as its axial slices in radiological display, (z, rows, columns): row 0 anterior,
+    column 0 the patient's right (seen from the feet) — the array SimpleITK gives for an LPS-oriented image."""
+    return np.flip(volume, (0, 1)).transpose(2, 1, 0)
+
+
+def from_axial_view(stack: np.ndarray) -> np.ndarray:
+    """Slices stacked as :func:`axial_view` gives them back on the RAS+ grid (its exact inverse)."""
+    return np.ascontiguousarray(np.flip(stack.transpose(2, 1, 0), (0, 1)))
 
 
 def planar_pixels(ds: Dataset) -> tuple[np.ndarray, tuple[float, float] | None]:

@@ -131,7 +131,7 @@ def test_user_mistakes_are_one_line_exit_2(case: str, study: Path, tmp_path: Pat
     assert_one_line_user_error(result)
     assert not (tmp_path / "out").exists()  # nothing written for a refused request
     expected = {"unsupported_on_input": "cannot segment `liver`", "unknown_prompt": "unknown prompt `pancreas`",
-                "backend": "not available yet", "mixed_series": "series"}.get(case, "")
+                "backend": "needs HCA_SEG_ONNX_MODEL", "mixed_series": "series"}.get(case, "")
     assert expected in result.stderr
 
 
