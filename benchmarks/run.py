@@ -558,7 +558,7 @@ def bench_faiss(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), dim: int 
 # the parts `python -m benchmarks.run [part ...]` runs, in RESULTS.md's order, and the heading each writes
 TITLES = {"generator": "## Synthetic generator", "ingest": "## Ingest", "deid": "## De-identification",
           "ocr": "## Burned-in text detection", "embeddings": "## Embeddings", "faiss": "## FAISS",
-          "chaos": "## Chaos and load"}
+          "mip": "## MedImageParse segmenter against the stub endpoint", "chaos": "## Chaos and load"}
 PARTS = tuple(TITLES)
 
 
@@ -624,6 +624,10 @@ def main(parts: list[str]) -> None:
             measured["embeddings"] = bench_embeddings(synthetic)
         if "faiss" in chosen:
             measured["faiss"] = bench_faiss()
+        if "mip" in chosen:
+            from benchmarks.mip import bench_mip
+
+            measured["mip"] = bench_mip()
         if "chaos" in chosen:
             from benchmarks.chaos import bench_chaos
 

@@ -5,6 +5,9 @@ and the endpoint key appears in no log."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -57,3 +60,15 @@ def test_segmentations_asset_with_the_azure_backend(settings: Settings) -> None:
     mask = nib.load(Path(settings.segmentations) / volume_row["mask_path"])
     assert mask.shape == tuple(volumes[volume_row["series_instance_uid"]]["shape"]) and mask.get_fdata().any()
     assert "lung & heart" in stub.texts and stub.key not in logs
+
+
+def test_the_configured_backend_sets_code_versions_and_pool_at_load() -> None:
+    code = ("from hca_assets.assets.evaluation import segmentation_eval\n"
+            "from hca_assets.assets.segmentation import segmentations\n"
+            "print(segmentations.op.pool, *segmentations.code_versions_by_key.values(),"
+            " *segmentation_eval.code_versions_by_key.values())")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HCA_")}
+    found = [subprocess.run([sys.executable, "-c", code], env=env | extra, capture_output=True, text=True, check=True,
+                            timeout=120).stdout.split() for extra in ({"HCA_SEGMENTER": "azure", "HCA_MIP_MODEL_VERSION": "v7"}, {})]
+    assert found[0] == ["segmentation_endpoint", "azure-mip@v7+prompts-1+pre-1", "seg-eval-1+azure-mip@v7+prompts-1+pre-1"]
+    assert found[1][0] == "None" and found[1][1].startswith("local@")
