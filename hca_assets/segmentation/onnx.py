@@ -192,7 +192,7 @@ class OnnxSegmenter:
                                  f"({type(exc).__name__})") from exc
         out = np.asarray(out)
         channels = max(self.spec.labels[p] for p in prompts) + 1
-        if out.shape[0] != 1 or out.shape[2:] != x.shape or out.shape[1] < channels:
+        if out.ndim != x.ndim + 2 or out.shape[0] != 1 or out.shape[2:] != x.shape or out.shape[1] < channels:
             raise BackendFailure(f"the ONNX model returned {list(out.shape)} for a {list(x.shape)} input; expected "
                                  f"[1, >= {channels} channels, {', '.join(map(str, x.shape))}]")
         if not np.isfinite(out).all():

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from hca_assets.cli import main
 from hca_assets.config import Settings
 from hca_assets.segmentation.backends import BackendError, code_version, segmenter_code_version, segmenter_for
-from hca_assets.segmentation.base import UNSUPPORTED, Mask
+from hca_assets.segmentation.base import UNSUPPORTED, BackendFailure, Mask
 from hca_assets.segmentation.onnx import OnnxSegmenter
 from hca_assets_tests.test_cli_user_errors import assert_one_line_user_error
 
@@ -133,6 +133,9 @@ def test_version_configuration_and_refusals(tmp_path: Path) -> None:
         spec(model, **fields)
         with pytest.raises(BackendError, match=message):
             segmenter_for("onnx", settings)
+    spec(model, labels={"liver": 5})  # the model has 3 channels: a failure of this input, not a crash
+    with pytest.raises(BackendFailure, match=r"returned \[1, 3, 16, 24\] for a \[16, 24\] input; expected \[1, >= 6 channels"):
+        segmenter_for("onnx", settings).segment(nested(), (1.0, 1.0, 1.0), ["liver"])
     model.with_suffix(".json").unlink()
     with pytest.raises(BackendError, match="no label JSON"):
         segmenter_for("onnx", settings)
