@@ -46,6 +46,7 @@ def bench_mip() -> list[str]:
 
     prompts = pick_strategy("CT", "ABDOMEN").prompts
     volume = ct_volume()
+    load_before = os.getloadavg()
     rows = []
     with LatencyStub() as stub:
         client = MedImageParseClient(Endpoint(stub.url, stub.key, timeout=60.0))
@@ -73,6 +74,9 @@ def bench_mip() -> list[str]:
         "latency it shows what concurrency buys against a real endpoint, where GPU inference dominates; the real "
         "limit is then the deployment's `max_concurrent_requests_per_instance` × instances (HCA_MIP_CONCURRENCY "
         "per series, the Dagster pool `segmentation_endpoint` across runs).",
+        "",
+        f"Load average (1/5/15 min) {'/'.join(f'{x:.1f}' for x in load_before)} before, "
+        f"{'/'.join(f'{x:.1f}' for x in os.getloadavg())} after.",
         "",
         "| service latency s | requests in flight | images/s | vs 1 |",
         "|---:|---:|---:|---:|",
