@@ -558,7 +558,8 @@ def bench_faiss(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), dim: int 
 # the parts `python -m benchmarks.run [part ...]` runs, in RESULTS.md's order, and the heading each writes
 TITLES = {"generator": "## Synthetic generator", "ingest": "## Ingest", "deid": "## De-identification",
           "ocr": "## Burned-in text detection", "embeddings": "## Embeddings", "faiss": "## FAISS",
-          "mip": "## MedImageParse segmenter against the stub endpoint", "chaos": "## Chaos and load"}
+          "mip": "## MedImageParse segmenter against the stub endpoint", "segmentation": "## Segmentation",
+          "chaos": "## Chaos and load"}
 PARTS = tuple(TITLES)
 
 
@@ -628,6 +629,10 @@ def main(parts: list[str]) -> None:
             from benchmarks.mip import bench_mip
 
             measured["mip"] = bench_mip()
+        if "segmentation" in chosen:
+            from benchmarks.segmentation import bench_segmentation
+
+            measured["segmentation"] = bench_segmentation(REPEATS)
         if "chaos" in chosen:
             from benchmarks.chaos import bench_chaos
 

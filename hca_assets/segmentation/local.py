@@ -312,7 +312,7 @@ class LocalSegmenter:
     """Classical segmentation of the phantom-like anatomy the synthetic generator draws (see module doc)."""
 
     name = "local"
-    version = "classical-1"
+    version = "classical-2"
 
     def segment(self, volume: np.ndarray, spacing_mm: Sequence[float], prompts: Sequence[str]) -> dict[str, Outcome]:
         data = np.asarray(volume, dtype=np.float32)
