@@ -62,16 +62,19 @@ def _canonical_labels(image: nib.Nifti1Image, seg: nib.Nifti1Image) -> tuple[np.
 
 
 def _case(name: str, image: nib.Nifti1Image, seg: nib.Nifti1Image) -> Case:
+    """A named case on its RAS+ grid; the name gains the grid's size and spacing."""
     volume, spacing, labels = _canonical_labels(image, seg)
-    truth = {p: np.isin(labels, v) for p, v in LABELS.items() if np.isin(labels, v).any()}
-    return Case(name, volume, spacing, truth)
+    truth = {p: mask for p, v in LABELS.items() if (mask := np.isin(labels, v)).any()}
+    grid = f"{'×'.join(map(str, volume.shape))} voxels of {'×'.join(f'{s:.2g}' for s in spacing)} mm"
+    return Case(f"{name}, {grid}", volume, spacing, truth)
 
 
-def _sdist_dir() -> Path:
-    """The totalsegmentator sdist's case B files, from CACHE (downloaded with pip once, sha256-checked)."""
-    root = CACHE / "totalsegmentator-2.18.0"
-    if (root / CASE_B / "example_seg_dicom.nii.gz").exists():
-        return root
+def _case_b_files() -> Path:
+    """Case B's folder inside the totalsegmentator sdist, extracted in CACHE (the sdist downloaded with pip once,
+    sha256-checked)."""
+    files = CACHE / CASE_B
+    if (files / "example_seg_dicom.nii.gz").exists():
+        return files
     tarball = CACHE / SDIST_FILE
     if not tarball.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
@@ -82,17 +85,16 @@ def _sdist_dir() -> Path:
     with tarfile.open(tarball) as tar:
         members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(CASE_B)
                    and ("/example_ct_dicom/" in m.name or m.name.endswith("/example_seg_dicom.nii.gz"))]
-        tar.extractall(root.parent, members=members, filter="data")
-    return root
+        tar.extractall(CACHE, members=members, filter="data")
+    return files
 
 
 def real_cases() -> list[Case]:
-    """Case A (committed NIfTI) and case B (DICOM series from the sdist)."""
-    a = _case("A: abdomen, no contrast, 122×101×30 at 3 mm (NIfTI)", nib.load(REAL_DIR / "totalsegmentator_example_ct_sm.nii.gz"),
+    """Case A (committed NIfTI) and case B (a DICOM series from the sdist, read as the pipeline reads one)."""
+    a = _case("A: abdomen, no contrast (NIfTI)", nib.load(REAL_DIR / "totalsegmentator_example_ct_sm.nii.gz"),
               nib.load(REAL_DIR / "totalsegmentator_example_seg.nii.gz"))
-    files = _sdist_dir().parent / CASE_B
-    b_image = load_input(files / "example_ct_dicom").image
-    b = _case("B: upper abdomen, contrast, 512²×20 at 0.98×0.98×2 mm (DICOM)", b_image,
+    files = _case_b_files()
+    b = _case("B: upper abdomen, contrast (DICOM)", load_input(files / "example_ct_dicom").image,
               nib.load(files / "example_seg_dicom.nii.gz"))
     return [a, b]
 
@@ -183,7 +185,7 @@ def bench_segmentation(repeats: int = 3) -> list[str]:
     syn_local = _local(syn.volume, syn.spacing, list(syn.truth))
     syn_dice = ", ".join(f"{p} {score(syn_local[p], t, syn.spacing, p).dice:.3f}" for p, t in syn.truth.items())
     speed = [("synthetic 512² (generator phantom, 48 slices)", syn.volume, syn.spacing)]
-    speed += [(c.name.split(": ", 1)[1], c.volume, c.spacing) for c in cases]
+    speed += [(c.name, c.volume, c.spacing) for c in cases]
     lines = [SECTION, "",
              f"Local backend `{LocalSegmenter.version}` (`hca_assets/segmentation/local.py`) against reference organ masks "
              "on two real CTs from the totalsegmentator 2.18.0 sdist (Apache-2.0; the reference masks are "
