@@ -229,6 +229,11 @@ class Settings:
         return join(self.data_dir, "dagster_home")
 
     @property
+    def warehouse(self) -> str:
+        """The DuckDB file dbt builds the marts into (PHI-free; dbt/profiles.yml names the same file)."""
+        return join(self.data_dir, "warehouse", "analytics.duckdb")
+
+    @property
     def key_file(self) -> str:
         """The pseudonymisation key when ``HCA_DEID_KEY`` is not set: always inside this data folder."""
         return join(self.restricted, "hca.key")

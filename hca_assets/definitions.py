@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from hca_assets.assets.dbt import analytics, dbt_resource
 from hca_assets.assets.deid import deid_dicom, deid_staged
 from hca_assets.assets.evaluation import segmentation_eval
 from hca_assets.assets.ingest import raw_dicom
@@ -17,10 +18,10 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     """Definitions bound to ``settings`` (default: from the environment)."""
     return dg.Definitions(
         assets=[raw_dicom, deid_staged, deid_dicom, images, embeddings, segmentations, labels, faiss_index, retrieval_eval,
-                segmentation_eval],
+                segmentation_eval, analytics],
         jobs=[ingest_job, index_job],
         sensors=[landing_sensor, automation_sensor],
-        resources=default_resources(settings),
+        resources={**default_resources(settings), "dbt": dbt_resource()},
     )
 
 

@@ -10,6 +10,7 @@ ingest_job = dg.define_asset_job(
 
 index_job = dg.define_asset_job(
     "index_job",
-    selection=dg.AssetSelection.groups("search", "evaluation"),
-    description="Rebuild or extend the FAISS indexes, evaluate retrieval and segmentation over all batches.",
+    selection=dg.AssetSelection.groups("search", "evaluation", "analytics"),
+    description="Rebuild or extend the FAISS indexes, evaluate retrieval and segmentation over all batches, then "
+                "build the dbt marts (group analytics) over the lake.",
 )

@@ -1,0 +1,4 @@
+{#- Models land in the schema their folder names (staging, marts), not "main_staging": what DuckDB clients type. -#}
+{% macro generate_schema_name(custom_schema_name, node) -%}
+    {{ custom_schema_name | trim if custom_schema_name else target.schema }}
+{%- endmacro %}

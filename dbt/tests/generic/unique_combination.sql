@@ -1,0 +1,7 @@
+{#- A row key of several columns (the registry's TableSpec.keys) identifies at most one row. -#}
+{% test unique_combination(model, columns) %}
+select {{ columns | join(', ') }}, count(*) as n
+from {{ model }}
+group by {{ columns | join(', ') }}
+having count(*) > 1
+{% endtest %}

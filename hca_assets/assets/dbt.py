@@ -1,0 +1,106 @@
+"""The dbt models (staging, marts) as Dagster assets downstream of the assets that write the Delta tables.
+
+Each dbt source (a lake table) takes the asset key of the asset that writes it, so the lineage runs from
+ingest to the marts; a table written by several assets (``quarantine``, ``evaluations``) makes its staging
+model depend on every one of them. ``dbt build`` runs into a copy of the warehouse that replaces the published
+file only when every model and test passed: readers (``hca sql``, any DuckDB client) never see a half-built or
+failing warehouse, and never hold a lock dbt needs.
+"""
+
+
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+
+from hca_assets.dbt_project import DBT_EXECUTABLE, dbt_project, ensure_manifest
+from hca_assets.resources import HcaStorage
+
+__all__ = ["GROUP", "PRODUCERS", "LakeTranslator", "analytics", "dbt_resource"]
+
+GROUP = "analytics"
+
+PRODUCERS: dict[str, tuple[str, ...]] = {
+    # lake table → the assets that write it (the first one is the dbt source's asset key); () = written outside
+    # an asset, shown as its own source asset lake/<table>
+    "quarantine": ("raw_dicom", "deid_staged", "images"),
+    "deid_instances": ("deid_dicom",),
+    "deid_audit": ("deid_dicom",),
+    "series": ("deid_dicom",),
+    "studies": ("deid_dicom",),
+    "images": ("images",),
+    "volumes": ("images",),
+    "embeddings": ("embeddings",),
+    "series_embeddings": ("embeddings",),
+    "labels": ("labels",),
+    "index_builds": ("faiss_index",),
+    "evaluations": ("retrieval_eval", "segmentation_eval"),
+    "segmentations": ("segmentations",),
+    "runs": (),
+    "audit_log": (),
+}
+
+
+class LakeTranslator(DagsterDbtTranslator):
+    """Sources → the keys of the assets writing their tables; models → ``analytics/<name>`` in group analytics."""
+
+    def __init__(self) -> None:
+        super().__init__(settings=DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True))
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = self.get_resource_props(manifest, unique_id)
+        if props["resource_type"] == "source":
+            return spec.replace_attributes(key=_producer_keys(props["name"])[0])
+        extra = [key for upstream in props.get("depends_on", {}).get("nodes", []) if upstream.startswith("source.")
+                 for key in _producer_keys(manifest["sources"][upstream]["name"])[1:]]
+        return spec.merge_attributes(deps=extra) if extra else spec
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        return dg.AssetKey([GROUP, dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return GROUP
+
+    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+        return dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
+def _producer_keys(table: str) -> list[dg.AssetKey]:
+    if table not in PRODUCERS:
+        raise KeyError(f"lake table {table!r} has no entry in hca_assets.assets.dbt.PRODUCERS")
+    return [dg.AssetKey(name) for name in PRODUCERS[table]] or [dg.AssetKey(["lake", table])]
+
+
+@dbt_assets(manifest=ensure_manifest(), project=dbt_project, dagster_dbt_translator=LakeTranslator(), name=GROUP)
+def analytics(context: dg.AssetExecutionContext, dbt: DbtCliResource, storage: HcaStorage) -> Iterator[Any]:
+    """``dbt build`` (models and their tests) over the lake of ``storage``, published only when it passes."""
+    settings = storage.settings()
+    published = Path(settings.warehouse)
+    building = published.with_name(f".{published.name}.{context.run_id}")
+    published.parent.mkdir(parents=True, exist_ok=True)
+    if published.exists():  # a subset of the models rebuilds into a copy of the others
+        shutil.copyfile(published, building)
+    try:
+        variables = {"hca_data_dir": settings.data_dir, "hca_warehouse": str(building)}
+        yield from dbt.cli(["build", "--vars", json.dumps(variables)], context=context).stream()
+        os.replace(building, published)
+    finally:
+        building.unlink(missing_ok=True)
+        building.with_name(building.name + ".wal").unlink(missing_ok=True)
+
+
+def dbt_resource() -> DbtCliResource:
+    """The dbt CLI resource for :data:`analytics` (the venv's dbt, the project's profiles)."""
+    return DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)

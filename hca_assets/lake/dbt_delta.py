@@ -1,0 +1,44 @@
+"""dbt-duckdb's ``delta`` plugin, read the way the rest of the package reads Delta (profiles: ``module:
+hca_assets.lake.dbt_delta, alias: delta``).
+
+Differences from the stock plugin: a table not written yet (``audit_log`` before the first restricted query, a
+stage that has not run) is an empty table of its registry schema instead of an error; only the columns the
+source's ``load_columns`` meta lists are copied (vectors stay in the lake); the warehouse's folder is created; and local tables are opened on Arrow's
+native file system (:func:`~hca_assets.lake.delta.open_dataset`), which avoids deltalake's exit-time abort.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+from dbt.adapters.duckdb.plugins import delta
+from dbt.adapters.duckdb.utils import SourceConfig
+
+from hca_assets.lake.delta import open_dataset, table_exists
+from hca_assets.lake.registry import spec
+
+__all__ = ["Plugin"]
+
+
+class Plugin(delta.Plugin):
+    """Loads a registry table (source meta ``hca_table``, ``delta_table_path``, ``load_columns``) as Arrow."""
+
+    def initialize(self, plugin_config: dict[str, Any]) -> None:
+        """Create the warehouse file's folder (DuckDB creates the file, not its folder)."""
+        path = getattr(self.creds, "path", None)
+        if path and path != ":memory:" and "://" not in path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    def load(self, source_config: SourceConfig) -> pa.Table | pads.Dataset:
+        table = spec(source_config["hca_table"])
+        path = source_config["delta_table_path"]
+        columns = list(source_config.get("load_columns") or table.schema.names)
+        if not table_exists(path):
+            return table.schema.empty_table().select(columns)
+        return open_dataset(path).to_table(columns=columns)
+
+    def default_materialization(self) -> Any:
+        return "table"
