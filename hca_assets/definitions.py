@@ -8,6 +8,7 @@ from hca_assets.assets.evaluation import segmentation_eval
 from hca_assets.assets.ingest import raw_dicom
 from hca_assets.assets.search import embeddings, faiss_index, images, labels, retrieval_eval
 from hca_assets.assets.segmentation import segmentations
+from hca_assets.checks.expectations import EXPECTATION_CHECKS
 from hca_assets.config import Settings
 from hca_assets.jobs import index_job, ingest_job
 from hca_assets.resources import default_resources
@@ -19,6 +20,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[raw_dicom, deid_staged, deid_dicom, images, embeddings, segmentations, labels, faiss_index, retrieval_eval,
                 segmentation_eval, analytics],
+        asset_checks=EXPECTATION_CHECKS,
         jobs=[ingest_job, index_job],
         sensors=[landing_sensor, automation_sensor],
         resources={**default_resources(settings), "dbt": dbt_resource()},

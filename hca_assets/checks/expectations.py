@@ -1,0 +1,87 @@
+"""Great Expectations suites (:mod:`hca_assets.suites`) as blocking asset checks: one check per asset over
+the lake rows it just wrote (its batch, or its run for the evaluations); per expectation, success and the
+observed value appear in the check's metadata in the UI."""
+
+from collections.abc import Callable, Mapping
+
+import dagster as dg
+
+from hca_assets.deid_run import STAGE as DEID_STAGE
+from hca_assets.images_run import RENDER_STAGE
+from hca_assets.ingest import STAGE as INGEST_STAGE
+from hca_assets.lake.registry import spec
+from hca_assets.models import get_embedder
+from hca_assets.resources import EmbeddingEndpoint, HcaStorage
+from hca_assets.suites import SuiteResult, validate
+
+__all__ = ["CHECK_NAME", "EXPECTATION_CHECKS", "check_result"]
+
+CHECK_NAME = "great_expectations"
+
+Slice = Callable[[dg.AssetCheckExecutionContext], Mapping[str, str]]
+
+
+def _batch(**more: str) -> Slice:
+    return lambda context: {"batch": context.partition_key, **more}
+
+
+def _run(context: dg.AssetCheckExecutionContext) -> Mapping[str, str]:
+    return {"run_id": context.run.run_id}
+
+
+# asset -> the lake tables it writes and the slice of each that one materialization owns
+TABLES_OF: dict[str, dict[str, Slice]] = {
+    "raw_dicom": {"quarantine": _batch(stage=INGEST_STAGE)},
+    "deid_staged": {"quarantine": _batch(stage=DEID_STAGE)},
+    "deid_dicom": {"deid_instances": _batch(), "deid_audit": _batch()},
+    "images": {"images": _batch(), "volumes": _batch(), "quarantine": _batch(stage=RENDER_STAGE)},
+    "embeddings": {"embeddings": _batch(), "series_embeddings": _batch()},
+    "labels": {"labels": _batch()},
+    "segmentations": {"segmentations": _batch()},
+    "retrieval_eval": {"evaluations": _run},
+    "segmentation_eval": {"evaluations": _run},
+}
+
+
+def _markdown(results: list[SuiteResult]) -> str:
+    lines = ["| table | expectation | success | observed |", "|---|---|---|---|"]
+    lines += [f"| {s.table} | {r.expectation.replace('|', '/')} | {'✅' if r.success else '❌'} | {r.observed} |"
+              for s in results for r in s.results]
+    return "\n".join(lines)
+
+
+def check_result(results: list[SuiteResult]) -> dg.AssetCheckResult:
+    """One check result from the suites of an asset's tables: passed only if every expectation held."""
+    failed = [f"{s.table}: {r.expectation}" for s in results for r in s.failed]
+    return dg.AssetCheckResult(
+        passed=not failed,
+        metadata={
+            "expectations": sum(len(s.results) for s in results),
+            "failed": len(failed),
+            "rows": dg.MetadataValue.json({s.table: s.rows for s in results}),
+            "failed_expectations": dg.MetadataValue.json(failed),
+            "results": dg.MetadataValue.md(_markdown(results)),
+        },
+    )
+
+
+def _gx_check(asset: str, tables: Mapping[str, Slice]) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=asset, name=CHECK_NAME, blocking=True,
+                    description=f"Great Expectations suites of {', '.join(tables)}: schema, nulls, unique keys, "
+                                "value sets and ranges (hca_assets/suites.py)")
+    def _check(context: dg.AssetCheckExecutionContext, storage: HcaStorage,
+               embedding_endpoint: EmbeddingEndpoint) -> dg.AssetCheckResult:
+        settings = storage.settings()
+        params = {}
+        if asset == "embeddings":  # the vectors must have the configured model's dimension
+            params["model_dim"] = get_embedder(settings.embedder, url=embedding_endpoint.url, key=embedding_endpoint.key).dim
+        results = [validate(name, spec(name).read(settings, where=where(context)), params)
+                   for name, where in tables.items()]
+        for s in results:
+            context.log.info(f"{s.table}: {len(s.results) - len(s.failed)}/{len(s.results)} expectations met on {s.rows} rows")
+        return check_result(results)
+
+    return _check
+
+
+EXPECTATION_CHECKS: list[dg.AssetChecksDefinition] = [_gx_check(asset, tables) for asset, tables in TABLES_OF.items()]
