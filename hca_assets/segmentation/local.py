@@ -5,13 +5,14 @@ priors and morphology. No model, no network, deterministic.
   that looks like parenchyma (not mostly pure air, as bowel gas is), the one or two largest plus nearby basal
   islands. Abdominal organs come from a soft-tissue-only smoothed image (normalised convolution, so fat, air and
   bone never bleed into organ boundaries) with HU levels measured on each volume, so contrast phase and scanner
-  calibration do not matter: tissue = the paraspinal muscles' median, liver level = the brightest soft-tissue mode
-  on the patient's right. Each organ is a range between those levels, cut from touching neighbours by an in-plane
-  erosion (5 mm; kidneys 4 mm), its part passing a position prior kept and regrown: liver = brighter than
+  calibration matter less: tissue = the paraspinal muscles' median, liver level = the most common soft tissue on
+  the patient's right ≥ 8 HU above it. Each organ is a range between those levels, cut from touching neighbours by
+  an in-plane erosion (5 mm; kidneys 4 mm), its part passing a position prior kept and regrown: liver = above
   tissue + 40% of the step to the liver level, on the right; lesion = voxels of the liver's closed outline deviating
-  from the liver's median HU; spleen = above tissue + 15% of the step, on the left below the lungs; kidneys = below
-  tissue (−105% to −17% of the step), posterior on each side, their border with liver or spleen moved to the HU
-  midpoint. Each mask is smoothed by a majority filter and hole-filled.
+  from the liver's median HU; spleen = above tissue + 15% of the step, on the left, below the lungs, at the liver's
+  levels; kidneys = below tissue (−105% to −17% of the step), posterior on each side, centred at most 6 cm below
+  the liver, their border with liver or spleen moved to the HU midpoint. Each mask is smoothed by a majority
+  filter and hole-filled.
 - Brain MR (any other 3D input): intensities relative to the brain's modal intensity; enhancing tumour =
   the largest bright component, tumour core = its filled outline, non-enhancing tumour = core minus
   enhancing, edema = the mildly hyperintense shell touching the core.
@@ -127,9 +128,9 @@ def _lesion(sm: np.ndarray, soft: np.ndarray, liver: np.ndarray, outline: np.nda
 
 def _lungs(hu: np.ndarray, body: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     """Air inside the body whose components look like lung parenchyma — under a quarter of their voxels below
-    -950 HU (bowel gas is mostly pure air) — the one or two largest if the largest is ≥ 0.5% of the body, plus
-    parenchyma islands (under 5% pure air, ≥ 0.05% of the body) within 15 mm of them (bases cut by the diaphragm),
-    then the thin rims the opening took back."""
+    -950 HU (bowel gas is mostly pure air) — the one or two largest if the largest is ≥ 0.5% of the body or
+    10 mL, plus parenchyma islands (under 5% pure air, ≥ 0.05% of the body or 1 mL) within 15 mm of them (bases
+    cut apart by the diaphragm), then the thin rims the opening took back."""
     air = (hu < -400) & body
     labels, n = ndi.label(ndi.binary_opening(air, _SLICE))
     if n == 0:
@@ -140,31 +141,41 @@ def _lungs(hu: np.ndarray, body: np.ndarray, spacing: Sequence[float]) -> np.nda
     pure = np.bincount(flat, weights=(hu < -950).ravel(), minlength=n + 1)[1:] / np.maximum(sizes, 1)
     big = np.where(pure < 0.25, sizes, 0)
     largest = int(np.argmax(big))
-    order = [i + 1 for i in np.argsort(-big)[:2] if big[i] > 0 and big[i] >= 0.2 * big[largest] and share[largest] >= 0.005]
+    enough = share[largest] >= 0.005 or sizes[largest] * float(np.prod(spacing)) >= 10_000  # or ≥ 10 mL
+    order = [i + 1 for i in np.argsort(-big)[:2] if big[i] > 0 and big[i] >= 0.2 * big[largest] and enough]
     lungs = np.isin(labels, order)
     if order:
         near = _grow(lungs, 15.0, spacing)
         touching = np.bincount(flat, weights=near.ravel(), minlength=n + 1)[1:] > 0
-        lungs |= np.isin(labels, np.flatnonzero(touching & (pure < 0.05) & (share >= 0.0005)) + 1)
+        islands = touching & (pure < 0.05) & ((share >= 0.0005) | (sizes * float(np.prod(spacing)) >= 1000))
+        lungs |= np.isin(labels, np.flatnonzero(islands) + 1)
         lungs |= _local(lambda m: ndi.binary_dilation(m, _SLICE, iterations=2), lungs, (2, 2, 0)) & air  # thin rims
     return _fill_slices(lungs)
 
 
-def _peaks(values: np.ndarray) -> list[tuple[float, float]]:
-    """Modes of a smoothed-HU histogram in [-30, 150) HU as (HU, relative height), those ≥ 15% of the highest."""
+def _upper_abdomen(lungs: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """The slices where the liver can be (a (1, 1, z) mask): from 15 cm below the lungs' lowest slice to 8 cm
+    above it; the top 15 cm of the volume when it holds no lung."""
+    z = np.arange(lungs.shape[2])
+    floor = np.flatnonzero(lungs.any(axis=(0, 1)))
+    lowest = floor[0] if floor.size else lungs.shape[2] - 1
+    return ((z >= lowest - 100 / spacing[2]) & (z <= lowest + 80 / spacing[2]))[None, None, :]
+
+
+def _mode(values: np.ndarray) -> float | None:
+    """The most common value of a smoothed-HU sample within [-30, 150) HU (2 HU bins, lightly smoothed)."""
     hist, edges = np.histogram(values, bins=90, range=(-30, 150))
-    hist = ndi.gaussian_filter1d(hist.astype(float), 1.5)
-    top = max(float(hist.max()), 1e-9)
-    return [(float(edges[i] + 1), hist[i] / top) for i in range(1, len(hist) - 1)
-            if hist[i] >= hist[i - 1] and hist[i] > hist[i + 1] and hist[i] >= 0.15 * top]
+    if not hist.any():
+        return None
+    return float(edges[int(np.argmax(ndi.gaussian_filter1d(hist.astype(float), 1.5)))] + 1)
 
 
 def _levels(hu: np.ndarray, sm: np.ndarray, soft: np.ndarray, body: np.ndarray, right: np.ndarray,
             spacing: Sequence[float]) -> tuple[float, float]:
-    """(tissue, liver) HU levels. Tissue: the paraspinal muscles' (soft tissue behind the spine's middle, within 6 cm
-    of its midline), else the dimmest whole-body mode ≥ 8 HU below the liver. Liver: the brightest mode of soft tissue
-    on the patient's right (its largest organ)."""
-    liver_level = max((level for level, _ in _peaks(sm[soft & right])), default=55.0)
+    """(tissue, liver) HU levels. Tissue: the paraspinal muscles' median (soft tissue behind the spine's middle,
+    within 6 cm of its midline), else the body's most common soft tissue. Liver: the most common soft tissue on
+    the patient's right at least 8 HU brighter than that (the liver is the largest organ there)."""
+    tissue = None
     bone = np.argwhere((hu > 250) & body)
     if len(bone):
         mid = np.median(bone, axis=0)
@@ -173,9 +184,12 @@ def _levels(hu: np.ndarray, sm: np.ndarray, soft: np.ndarray, body: np.ndarray, 
         y = np.arange(hu.shape[1])[None, :, None]
         muscle = soft & (y < np.median(spine[:, 1])) & (np.abs(x - np.median(spine[:, 0])) * spacing[0] < 60)
         if muscle.sum() >= 100:
-            return float(np.median(sm[muscle])), liver_level
-    below = [level for level, _ in _peaks(sm[soft]) if 0 <= level <= liver_level - 8]
-    return (min(below) if below else liver_level - 20), liver_level
+            tissue = float(np.median(sm[muscle]))
+    if tissue is None:
+        tissue = _mode(sm[soft]) or 40.0
+    values = sm[soft & right]
+    liver = _mode(values[values >= tissue + 8])
+    return tissue, liver if liver is not None else tissue + 20
 
 
 def _box(radius_mm: float, spacing: Sequence[float], slices: int) -> tuple[int, ...]:
@@ -213,7 +227,7 @@ def _ct(hu: np.ndarray, spacing: Sequence[float], prompts: set[str]) -> dict[str
     soft = weight > 0
     centre = np.argwhere(body).mean(axis=0)
     on_right = (np.arange(hu.shape[0]) > centre[0])[:, None, None]
-    tissue, level = _levels(hu, sm, soft, body, on_right, spacing)
+    tissue, level = _levels(hu, sm, soft & _upper_abdomen(lungs, spacing), body, on_right, spacing)
     lung_floor = np.argwhere(lungs)[:, 2].mean() if lungs.any() else np.inf
     right = lambda idx: idx[:, 0].mean() > centre[0]  # noqa: E731 - axis 0 points to the patient's right
     liver = _organ(soft & (sm > tissue + 0.4 * (level - tissue)) & (sm < level + 40), right, spacing, _CUT_MM)
@@ -223,13 +237,17 @@ def _ct(hu: np.ndarray, spacing: Sequence[float], prompts: set[str]) -> dict[str
     out |= {"liver": liver, "lesion": lesion}
     taken = liver | lesion
     step = level - tissue
-    below_lungs = lambda idx: idx[:, 2].mean() < lung_floor  # noqa: E731
+    levels = np.flatnonzero(liver.any(axis=(0, 1)))  # slices the liver spans: the upper abdomen
+    bottom, top = (levels[0], levels[-1]) if levels.size else (-np.inf, np.inf)
+    height = lambda idx: idx[:, 2].mean()  # noqa: E731
     out["spleen"] = _organ(soft & ~taken & (sm > tissue + 0.15 * step) & (sm < level + 40),
-                           lambda idx: not right(idx) and below_lungs(idx), spacing, _CUT_MM)
+                           lambda idx: not right(idx) and bottom <= height(idx) <= min(top, lung_floor), spacing, _CUT_MM)
     kidneys = soft & ~lesion & ~out["spleen"] & (sm > tissue - 1.05 * step) & (sm < tissue - 0.17 * step)
     posterior = lambda idx: idx[:, 1].mean() < centre[1]  # noqa: E731 - axis 1 points anterior
+    reach = 20 / spacing[2]  # a kidney's middle lies at most 2 cm below the liver's lowest slice
     for prompt, side in (("right kidney", right), ("left kidney", lambda idx: not right(idx))):
-        kidney = _organ(kidneys, lambda idx, side=side: side(idx) and posterior(idx), spacing, _KIDNEY_CUT_MM)
+        kidney = _organ(kidneys, lambda idx, side=side: side(idx) and posterior(idx) and bottom - reach <= height(idx) <= top,
+                        spacing, _KIDNEY_CUT_MM)
         out[prompt] = _grow_into(kidney, sm, [out["liver"], out["spleen"]])
     return out
 
