@@ -4,8 +4,9 @@ baseline and the issue's goals, and local segmentation seconds per 100 CT slices
 
 Real cases (hca_assets_tests/data/real/PROVENANCE.md), both from the totalsegmentator 2.18.0 sdist (Apache-2.0),
 whose reference masks are TotalSegmentator's own predictions:
-A. its abdominal NIfTI test CT (3 mm, no contrast; committed); B. its 20-slice 512² contrast CT in DICOM with
-liver and spleen masks, downloaded once with pip into ``CACHE`` and checked against the sdist's sha256.
+A. its abdominal NIfTI test CT (3 mm, no contrast; committed); A′. the whole abdomen–pelvis CT that A was cut from
+(scored on A's slices); B. its 20-slice 512² contrast CT in DICOM with liver and spleen masks. A′ and B come from
+the sdist, downloaded once with pip into ``CACHE`` and checked against its sha256.
 Both go through the pipeline's path: a NIfTI (B: ``standalone.load_input`` → ``build_volume``) → ``to_canonical``.
 """
 
@@ -49,6 +50,7 @@ class Case:
     volume: np.ndarray  # RAS+ canonical HU
     spacing: tuple[float, ...]
     truth: dict[str, np.ndarray]  # prompt → reference mask on the same grid (organs present in the reference)
+    first: int = 0  # the first slice (last axis) the reference covers
 
 
 def _canonical_labels(image: nib.Nifti1Image, seg: nib.Nifti1Image) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:
@@ -61,19 +63,20 @@ def _canonical_labels(image: nib.Nifti1Image, seg: nib.Nifti1Image) -> tuple[np.
     return volume, spacing, labels
 
 
-def _case(name: str, image: nib.Nifti1Image, seg: nib.Nifti1Image) -> Case:
+def _case(name: str, image: nib.Nifti1Image, seg: nib.Nifti1Image, first: int = 0) -> Case:
     """A named case on its RAS+ grid; the name gains the grid's size and spacing."""
     volume, spacing, labels = _canonical_labels(image, seg)
     truth = {p: mask for p, v in LABELS.items() if (mask := np.isin(labels, v)).any()}
     grid = f"{'×'.join(map(str, volume.shape))} voxels of {'×'.join(f'{s:.2g}' for s in spacing)} mm"
-    return Case(f"{name}, {grid}", volume, spacing, truth)
+    return Case(f"{name}, {grid}", volume, spacing, truth, first)
 
 
-def _case_b_files() -> Path:
-    """Case B's folder inside the totalsegmentator sdist, extracted in CACHE (the sdist downloaded with pip once,
-    sha256-checked)."""
+def _sdist_files() -> Path:
+    """The sdist's tests/reference_files/ (the files cases A′ and B need), extracted in CACHE; the sdist is
+    downloaded with pip once and checked against its sha256."""
     files = CACHE / CASE_B
-    if (files / "example_seg_dicom.nii.gz").exists():
+    wanted = ("example_ct.nii.gz", "example_seg_dicom.nii.gz", "example_ct_dicom/")
+    if all((files / name).exists() for name in wanted):
         return files
     tarball = CACHE / SDIST_FILE
     if not tarball.exists():
@@ -83,20 +86,31 @@ def _case_b_files() -> Path:
     if hashlib.sha256(tarball.read_bytes()).hexdigest() != SDIST_SHA256:
         raise ValueError(f"{SDIST_FILE} differs from the recorded sha256")
     with tarfile.open(tarball) as tar:
-        members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(CASE_B)
-                   and ("/example_ct_dicom/" in m.name or m.name.endswith("/example_seg_dicom.nii.gz"))]
+        members = [m for m in tar.getmembers() if m.isfile() and any(m.name.startswith(CASE_B + w) for w in wanted)]
         tar.extractall(CACHE, members=members, filter="data")
     return files
 
 
+def _whole_of_a(files: Path, ct: nib.Nifti1Image, seg: nib.Nifti1Image) -> Case:
+    """Case A′: the sdist's 112-slice abdomen–pelvis CT whose top slices are case A voxel for voxel (checked), so
+    the reference covers those slices only; segmented whole, scored there."""
+    whole = nib.load(files / "example_ct.nii.gz")
+    data, top = np.asarray(whole.dataobj), whole.shape[2] - ct.shape[2]
+    if nib.aff2axcodes(whole.affine) != ("R", "A", "S") or not np.array_equal(data[:, :, top:], np.asarray(ct.dataobj)):
+        raise ValueError("case A is not the top of the sdist's example_ct.nii.gz")
+    labels = np.zeros(whole.shape, dtype=np.uint8)
+    labels[:, :, top:] = np.asarray(seg.dataobj)
+    return _case("A′: the whole abdomen–pelvis CT that A is the top of (scored on A's slices; NIfTI)", whole,
+                 nib.Nifti1Image(labels, whole.affine), top)
+
+
 def real_cases() -> list[Case]:
-    """Case A (committed NIfTI) and case B (a DICOM series from the sdist, read as the pipeline reads one)."""
-    a = _case("A: abdomen, no contrast (NIfTI)", nib.load(REAL_DIR / "totalsegmentator_example_ct_sm.nii.gz"),
-              nib.load(REAL_DIR / "totalsegmentator_example_seg.nii.gz"))
-    files = _case_b_files()
+    """Case A (committed NIfTI), A′ (its whole volume) and B (a DICOM series, read as the pipeline reads one)."""
+    ct, seg = nib.load(REAL_DIR / "totalsegmentator_example_ct_sm.nii.gz"), nib.load(REAL_DIR / "totalsegmentator_example_seg.nii.gz")
+    files = _sdist_files()
     b = _case("B: upper abdomen, contrast (DICOM)", load_input(files / "example_ct_dicom").image,
               nib.load(files / "example_seg_dicom.nii.gz"))
-    return [a, b]
+    return [_case("A: abdomen, no contrast (NIfTI)", ct, seg), _whole_of_a(files, ct, seg), b]
 
 
 def _largest(mask: np.ndarray, where: np.ndarray) -> np.ndarray:
@@ -149,10 +163,11 @@ def dice_rows(cases: Sequence[Case]) -> list[str]:
     for case in cases:
         prompts = list(case.truth)
         local, base = _local(case.volume, case.spacing, prompts), threshold_baseline(case.volume, prompts)
+        z = slice(case.first, None)
         for p in prompts:
-            sl = score(local[p], case.truth[p], case.spacing, p, "reference")
-            sb = score(base[p], case.truth[p], case.spacing, p, "reference")
-            rows.append(f"| {case.name[:1]} | {p} | {GOALS[p]:.2f} | {_fmt(sl)} | {_fmt(sb)} | "
+            sl = score(local[p][..., z], case.truth[p][..., z], case.spacing, p, "reference")
+            sb = score(base[p][..., z], case.truth[p][..., z], case.spacing, p, "reference")
+            rows.append(f"| {case.name.split(':', 1)[0]} | {p} | {GOALS[p]:.2f} | {_fmt(sl)} | {_fmt(sb)} | "
                         f"{'yes' if sl.dice >= GOALS[p] else '**no**'} |")
     return rows
 
