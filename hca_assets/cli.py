@@ -64,8 +64,56 @@ def _one_line_user_errors() -> Iterator[None]:
         raise UserError(" ".join(exc.format_message().split())) from exc
 
 
+AUDIT_META = "hca.audit"  # ctx.meta key: what a command adds to its audit row
+
+
+def audit_note(**facts: object) -> None:
+    """Add to the running command's audit row: named counts (ints), or ``assets`` / ``partition`` — never values
+    read from data, paths or query text."""
+    click.get_current_context().meta.setdefault(AUDIT_META, {}).update(facts)
+
+
+def _record_command(ctx: click.Context, outcome: str) -> None:
+    """One ``audit_log`` row for a finished command (who, when, which command, how it ended, counts); a failure to
+    record is a one-line warning, not the command's failure (restricted reads are recorded before they run)."""
+    from hca_assets.lake.audit import CLI, AuditEvent, AuditUnavailable, record
+
+    facts = dict(ctx.meta.get(AUDIT_META, {}))
+    assets, partition = facts.pop("assets", None), facts.pop("partition", None)
+    event = AuditEvent(CLI, ctx.command.name or "?", outcome, restricted=bool(ctx.params.get("restricted")),
+                       assets=assets, partition=partition, counts={k: int(v) for k, v in facts.items()})
+    try:
+        record(Settings.from_env(), event)
+    except (ValueError, AuditUnavailable) as exc:
+        click.echo(f"warning: this action was not recorded in audit_log ({' '.join(str(exc).split())})", err=True)
+
+
+class _Command(click.Command):
+    """A command whose every run (after its arguments parsed) is recorded in ``audit_log`` with its outcome."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        outcome = "crashed"
+        try:
+            result = super().invoke(ctx)
+            outcome = "ok"
+            return result
+        except SystemExit as exc:
+            outcome = "ok" if exc.code in (0, None) else "failed"
+            raise
+        except click.exceptions.Exit as exc:
+            outcome = "ok" if exc.exit_code == 0 else "failed"
+            raise
+        except click.ClickException:
+            outcome = "error"
+            raise
+        finally:
+            _record_command(ctx, outcome)
+
+
 class _Group(click.Group):
     """The ``hca`` group: user errors from parsing and from every command are one line with exit code 2."""
+
+    command_class = _Command
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: object) -> click.Context:
@@ -229,6 +277,7 @@ def deid_cmd(input_dir: Path, output_dir: Path, options: tuple[str, ...], basic_
                 if quarantine:
                     keep_file(Path(result.source), quarantine, "cli", result.sha256, i,
                               max_copy_bytes=settings.limits.max_file_bytes)
+    audit_note(inputs=len(found), written=written, duplicates=duplicates, rejected=sum(rejected.values()))
     click.echo(f"{written} file(s) written into {output_dir} from {len(found)} input(s) (profile {spec.profile.name})"
                + (f"; {duplicates} identical duplicate(s) not written again" if duplicates else ""))
     if rejected:
@@ -256,6 +305,7 @@ def search_cmd(file: Path | None, k: int, level: str, text: str | None) -> None:
         found = search_similar(_settings(), image=image, text=text, k=k, level=level)
     except (ValueError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from exc
+    audit_note(results=len(found))
     for rank, n in enumerate(found, 1):
         click.echo(f"{rank:>2}  {n.similarity:.4f}  {n.modality:<3} {n.body_part or '-':<13} study {n.study_instance_uid}  "
                    f"series {n.series_instance_uid}  {n.labels or ''}")
@@ -281,6 +331,7 @@ def segment_cmd(input_path: Path, prompts: tuple[str, ...], out: Path, backend: 
         result = segment_input(input_path, out, prompts, segmenter_for(backend or settings.segmenter, settings))
     except (InputError, BackendError, BackendFailure) as exc:  # a failing endpoint or model too: one line, no traceback
         raise UserError(str(exc)) from exc
+    audit_note(structures=len(result.structures))
     for s in result.structures:
         m = s.measurement
         size = (f"{m.volume_ml:10.1f} mL" if m.volume_ml is not None else f"{m.area_mm2:10.1f} mm²"

@@ -12,6 +12,7 @@ from hca_assets.checks.expectations import EXPECTATION_CHECKS
 from hca_assets.config import Settings
 from hca_assets.jobs import index_job, ingest_job
 from hca_assets.resources import default_resources
+from hca_assets.run_sensors import RUN_SENSORS
 from hca_assets.sensors import automation_sensor, landing_sensor
 
 
@@ -22,7 +23,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
                 segmentation_eval, analytics],
         asset_checks=EXPECTATION_CHECKS,
         jobs=[ingest_job, index_job],
-        sensors=[landing_sensor, automation_sensor],
+        sensors=[landing_sensor, automation_sensor, *RUN_SENSORS],
         resources={**default_resources(settings), "dbt": dbt_resource()},
     )
 

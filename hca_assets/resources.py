@@ -75,6 +75,13 @@ class SegmentationEndpoint(dg.ConfigurableResource):  # type: ignore[misc]
     key: str = ""
 
 
+class AlertWebhook(dg.ConfigurableResource):  # type: ignore[misc]
+    """Where run-failure alerts are POSTed (``HCA_ALERT_WEBHOOK`` through ``EnvVar``: such URLs often carry a
+    token); empty: alerts are only logged."""
+
+    url: str = ""
+
+
 def default_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     """Resources for the running deployment; the secret stays an ``EnvVar`` (never shown in the UI)."""
     settings = settings or Settings.from_env()
@@ -83,5 +90,6 @@ def default_resources(settings: Settings | None = None) -> dict[str, dg.Configur
                 if os.environ.get("HCA_MI2_ENDPOINT") else EmbeddingEndpoint())
     mip = (SegmentationEndpoint(url=dg.EnvVar("HCA_MIP_ENDPOINT"), key=dg.EnvVar("HCA_MIP_KEY"))
            if os.environ.get("HCA_MIP_ENDPOINT") else SegmentationEndpoint())
+    alert = AlertWebhook(url=dg.EnvVar("HCA_ALERT_WEBHOOK")) if os.environ.get("HCA_ALERT_WEBHOOK") else AlertWebhook()
     return {"storage": HcaStorage.from_settings(settings), "pseudonym_key": key, "embedding_endpoint": endpoint,
-            "segmentation_endpoint": mip}
+            "segmentation_endpoint": mip, "alert_webhook": alert}

@@ -186,12 +186,21 @@ EVALUATIONS = pa.schema(
 )
 
 AUDIT_LOG = pa.schema(
-    [  # one row per query over restricted tables (`hca sql --restricted`), written before it runs
+    [  # one row per restricted read (written before it runs), CLI action and Dagster run outcome (lake/audit.py)
         pa.field("accessed_at", _TS, nullable=False),
         pa.field("user_name", pa.string(), nullable=False),  # the operating-system user
-        pa.field("command", pa.string(), nullable=False),  # sql | demo
-        pa.field("query_sha256", pa.string(), nullable=False),  # never the query text: it may quote PHI
-        pa.field("restricted_tables", pa.list_(pa.string()), nullable=False),  # the restricted views it could read
+        pa.field("command", pa.string(), nullable=False),  # sql | demo | deid | search | segment | backfill | … | run
+        pa.field("query_sha256", pa.string()),  # restricted reads: never the query text, it may quote PHI
+        pa.field("restricted_tables", pa.list_(pa.string())),  # restricted reads: the restricted views it could read
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("event", pa.string(), nullable=False),  # restricted_read | cli | run
+        pa.field("outcome", pa.string()),  # ok | error | failed (CLI), success | failure (runs)
+        pa.field("restricted", pa.bool_(), nullable=False),  # a --restricted action
+        pa.field("job_name", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("assets", pa.list_(pa.string())),  # asset keys a run materialized or a backfill targets
+        pa.field("partition", pa.string()),  # the ingest batch
+        pa.field("counts", pa.list_(pa.struct([("name", pa.string()), ("value", pa.int64())]))),  # named numbers only
     ]
 )
 

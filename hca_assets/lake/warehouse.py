@@ -6,22 +6,17 @@ installation, and any change of configuration — so a query can read the regist
 
 from __future__ import annotations
 
-import getpass
 import hashlib
-import os
-import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-from deltalake import write_deltalake
-from deltalake.exceptions import CommitFailedError, DeltaError
+from deltalake.exceptions import DeltaError
 
 from hca_assets.config import Settings, is_uri, join
 from hca_assets.lake.delta import open_dataset
-from hca_assets.lake.schemas import AUDIT_LOG, RESTRICTED
+from hca_assets.lake.schemas import RESTRICTED
 
 __all__ = ["QueryRefused", "connect", "discover_tables", "record_restricted_access", "run_query"]
 
@@ -81,19 +76,14 @@ def run_query(settings: Settings, query: str, *, restricted: bool = False, comma
 def record_restricted_access(settings: Settings, *, command: str, query: str, tables: Iterable[str]) -> None:
     """Append one PHI-free row to the lake's ``audit_log``: when, who, which command, the query's sha256
     (never its text) and the restricted tables it could read."""
-    row = {"accessed_at": datetime.now(UTC), "user_name": _user(), "command": command,
-           "query_sha256": hashlib.sha256(query.encode()).hexdigest(), "restricted_tables": sorted(tables)}
-    data = pa.Table.from_pylist([row], schema=AUDIT_LOG)
-    for attempt in range(5):  # two first appends can race to create the table
-        try:
-            write_deltalake(settings.table_uri("audit_log"), data, mode="append")
-            return
-        except CommitFailedError:
-            if attempt == 4:
-                raise QueryRefused("the restricted access could not be recorded in audit_log (busy): try again") from None
-            time.sleep(0.1 * 2**attempt)
-        except (DeltaError, OSError) as exc:  # no access is granted unless it is recorded
-            raise QueryRefused(f"the restricted access could not be recorded in audit_log ({_first_line(exc)})") from None
+    from hca_assets.lake.audit import RESTRICTED_READ, AuditEvent, AuditUnavailable, record
+
+    event = AuditEvent(RESTRICTED_READ, command, restricted=True, query_sha256=hashlib.sha256(query.encode()).hexdigest(),
+                       restricted_tables=sorted(tables))
+    try:
+        record(settings, event)
+    except AuditUnavailable as exc:  # no access is granted unless it is recorded
+        raise QueryRefused(f"the restricted access could not be recorded: {exc}") from None
 
 
 def _restricted_tables(settings: Settings, restricted: bool) -> dict[str, str]:
@@ -116,10 +106,3 @@ def _connect(tables: dict[str, str]) -> duckdb.DuckDBPyConnection:
 
 def _first_line(exc: BaseException) -> str:
     return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
-        return f"uid {os.getuid()}"
