@@ -45,7 +45,7 @@ MR_PROMPTS = ("tumor core", "enhancing tumor", "non-enhancing tumor", "edema")
 CXR_PROMPTS = ("lung", "heart")
 
 _SMOOTH = (2.0, 2.0, 0.5)  # voxels: noise down ~10×, boundaries kept (slices are thick)
-_MAJORITY = (7, 7, 1)
+_MAJORITY_MM = 2.2  # in-plane half-width of the majority filter that smooths an organ's outline
 _KIDNEY_CUT_MM = 4.0
 _CUT_MM = 5.0  # liver and spleen: bridges to neighbours thinner than 1 cm are cut
 _SLICE = np.zeros((3, 3, 3), dtype=bool)
@@ -213,7 +213,9 @@ def _organ(cand: np.ndarray, keep: Callable[[np.ndarray], bool], spacing: Sequen
     """The largest part of ``cand`` passing ``keep`` once bridges thinner than 2×``erode_mm`` are cut, regrown
     inside ``cand`` by one voxel more than was cut and into the next slices (organs' tips)."""
     seed = _largest(_shrink(cand, erode_mm, spacing), keep)
-    return _tidy(_largest(cand & _grow(seed, erode_mm + max(spacing[:2]), spacing)), _MAJORITY) if seed.any() else seed
+    if not seed.any():
+        return seed
+    return _tidy(_largest(cand & _grow(seed, erode_mm + max(spacing[:2]), spacing)), _box(_MAJORITY_MM, spacing, 1))
 
 
 def _ct(hu: np.ndarray, spacing: Sequence[float], prompts: set[str]) -> dict[str, np.ndarray]:
