@@ -9,10 +9,10 @@ priors and morphology. No model, no network, deterministic.
   the patient's right ≥ 8 HU above it. Each organ is a range between those levels, cut from touching neighbours by
   an in-plane erosion (5 mm; kidneys 4 mm), its part passing a position prior kept and regrown: liver = above
   tissue + 40% of the step to the liver level, on the right; lesion = voxels of the liver's closed outline deviating
-  from the liver's median HU; spleen = above tissue + 15% of the step, on the left, below the lungs, at the liver's
-  levels; kidneys = below tissue (−105% to −17% of the step), posterior on each side, centred at most 6 cm below
-  the liver, their border with liver or spleen moved to the HU midpoint. Each mask is smoothed by a majority
-  filter and hole-filled.
+  from the liver's median HU; spleen = above tissue + 15% of the step, over 1 cm from bowel gas (stomach and colon
+  touch it), on the left, below the lungs, at the liver's levels; kidneys = below tissue (−105% to −17% of the
+  step), posterior on each side, centred at most 2 cm below the liver, their border with liver or spleen moved to
+  the HU midpoint. Each mask is smoothed by a majority filter (±2.2 mm) and hole-filled.
 - Brain MR (any other 3D input): intensities relative to the brain's modal intensity; enhancing tumour =
   the largest bright component, tumour core = its filled outline, non-enhancing tumour = core minus
   enhancing, edema = the mildly hyperintense shell touching the core.
@@ -47,6 +47,7 @@ CXR_PROMPTS = ("lung", "heart")
 _SMOOTH = (2.0, 2.0, 0.5)  # voxels: noise down ~10×, boundaries kept (slices are thick)
 _MAJORITY_MM = 2.2  # in-plane half-width of the majority filter that smooths an organ's outline
 _KIDNEY_CUT_MM = 4.0
+_GAS_MARGIN_MM = 10.0  # the spleen is no closer to bowel gas than this (the stomach and colon touch it)
 _CUT_MM = 5.0  # liver and spleen: bridges to neighbours thinner than 1 cm are cut
 _SLICE = np.zeros((3, 3, 3), dtype=bool)
 _SLICE[:, :, 1] = ndi.generate_binary_structure(2, 1)
@@ -209,7 +210,8 @@ def _shrink(mask: np.ndarray, radius_mm: float, spacing: Sequence[float]) -> np.
     return _local(lambda m: ndi.uniform_filter(m.astype(np.float32), box) > 1 - 1e-3, mask, box)
 
 
-def _organ(cand: np.ndarray, keep: Callable[[np.ndarray], bool], spacing: Sequence[float], erode_mm: float) -> np.ndarray:
+def _organ(cand: np.ndarray, keep: Callable[[np.ndarray], bool], spacing: Sequence[float],
+           erode_mm: float) -> np.ndarray:
     """The largest part of ``cand`` passing ``keep`` once bridges thinner than 2×``erode_mm`` are cut, regrown
     inside ``cand`` by one voxel more than was cut and into the next slices (organs' tips)."""
     seed = _largest(_shrink(cand, erode_mm, spacing), keep)
@@ -242,14 +244,17 @@ def _ct(hu: np.ndarray, spacing: Sequence[float], prompts: set[str]) -> dict[str
     levels = np.flatnonzero(liver.any(axis=(0, 1)))  # slices the liver spans: the upper abdomen
     bottom, top = (levels[0], levels[-1]) if levels.size else (-np.inf, np.inf)
     height = lambda idx: idx[:, 2].mean()  # noqa: E731
-    out["spleen"] = _organ(soft & ~taken & (sm > tissue + 0.15 * step) & (sm < level + 40),
-                           lambda idx: not right(idx) and bottom <= height(idx) <= min(top, lung_floor), spacing, _CUT_MM)
+    gas = _grow((hu < -400) & body & ~lungs, _GAS_MARGIN_MM, spacing)
+    out["spleen"] = _organ(soft & ~taken & ~gas & (sm > tissue + 0.15 * step) & (sm < level + 40),
+                           lambda idx: not right(idx) and bottom <= height(idx) <= min(top, lung_floor),
+                           spacing, _CUT_MM)
     kidneys = soft & ~lesion & ~out["spleen"] & (sm > tissue - 1.05 * step) & (sm < tissue - 0.17 * step)
     posterior = lambda idx: idx[:, 1].mean() < centre[1]  # noqa: E731 - axis 1 points anterior
     reach = 20 / spacing[2]  # a kidney's middle lies at most 2 cm below the liver's lowest slice
+    beside_liver = lambda idx: bottom - reach <= height(idx) <= top  # noqa: E731
     for prompt, side in (("right kidney", right), ("left kidney", lambda idx: not right(idx))):
-        kidney = _organ(kidneys, lambda idx, side=side: side(idx) and posterior(idx) and bottom - reach <= height(idx) <= top,
-                        spacing, _KIDNEY_CUT_MM)
+        kidney = _organ(kidneys, lambda idx, side=side: side(idx) and posterior(idx) and beside_liver(idx), spacing,
+                        _KIDNEY_CUT_MM)
         out[prompt] = _grow_into(kidney, sm, [out["liver"], out["spleen"]])
     return out
 
