@@ -13,6 +13,7 @@ Both go through the pipeline's path: a NIfTI (B: ``standalone.load_input`` → `
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import tarfile
@@ -203,7 +204,7 @@ def bench_segmentation(repeats: int = 3) -> list[str]:
     speed += [(c.name, c.volume, c.spacing) for c in cases]
     lines = [SECTION, "",
              f"Local backend `{LocalSegmenter.version}` (`hca_assets/segmentation/local.py`) against reference organ masks "
-             "on two real CTs from the totalsegmentator 2.18.0 sdist (Apache-2.0; the reference masks are "
+             "on real CTs of two patients from the totalsegmentator 2.18.0 sdist (Apache-2.0; the reference masks are "
              "**TotalSegmentator's own predictions**, not manual annotations — `hca_assets_tests/data/real/PROVENANCE.md`):",
              *(f"- {c.name}" for c in cases),
              "",
@@ -215,7 +216,7 @@ def bench_segmentation(repeats: int = 3) -> list[str]:
              "", "Local segmentation speed (every CT prompt; best of "
              f"{repeats}; one process):", "", "| volume | s per 100 slices |", "|---|---:|"]
     lines += [f"| {name} | {seconds_per_100_slices(v, s, repeats):.1f} |" for name, v, s in speed]
-    return [*lines, ""]
+    return [*lines, "", f"Load average when done: {os.getloadavg()[0]:.1f} (2 cores; times are wall-clock).", ""]
 
 
 if __name__ == "__main__":
