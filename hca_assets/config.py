@@ -104,6 +104,7 @@ class Settings:
     max_file_bytes: int = Limits.max_file_bytes
     file_timeout_seconds: float = Limits.file_timeout_seconds
     priority_rules: str = ""
+    vacuum_retention_hours: float = 168.0  # Delta vacuum keeps files a version needed this recently (≥ 7 days)
 
     def __post_init__(self) -> None:
         if not self.data_dir:
@@ -124,6 +125,9 @@ class Settings:
             raise ValueError(f"`mip_concurrency` must be >= 1, got {self.mip_concurrency}")
         self.limits  # noqa: B018 - validates them
         parse_rules(self.priority_rules)  # a malformed rule fails here, not in the sensor
+        if self.vacuum_retention_hours < 168:
+            raise ValueError(f"`vacuum_retention_hours` must be >= 168 (7 days: readers of recent versions and "
+                             f"concurrent writers keep their files), got {self.vacuum_retention_hours}")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -139,7 +143,8 @@ class Settings:
         ``HCA_SEG_ONNX_LABELS`` (default: the model's path with ``.json``); ``HCA_EVAL_MIN_P5``, ``HCA_SEG_MIN_DICE``
         and ``HCA_MAX_CONSTANT_FRACTION`` (check floors); ``HCA_SEG_REFERENCE_DIR`` (user reference masks ``<series>/<structure>.nii.gz``);
         per-file limits ``HCA_MAX_PIXELS``, ``HCA_MAX_FILE_BYTES``, ``HCA_FILE_TIMEOUT_SECONDS``;
-        ``HCA_PRIORITY_RULES`` (``LEVEL:source=value,...``, see :mod:`hca_assets.routing`; empty: no routing)."""
+        ``HCA_PRIORITY_RULES`` (``LEVEL:source=value,...``, see :mod:`hca_assets.routing`; empty: no routing);
+        ``HCA_VACUUM_RETENTION_HOURS`` (Delta maintenance: files older versions needed are deleted after this, ≥ 168)."""
         return cls(
             data_dir=os.environ.get("HCA_DATA_DIR", DEFAULT_DATA_DIR),
             landing_dir=os.environ.get("HCA_LANDING_DIR") or None,
@@ -166,6 +171,7 @@ class Settings:
             max_file_bytes=int(os.environ.get("HCA_MAX_FILE_BYTES", str(cls.max_file_bytes))),
             file_timeout_seconds=float(os.environ.get("HCA_FILE_TIMEOUT_SECONDS", str(cls.file_timeout_seconds))),
             priority_rules=os.environ.get("HCA_PRIORITY_RULES", cls.priority_rules),
+            vacuum_retention_hours=float(os.environ.get("HCA_VACUUM_RETENTION_HOURS", str(cls.vacuum_retention_hours))),
         )
 
     @property

@@ -13,6 +13,7 @@ from hca_assets.config import Settings
 from hca_assets.jobs import index_job, ingest_job
 from hca_assets.resources import default_resources
 from hca_assets.run_sensors import RUN_SENSORS
+from hca_assets.schedules import SCHEDULE_JOBS, SCHEDULES
 from hca_assets.sensors import automation_sensor, landing_sensor
 
 
@@ -22,7 +23,8 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         assets=[raw_dicom, deid_staged, deid_dicom, images, embeddings, segmentations, labels, faiss_index, retrieval_eval,
                 segmentation_eval, analytics],
         asset_checks=EXPECTATION_CHECKS,
-        jobs=[ingest_job, index_job],
+        jobs=[ingest_job, index_job, *SCHEDULE_JOBS],
+        schedules=SCHEDULES,
         sensors=[landing_sensor, automation_sensor, *RUN_SENSORS],
         resources={**default_resources(settings), "dbt": dbt_resource()},
     )

@@ -40,6 +40,7 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     max_file_bytes: int = Settings.max_file_bytes
     file_timeout_seconds: float = Settings.file_timeout_seconds
     priority_rules: str = Settings.priority_rules
+    vacuum_retention_hours: float = Settings.vacuum_retention_hours
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HcaStorage:

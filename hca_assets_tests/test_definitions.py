@@ -7,10 +7,13 @@ def test_definitions_load_and_jobs_resolve() -> None:
     dg.Definitions.validate_loadable(defs)
     job = defs.resolve_job_def("ingest_job")
     assert job.partitions_def is not None
-    assert {s.name for s in defs.sensors or []} == {"landing_sensor", "automation_sensor"}
+    assert {"landing_sensor", "automation_sensor", "run_success_audit", "run_failure_audit"} <= {s.name for s in defs.sensors or []}
+    assert {s.name for s in defs.schedules or []} == {"nightly_evaluation", "weekly_full_backfill", "weekly_delta_maintenance"}
     assert defs.resolve_job_def("index_job").partitions_def is None
     checks = {(c.asset_key.to_user_string(), c.name) for c in defs.resolve_asset_graph().asset_check_keys}
-    assert checks == {
+    assert {(a, "great_expectations") for a in ("raw_dicom", "deid_staged", "deid_dicom", "images", "embeddings",
+                                                  "labels", "segmentations", "retrieval_eval", "segmentation_eval")} <= checks
+    assert checks >= {  # plus the dbt tests of the marts
         ("raw_dicom", "schema_matches"), ("raw_dicom", "sop_instance_uid_unique"), ("raw_dicom", "counts_add_up"),
         ("deid_staged", "no_phi_residue"), ("deid_staged", "uids_pseudonymised_consistently"),
         ("deid_staged", "counts_add_up"), ("deid_dicom", "published_files_match_table"),
