@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from hca_assets.assets.catalog import series, studies
 from hca_assets.assets.dbt import analytics, dbt_resource
 from hca_assets.assets.deid import deid_dicom, deid_staged
 from hca_assets.assets.evaluation import segmentation_eval
@@ -14,6 +15,7 @@ from hca_assets.jobs import index_job, ingest_job
 from hca_assets.resources import default_resources
 from hca_assets.run_sensors import RUN_SENSORS
 from hca_assets.schedules import SCHEDULE_JOBS, SCHEDULES
+from hca_assets.runs_sensor import RUNS_SENSORS
 from hca_assets.sensors import automation_sensor, landing_sensor
 
 
@@ -21,11 +23,11 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     """Definitions bound to ``settings`` (default: from the environment)."""
     return dg.Definitions(
         assets=[raw_dicom, deid_staged, deid_dicom, images, embeddings, segmentations, labels, faiss_index, retrieval_eval,
-                segmentation_eval, analytics],
+                segmentation_eval, analytics, series, studies],
         asset_checks=EXPECTATION_CHECKS,
         jobs=[ingest_job, index_job, *SCHEDULE_JOBS],
         schedules=SCHEDULES,
-        sensors=[landing_sensor, automation_sensor, *RUN_SENSORS],
+        sensors=[landing_sensor, automation_sensor, *RUN_SENSORS, *RUNS_SENSORS],
         resources={**default_resources(settings), "dbt": dbt_resource()},
     )
 

@@ -28,8 +28,8 @@ from hca_assets.dicom.io import read_dataset
 from hca_assets.dicom.profile import DeidOption, DeidProfile
 from hca_assets.dicom.pseudonyms import Pseudonymizer, load_mapping
 from hca_assets.dicom.verify import collect_facts, verify_output
-from hca_assets.ingest import keep_file, lost_reason, quarantine_row, safe_sha256
-from hca_assets.lake.schemas import DEID_AUDIT, DEID_CROSSWALK, DEID_INSTANCES, QUARANTINE
+from hca_assets.ingest import keep_file, lost_reason, quarantine_row, quarantine_table, safe_sha256
+from hca_assets.lake.schemas import DEID_AUDIT, DEID_CROSSWALK, DEID_INSTANCES
 
 __all__ = ["DeidRecord", "DeidRejected", "DeidSpec", "deidentify_files"]
 
@@ -207,7 +207,7 @@ def stage_batch(
     quarantine = [quarantine_row(batch, STAGE, r.sha256, r.reason, r.message,
                                  keep_file(Path(r.source), quarantine_root, batch, r.sha256, i,
                                            max_copy_bytes=limits.max_file_bytes), now) for i, r in enumerate(rejected)]
-    return StageOutcome(staged, rejected, crosswalk_table(batch, staged), pa.Table.from_pylist(quarantine, schema=QUARANTINE))
+    return StageOutcome(staged, rejected, crosswalk_table(batch, staged), quarantine_table(quarantine))
 
 
 def load_staged(staging_root: Path, batch: str) -> list[DeidRecord]:

@@ -19,8 +19,8 @@ from hca_assets._parallel import ItemFailed, Progress, ordered_map
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.dicom.pixels import PREPROCESSING_VERSION, display_frames, letterbox
 from hca_assets.dicom.volumes import VOLUME_MODALITIES, build_volume, slice_positions_ras, volume_order
-from hca_assets.ingest import lost_reason, quarantine_row
-from hca_assets.lake.schemas import IMAGES, QUARANTINE, VOLUMES
+from hca_assets.ingest import lost_reason, quarantine_row, quarantine_table
+from hca_assets.lake.schemas import IMAGES, VOLUMES
 
 __all__ = ["RenderOutcome", "check_volume_affine", "render_batch"]
 
@@ -103,7 +103,7 @@ def render_quarantine(batch: str, failed: list[tuple[str, str]], instances: list
     lost = lost or {}
     rows = [quarantine_row(batch, RENDER_STAGE, str(by_sop[sop]["sha256"]), lost.get(sop, QuarantineReason.UNRENDERABLE),
                            reason, f"deid/{by_sop[sop]['path']}", now) for sop, reason in failed]
-    return pa.Table.from_pylist(rows, schema=QUARANTINE)
+    return quarantine_table(rows)
 
 
 def _volumes(batch: str, instances: list[dict[str, object]], deid_root: Path, images_root: Path) -> list[dict[str, object]]:

@@ -25,7 +25,8 @@ from hca_assets.dicom.io import InstanceInfo, InvalidInstance, header_excerpt, i
 from hca_assets.lake.schemas import QUARANTINE, RAW_INSTANCES
 from hca_assets.landing import Batch
 
-__all__ = ["IngestOutcome", "ingest_batch", "inspect_many", "keep_file", "lost_reason", "quarantine_row", "safe_sha256"]
+__all__ = ["IngestOutcome", "ingest_batch", "inspect_many", "keep_file", "lost_reason", "quarantine_row", "quarantine_table",
+           "safe_sha256"]
 
 STAGE = "raw_dicom"
 
@@ -147,7 +148,7 @@ def ingest_batch(
                                        f"left in landing zone (hidden name {i})", now))
     return IngestOutcome(
         instances=pa.Table.from_pylist(rows, schema=RAW_INSTANCES),
-        quarantine=pa.Table.from_pylist(rejected, schema=QUARANTINE),
+        quarantine=quarantine_table(rejected),
         received=batch.received,
     )
 
@@ -157,6 +158,12 @@ def quarantine_row(batch: str, stage: str, sha256: str | None, reason: str, mess
     """One row of the ``quarantine`` table (every stage builds its rows here). ``message`` must be PHI-free."""
     return {"batch": batch, "stage": stage, "sha256": sha256, "reason": str(reason), "message": message,
             "kept_as": kept_as, "quarantined_at": now}
+
+
+def quarantine_table(rows: list[dict[str, object]]) -> pa.Table:
+    """One stage's quarantine rows of one batch as a table, each numbered (``item``): two identical copies
+    received in one batch are two rows, and (batch, stage, item) identifies a row."""
+    return pa.Table.from_pylist([{**r, "item": i} for i, r in enumerate(rows)], schema=QUARANTINE)
 
 
 def keep_file(src: Path, root: Path, batch: str, sha256: str | None, index: int = 0, *,

@@ -4,8 +4,9 @@ import dagster as dg
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
-    selection=dg.AssetSelection.groups("ingest", "deid", "images", "embeddings", "segmentation"),
-    description="Ingest, de-identify, render, embed and segment one landing batch (one dynamic partition).",
+    selection=dg.AssetSelection.groups("ingest", "deid", "catalog", "images", "embeddings", "segmentation"),
+    description="Ingest, de-identify, catalogue (series, studies), render, embed and segment one landing batch "
+                "(one dynamic partition).",
 )
 
 index_job = dg.define_asset_job(

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pydicom
-
 from hca_assets.landing import Batch
 
 if TYPE_CHECKING:
@@ -65,6 +63,8 @@ def parse_rules(text: str) -> tuple[Rule, ...]:
 def _header_priority(path: Path) -> str | None:
     """RequestedProcedurePriority of one file, read without its pixels; None if absent or not readable DICOM
     (ingest quarantines such files; here they only carry no priority)."""
+    import pydicom  # here, not at import: `hca sql` and the config do not pay for it
+
     try:
         with warnings.catch_warnings(), pydicom.config.disable_value_validation():
             warnings.simplefilter("ignore")

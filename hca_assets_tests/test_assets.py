@@ -81,9 +81,9 @@ def test_failed_check_fails_the_run(settings: Settings, small_study: tuple[Path,
     shutil.copytree(small_study[0], landing)
     batch = claim(landing, Path(settings.raw_batches), settle_seconds=0)
     assert batch is not None
-    import hca_assets.assets.ingest as asset_module
+    import hca_assets.lake.delta as delta_module
 
-    monkeypatch.setattr(asset_module, "write_partition", _drop_rows)  # raw_instances loses one row
+    monkeypatch.setattr(delta_module, "write_partition", _drop_rows)  # raw_instances loses one row
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
         result = dg.materialize(

@@ -12,6 +12,7 @@ from hca_assets.assets.ingest import raw_dicom
 from hca_assets.assets.search import embeddings, faiss_index, images, labels, retrieval_eval
 from hca_assets.config import Settings
 from hca_assets.lake import read_table
+from hca_assets.lake import registry as tables
 from hca_assets.landing import claim
 from hca_assets.partitions import INGEST_BATCHES
 from hca_assets.resources import EmbeddingEndpoint, HcaStorage, PseudonymKey
@@ -38,6 +39,8 @@ def test_images_embeddings_index_eval_and_search(settings: Settings) -> None:
             whole = dg.materialize([faiss_index, retrieval_eval], instance=instance, resources=resources,
                                    selection=[faiss_index, retrieval_eval])
             assert whole.success and all(e.passed for e in whole.get_asset_check_evaluations())
+            for event in [*per_batch.get_asset_materialization_events(), *whole.get_asset_materialization_events()]:
+                assert {"table_uri", "delta_version", "dagster/row_count"} <= set(event.materialization.metadata)
     image_rows = read_table(settings.table_uri("images")).to_pylist()
     assert len(image_rows) == 2 * SMALL.instances_per_patient
     assert all((Path(settings.images) / r["path"]).is_file() for r in image_rows)
@@ -48,6 +51,11 @@ def test_images_embeddings_index_eval_and_search(settings: Settings) -> None:
         "mean", "max", "median", "std"}
     evaluations = read_table(settings.table_uri("evaluations")).to_pylist()
     assert len({r["run_id"] for r in evaluations}) == 2
+    builds = sorted(tables.INDEX_BUILDS.read(settings).to_pylist(), key=lambda r: (r["built_at"], r["level"]))
+    assert [(b["level"], b["mode"]) for b in builds] == [("image", "built"), ("series", "built"),
+                                                         ("image", "extended by 0"), ("series", "extended by 0")]
+    assert builds[0]["ntotal"] == len(image_rows) and builds[0]["recall_at_10"] is None  # exact: nothing to measure
+    assert all((Path(settings.indexes) / b["path"]).is_file() for b in builds)
     assert {"P@1", "P@5", "P@10", "mAP", "top1_accuracy", "top5_majority_accuracy"} <= {r["metric"] for r in evaluations}
     ct = next(r for r in image_rows if r["modality"] == "CT")
     found = search_similar(settings, image=load_query_image(Path(settings.images) / ct["path"]), k=3)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import dagster as dg
+
+if TYPE_CHECKING:
+    from hca_assets.lake.delta import WriteResult
 
 ROW_COUNT = "dagster/row_count"
 TABLE_URI = "table_uri"
@@ -14,6 +18,13 @@ NUM_RECEIVED = "num_received"
 NUM_INGESTED = "num_instances"
 NUM_QUARANTINED = "num_quarantined"
 SECONDS = "seconds"
+
+
+def written(result: WriteResult, *, rows: int | None = None) -> dict[str, object]:
+    """The ``table_uri``, ``delta_version`` and row count of the Delta table an asset wrote (``rows`` when the
+    asset counts something else than that table's rows, e.g. files staged)."""
+    return {TABLE_URI: result.table_uri, DELTA_VERSION: result.delta_version,
+            ROW_COUNT: result.row_count if rows is None else rows}
 
 
 def md_counts(counts: Mapping[str, int], header: tuple[str, str]) -> dg.MetadataValue:

@@ -22,8 +22,7 @@ from hca_assets.deid_run import (
 )
 from hca_assets.dicom.contact_sheet import contact_sheet
 from hca_assets.keys import key_fingerprint
-from hca_assets.lake import RAW_INSTANCES, read_table, write_partition
-from hca_assets.lake.schemas import DEID_AUDIT, DEID_CROSSWALK, DEID_INSTANCES, QUARANTINE
+from hca_assets.lake import registry as tables
 from hca_assets.partitions import ingest_batches
 from hca_assets.resources import HcaStorage, PseudonymKey
 
@@ -43,20 +42,19 @@ def deid_staged(context: dg.AssetExecutionContext, storage: HcaStorage, pseudony
     settings = storage.settings()
     key = context.partition_key
     spec = spec_from_settings(settings, pseudonym_key.key(settings))
-    rows = read_table(settings.table_uri("raw_instances", restricted=True), schema=RAW_INSTANCES, where={"batch": key})
+    rows = tables.RAW_INSTANCES.read(settings, where={"batch": key}, columns=["path"])
     sources = [Path(settings.raw_batches) / key / "files" / p for p in rows.column("path").to_pylist()]
     context.log.info(f"batch {key}: de-identifying {len(sources)} instances with profile {spec.profile.name}")
     start = time.perf_counter()
     out = stage_batch(key, sources, Path(settings.deid_staging), Path(settings.quarantine), spec,
                       workers=settings.workers, progress=md.progress_logger(context, "de-identified"), limits=settings.limits)
     seconds = time.perf_counter() - start
-    write_partition(settings.table_uri("deid_crosswalk", restricted=True), out.crosswalk, match={"batch": key},
-                    schema=DEID_CROSSWALK)
-    write_partition(settings.table_uri("quarantine"), out.quarantine, match={"batch": key, "stage": STAGE}, schema=QUARANTINE)
+    crosswalk = tables.DEID_CROSSWALK.write(settings, out.crosswalk, match={"batch": key})
+    tables.QUARANTINE.write(settings, out.quarantine, match={"batch": key, "stage": STAGE})
     context.log.info(f"batch {key}: {len(out.staged)} staged, {len(out.rejected)} quarantined in {seconds:.1f} s")
     return dg.MaterializeResult(
         metadata={
-            md.ROW_COUNT: len(out.staged),
+            **md.written(crosswalk, rows=len(out.staged)),
             md.NUM_QUARANTINED: len(out.rejected),
             "profile": spec.profile.name,
             "key_fingerprint": key_fingerprint(spec.key),
@@ -84,14 +82,12 @@ def deid_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym
     records = publish_batch(Path(settings.deid_staging), Path(settings.deid), key)
     instances, audit = published_tables(key, records, profile_from_settings(settings),
                                         key_fingerprint(pseudonym_key.key(settings)))
-    written = write_partition(settings.table_uri("deid_instances"), instances, match={"batch": key}, schema=DEID_INSTANCES)
-    write_partition(settings.table_uri("deid_audit"), audit, match={"batch": key}, schema=DEID_AUDIT)
+    written = tables.DEID_INSTANCES.write(settings, instances, match={"batch": key})
+    tables.DEID_AUDIT.write(settings, audit, match={"batch": key})
     context.log.info(f"batch {key}: published {len(records)} de-identified instances")
     return dg.MaterializeResult(
         metadata={
-            md.ROW_COUNT: len(records),
-            md.TABLE_URI: written.table_uri,
-            md.DELTA_VERSION: written.delta_version,
+            **md.written(written),
             "modalities": md.md_counts(Counter(r.modality for r in records), ("modality", "instances")),
             "actions": md.md_counts(
                 {c: int(sum(audit.column(c).to_pylist())) for c in ("removed", "emptied", "dummied", "uids_replaced",

@@ -12,8 +12,7 @@ from hca_assets.assets.segmentation import CONFIGURED, segmentations
 from hca_assets.checks.evaluation import SEG_EVAL_CHECKS, segmentation_eval_checks
 from hca_assets.evaluation.segmentation import Score, segmentation_rows
 from hca_assets.evaluation.segmentation_truth import evaluate_segmentations
-from hca_assets.lake import read_table, write_partition
-from hca_assets.lake.schemas import DEID_CROSSWALK, DEID_INSTANCES, EVALUATIONS, SEGMENTATIONS
+from hca_assets.lake import registry as tables
 from hca_assets.resources import HcaStorage
 from hca_assets.segmentation.backends import segmenter_code_version
 
@@ -28,23 +27,21 @@ SEG_EVAL_VERSION = f"seg-eval-1+{segmenter_code_version(CONFIGURED)}"
 def segmentation_eval(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
     settings = storage.settings()
     version = segmenter_code_version(settings)
-    rows = [r for r in read_table(settings.table_uri("segmentations"), schema=SEGMENTATIONS).to_pylist()
-            if r["code_version"] == version]
+    rows = tables.SEGMENTATIONS.read(settings, where={"code_version": version}).to_pylist()
     start = time.perf_counter()
     out = evaluate_segmentations(
-        rows, read_table(settings.table_uri("deid_instances"), schema=DEID_INSTANCES).to_pylist(),
-        read_table(settings.table_uri("deid_crosswalk", restricted=True), schema=DEID_CROSSWALK,
-                   where={"kind": "instance"}).to_pylist(),
+        rows, tables.DEID_INSTANCES.read(settings).to_pylist(),
+        tables.DEID_CROSSWALK.read(settings, where={"kind": "instance"}).to_pylist(),
         seg_root=Path(settings.segmentations), deid_root=Path(settings.deid),
         truth_dir=Path(settings.truth_file).parent,
         reference_dir=Path(settings.seg_reference_dir) if settings.seg_reference_dir else None)
     table = segmentation_rows([s for _, s in out.scores], version, context.run.run_id)
-    write_partition(settings.table_uri("evaluations"), table, match={"run_id": context.run.run_id, "target": "segmentation"},
-                    schema=EVALUATIONS, partition_by=())  # retrieval_eval owns this run's other targets
+    written = tables.EVALUATIONS.write(settings, table, match={"run_id": context.run.run_id, "target": "segmentation"})
+    # retrieval_eval owns this run's other targets
     for series, structure, reason in out.skipped:
         context.log.warning(f"series {series}, {structure}: not evaluated: {reason}")
     return dg.MaterializeResult(
-        metadata={md.ROW_COUNT: table.num_rows, "code_version": version, "cases": len(out.scores),
+        metadata={**md.written(written), "code_version": version, "cases": len(out.scores),
                   "skipped": len(out.skipped), md.SECONDS: round(time.perf_counter() - start, 3),
                   "per_structure": dg.MetadataValue.md(_table([s for _, s in out.scores]))},
         check_results=segmentation_eval_checks(settings, out.scores),

@@ -9,7 +9,7 @@ import dagster as dg
 from hca_assets.assets import _metadata as md
 from hca_assets.checks.ingest import INGEST_CHECKS, run_ingest_checks
 from hca_assets.ingest import STAGE, ingest_batch
-from hca_assets.lake import QUARANTINE, RAW_INSTANCES, read_table, write_partition
+from hca_assets.lake import registry as tables
 from hca_assets.landing import load_batch
 from hca_assets.partitions import ingest_batches
 from hca_assets.resources import HcaStorage, PseudonymKey
@@ -29,8 +29,7 @@ def raw_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym_
     settings = storage.settings()
     key = pseudonym_key.key(settings)  # a key the lake is not pinned to is refused here, before anything is written
     batch = load_batch(Path(settings.raw_batches), context.partition_key)
-    raw_uri = settings.table_uri("raw_instances", restricted=True)
-    others = read_table(raw_uri, schema=RAW_INSTANCES).select(["batch", "sop_instance_uid", "sha256"]).to_pylist()
+    others = tables.RAW_INSTANCES.read(settings, columns=["batch", "sop_instance_uid", "sha256"]).to_pylist()
     known = {r["sop_instance_uid"]: r["sha256"] for r in others if r["batch"] != batch.key}
     context.log.info(f"batch {batch.key}: {batch.received} items received, {len(known)} instances already known")
     start = time.perf_counter()
@@ -44,10 +43,8 @@ def raw_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym_
         limits=settings.limits,
     )
     seconds = time.perf_counter() - start
-    written = write_partition(raw_uri, outcome.instances, match={"batch": batch.key}, schema=RAW_INSTANCES)
-    quarantined = write_partition(
-        settings.table_uri("quarantine"), outcome.quarantine, match={"batch": batch.key, "stage": STAGE}, schema=QUARANTINE
-    )
+    written = tables.RAW_INSTANCES.write(settings, outcome.instances, match={"batch": batch.key})
+    quarantined = tables.QUARANTINE.write(settings, outcome.quarantine, match={"batch": batch.key, "stage": STAGE})
     context.log.info(
         f"batch {batch.key}: {outcome.instances.num_rows} ingested, {outcome.quarantine.num_rows} quarantined "
         f"in {seconds:.1f} s"
@@ -58,8 +55,7 @@ def raw_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym_
             md.NUM_RECEIVED: outcome.received,
             md.NUM_INGESTED: outcome.instances.num_rows,
             md.NUM_QUARANTINED: outcome.quarantine.num_rows,
-            md.TABLE_URI: written.table_uri,
-            md.DELTA_VERSION: written.delta_version,
+            **md.written(written),
             "quarantine_delta_version": quarantined.delta_version,
             md.SECONDS: round(seconds, 3),
             "files_per_second": round(outcome.received / seconds, 1) if seconds else 0.0,

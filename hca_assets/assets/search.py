@@ -23,24 +23,13 @@ from hca_assets.embedding_run import aggregate_series, embed_images
 from hca_assets.evaluation.labels import labels_from_truth
 from hca_assets.evaluation.report import retrieval_rows
 from hca_assets.images_run import RENDER_STAGE, render_batch, render_quarantine
-from hca_assets.lake import read_table, write_partition
-from hca_assets.lake.schemas import (
-    DEID_CROSSWALK,
-    DEID_INSTANCES,
-    EMBEDDINGS,
-    EVALUATIONS,
-    IMAGES,
-    LABELS,
-    QUARANTINE,
-    SERIES_EMBEDDINGS,
-    VOLUMES,
-)
+from hca_assets.lake import registry as tables
 from hca_assets.models import embedder_code_version, get_embedder
 from hca_assets.models.base import of_version
 from hca_assets.models.endpoint import MI2_POOL
 from hca_assets.partitions import ingest_batches
 from hca_assets.resources import EmbeddingEndpoint, HcaStorage
-from hca_assets.search.index import index_embeddings
+from hca_assets.search.index import index_builds, index_embeddings
 
 IMAGES_VERSION = "images-1"
 
@@ -51,19 +40,19 @@ IMAGES_VERSION = "images-1"
 def images(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
     settings = storage.settings()
     key = context.partition_key
-    instances = read_table(settings.table_uri("deid_instances"), schema=DEID_INSTANCES, where={"batch": key}).to_pylist()
+    instances = tables.DEID_INSTANCES.read(settings, where={"batch": key}).to_pylist()
     start = time.perf_counter()
     out = render_batch(key, instances, Path(settings.deid), Path(settings.images), workers=settings.workers,
                        progress=md.progress_logger(context, "rendered"), timeout=settings.limits.timeout)
-    write_partition(settings.table_uri("images"), out.images, match={"batch": key}, schema=IMAGES)
-    write_partition(settings.table_uri("volumes"), out.volumes, match={"batch": key}, schema=VOLUMES)
-    write_partition(settings.table_uri("quarantine"), render_quarantine(key, out.failed, instances, out.lost),
-                    match={"batch": key, "stage": RENDER_STAGE}, schema=QUARANTINE)
+    written = tables.IMAGES.write(settings, out.images, match={"batch": key})
+    tables.VOLUMES.write(settings, out.volumes, match={"batch": key})
+    tables.QUARANTINE.write(settings, render_quarantine(key, out.failed, instances, out.lost),
+                            match={"batch": key, "stage": RENDER_STAGE})
     for sop, reason in out.failed:
         context.log.warning(f"instance {sop}: {reason} (quarantined)")
     return dg.MaterializeResult(
         metadata={
-            md.ROW_COUNT: out.images.num_rows, "volumes": out.volumes.num_rows, "failed": len(out.failed),
+            **md.written(written), "volumes": out.volumes.num_rows, "failed": len(out.failed),
             md.SECONDS: round(time.perf_counter() - start, 3),
             "windows": md.md_counts(Counter(str(w) for w in out.images.column("window").to_pylist()), ("window", "images")),
         },
@@ -81,17 +70,17 @@ def embeddings(context: dg.AssetExecutionContext, storage: HcaStorage,
     key = context.partition_key
     embedder = get_embedder(settings.embedder, url=embedding_endpoint.url, key=embedding_endpoint.key)
     version = embedder_code_version(settings.embedder)
-    rows = read_table(settings.table_uri("images"), schema=IMAGES, where={"batch": key}).to_pylist()
+    rows = tables.IMAGES.read(settings, where={"batch": key}).to_pylist()
     start = time.perf_counter()
     table = embed_images(rows, Path(settings.images), embedder, version, progress=md.progress_logger(context, "embedded"))
     seconds = time.perf_counter() - start
-    volumes = set(read_table(settings.table_uri("volumes"), schema=VOLUMES, where={"batch": key})
+    volumes = set(tables.VOLUMES.read(settings, where={"batch": key}, columns=["series_instance_uid"])
                   .column("series_instance_uid").to_pylist())
     series = aggregate_series(table, volumes)
-    write_partition(settings.table_uri("embeddings"), table, match={"batch": key}, schema=EMBEDDINGS)
-    write_partition(settings.table_uri("series_embeddings"), series, match={"batch": key}, schema=SERIES_EMBEDDINGS)
+    written = tables.EMBEDDINGS.write(settings, table, match={"batch": key})
+    tables.SERIES_EMBEDDINGS.write(settings, series, match={"batch": key})
     return dg.MaterializeResult(
-        metadata={md.ROW_COUNT: table.num_rows, "series_vectors": series.num_rows, "code_version": version,
+        metadata={**md.written(written), "series_vectors": series.num_rows, "code_version": version,
                   "dim": embedder.dim, "images_per_second": round(table.num_rows / seconds, 1) if seconds else 0.0},
         check_results=embedding_checks(settings, key, expected=len(rows), dim=embedder.dim),
     )
@@ -103,13 +92,12 @@ def embeddings(context: dg.AssetExecutionContext, storage: HcaStorage,
 def labels(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
     settings = storage.settings()
     key = context.partition_key
-    crosswalk = read_table(settings.table_uri("deid_crosswalk", restricted=True), schema=DEID_CROSSWALK,
-                           where={"batch": key}).to_pylist()
-    instances = read_table(settings.table_uri("deid_instances"), schema=DEID_INSTANCES, where={"batch": key}).to_pylist()
+    crosswalk = tables.DEID_CROSSWALK.read(settings, where={"batch": key}).to_pylist()
+    instances = tables.DEID_INSTANCES.read(settings, where={"batch": key}).to_pylist()
     table = labels_from_truth(key, Path(settings.truth_file), crosswalk, instances)
-    write_partition(settings.table_uri("labels"), table, match={"batch": key}, schema=LABELS)
+    written = tables.LABELS.write(settings, table, match={"batch": key})
     return dg.MaterializeResult(metadata={
-        md.ROW_COUNT: table.num_rows,
+        **md.written(written),
         "classes": md.md_counts(Counter(table.column("class_label").to_pylist()), ("class", "instances")),
     })
 
@@ -121,13 +109,16 @@ def faiss_index(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Ma
     settings = storage.settings()
     version = embedder_code_version(settings.embedder)
     manifests = {}
-    for level, name in (("image", "embeddings"), ("series", "series_embeddings")):
-        table = read_table(settings.table_uri(name), schema=EMBEDDINGS if level == "image" else SERIES_EMBEDDINGS)
+    for level, spec in (("image", tables.EMBEDDINGS), ("series", tables.SERIES_EMBEDDINGS)):
+        table = spec.read(settings)
         if table.num_rows:
             manifests[level] = index_embeddings(table, level, Path(settings.indexes), version)
             context.log.info(f"{level} index: {manifests[level]['count']} vectors ({manifests[level]['mode']})")
+    written = tables.INDEX_BUILDS.write(settings, index_builds(manifests, Path(settings.indexes), context.run_id),
+                                        match={"run_id": context.run_id})
     return dg.MaterializeResult(
-        metadata={"code_version": version, **{f"{lvl}_ntotal": m["count"] for lvl, m in manifests.items()}},
+        metadata={**md.written(written), "code_version": version,
+                  **{f"{lvl}_ntotal": m["count"] for lvl, m in manifests.items()}},
         check_results=index_checks(settings, version),
     )
 
@@ -138,16 +129,18 @@ def faiss_index(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Ma
 def retrieval_eval(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
     settings = storage.settings()
     version = embedder_code_version(settings.embedder)
-    emb = of_version(read_table(settings.table_uri("embeddings"), schema=EMBEDDINGS), version)
-    series = of_version(read_table(settings.table_uri("series_embeddings"), schema=SERIES_EMBEDDINGS), version)
-    table = retrieval_rows(emb, series, read_table(settings.table_uri("labels"), schema=LABELS), version, context.run_id)
-    for target in sorted(set(table.column("target").to_pylist())):  # segmentation_eval owns target='segmentation'
-        write_partition(settings.table_uri("evaluations"), table.filter(pc.field("target") == target),
-                        match={"run_id": context.run_id, "target": target}, schema=EVALUATIONS, partition_by=())
+    emb = of_version(tables.EMBEDDINGS.read(settings), version)
+    series = of_version(tables.SERIES_EMBEDDINGS.read(settings), version)
+    table = retrieval_rows(emb, series, tables.LABELS.read(settings), version, context.run_id)
+    targets = sorted(set(table.column("target").to_pylist())) or ["class_label"]  # no labels: an empty commit
+    written = [tables.EVALUATIONS.write(settings, table.filter(pc.field("target") == target),  # segmentation_eval
+                                        match={"run_id": context.run_id, "target": target})  # owns 'segmentation'
+               for target in targets][-1]
     overall = [r for r in table.to_pylist() if r["label"] == "overall" and r["level"] == "image"]
     lines = ["| target | metric | value |", "|---|---|---:|"] + [
         f"| {r['target']} | {r['metric']} | {r['value']:.3f} |" for r in overall]
     return dg.MaterializeResult(
-        metadata={md.ROW_COUNT: table.num_rows, "image_level": dg.MetadataValue.md("\n".join(lines)), "code_version": version},
+        metadata={**md.written(written, rows=table.num_rows), "image_level": dg.MetadataValue.md("\n".join(lines)),
+                  "code_version": version},
         check_results=eval_checks(settings, context.run_id),
     )

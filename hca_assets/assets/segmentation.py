@@ -10,8 +10,7 @@ import dagster as dg
 from hca_assets.assets import _metadata as md
 from hca_assets.checks.segmentation import SEGMENTATION_CHECKS, segmentation_checks
 from hca_assets.config import Settings
-from hca_assets.lake import read_table, write_partition
-from hca_assets.lake.schemas import DEID_INSTANCES, IMAGES, SEGMENTATIONS, VOLUMES
+from hca_assets.lake import registry as tables
 from hca_assets.models.endpoint import MIP_POOL
 from hca_assets.partitions import ingest_batches
 from hca_assets.resources import HcaStorage, SegmentationEndpoint
@@ -32,16 +31,17 @@ def segmentations(context: dg.AssetExecutionContext, storage: HcaStorage,
     settings = storage.settings()
     segmenter = segmenter_for(settings.segmenter, settings, url=segmentation_endpoint.url, key=segmentation_endpoint.key)
     key = context.partition_key
-    volumes = read_table(settings.table_uri("volumes"), schema=VOLUMES, where={"batch": key}).to_pylist()
-    instances = read_table(settings.table_uri("deid_instances"), schema=DEID_INSTANCES, where={"batch": key}).to_pylist()
+    volumes = tables.VOLUMES.read(settings, where={"batch": key}).to_pylist()
+    instances = tables.DEID_INSTANCES.read(settings, where={"batch": key}).to_pylist()
     body_parts = {r["series_instance_uid"]: r["body_part"] for r in
-                  read_table(settings.table_uri("images"), schema=IMAGES, where={"batch": key}).to_pylist()}
+                  tables.IMAGES.read(settings, where={"batch": key}, columns=["series_instance_uid", "body_part"])
+                  .to_pylist()}
     context.log.info(f"batch {key}: segmenting {len(volumes)} volume(s) and the planar radiographs with backend "
                      f"`{settings.segmenter}`")
     start = time.perf_counter()
     out = segment_batch(key, volumes, instances, body_parts, Path(settings.deid), Path(settings.images),
                         Path(settings.segmentations), segmenter)
-    written = write_partition(settings.table_uri("segmentations"), out.rows, match={"batch": key}, schema=SEGMENTATIONS)
+    written = tables.SEGMENTATIONS.write(settings, out.rows, match={"batch": key})
     for series, reason in out.failed:
         context.log.warning(f"series {series}: {reason}")
     rows = out.rows.to_pylist()
@@ -55,7 +55,7 @@ def segmentations(context: dg.AssetExecutionContext, storage: HcaStorage,
     paths = {v["series_instance_uid"]: Path(settings.images) / v["path"] for v in volumes}
     return dg.MaterializeResult(
         metadata={
-            md.ROW_COUNT: len(rows), md.TABLE_URI: written.table_uri, md.DELTA_VERSION: written.delta_version,
+            **md.written(written),
             md.SECONDS: round(time.perf_counter() - start, 3), "failed_series": len(out.failed),
             "code_version": code_version(segmenter),
             "structures": md.md_counts({s: sum(1 for r in rows if r["structure"] == s and r["status"] == "segmented")

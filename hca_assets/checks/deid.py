@@ -7,8 +7,7 @@ import dagster as dg
 
 from hca_assets.config import Settings
 from hca_assets.deid_run import STAGE, DeidSpec, recheck_staged
-from hca_assets.lake import read_table
-from hca_assets.lake.schemas import DEID_INSTANCES, QUARANTINE
+from hca_assets.lake import registry as tables
 
 NO_PHI = "no_phi_residue"
 UIDS = "uids_pseudonymised_consistently"
@@ -32,7 +31,7 @@ PUBLISH_CHECKS = [
 def staged_checks(settings: Settings, spec: DeidSpec, batch: str, *, expected: int) -> list[dg.AssetCheckResult]:
     failures = recheck_staged(Path(settings.deid_staging), batch, spec)
     staged = sum(1 for _ in (Path(settings.deid_staging) / batch).rglob("*.dcm"))
-    quarantined = read_table(settings.table_uri("quarantine"), schema=QUARANTINE, where={"batch": batch, "stage": STAGE}).num_rows
+    quarantined = tables.QUARANTINE.read(settings, where={"batch": batch, "stage": STAGE}, columns=["batch"]).num_rows
     return [
         dg.AssetCheckResult(check_name=NO_PHI, passed=failures["phi_residue"] == 0 and failures["missing"] == 0,
                             metadata={"files_with_residue": failures["phi_residue"], "missing": failures["missing"]}),
@@ -44,7 +43,7 @@ def staged_checks(settings: Settings, spec: DeidSpec, batch: str, *, expected: i
 
 
 def publish_checks(settings: Settings, batch: str) -> list[dg.AssetCheckResult]:
-    rows = read_table(settings.table_uri("deid_instances"), schema=DEID_INSTANCES, where={"batch": batch}).to_pylist()
+    rows = tables.DEID_INSTANCES.read(settings, where={"batch": batch}, columns=["path", "sha256"]).to_pylist()
     bad = sum(
         1 for r in rows
         if not (p := Path(settings.deid) / r["path"]).is_file() or hashlib.sha256(p.read_bytes()).hexdigest() != r["sha256"]

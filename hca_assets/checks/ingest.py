@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dagster as dg
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from hca_assets.config import Settings
 from hca_assets.ingest import STAGE
-from hca_assets.lake import QUARANTINE, RAW_INSTANCES, read_table
+from hca_assets.lake import registry as tables
 from hca_assets.lake.delta import table_schema
 from hca_assets.landing import Batch
 
@@ -23,30 +22,29 @@ INGEST_CHECKS = [
 ]
 
 
-def _schema_result(uri: str, expected: pa.Schema) -> tuple[bool, str]:
-    actual = table_schema(uri)
+def _schema_result(settings: Settings, spec: tables.TableSpec) -> tuple[bool, str]:
+    actual = table_schema(spec.uri(settings))
     if actual is None:
-        return False, f"no table at {uri}"
-    want = [(f.name, str(f.type)) for f in expected]
+        return False, f"no table {spec.name}"
+    want = [(f.name, str(f.type)) for f in spec.schema]
     got = [(f.name, str(f.type)) for f in actual]
     return want == got, "ok" if want == got else f"expected {want}, found {got}"
 
 
 def run_ingest_checks(settings: Settings, batch: Batch) -> list[dg.AssetCheckResult]:
-    raw_uri = settings.table_uri("raw_instances", restricted=True)
-    q_uri = settings.table_uri("quarantine")
-    ok_raw, msg_raw = _schema_result(raw_uri, RAW_INSTANCES)
-    ok_q, msg_q = _schema_result(q_uri, QUARANTINE)
+    ok_raw, msg_raw = _schema_result(settings, tables.RAW_INSTANCES)
+    ok_q, msg_q = _schema_result(settings, tables.QUARANTINE)
 
-    sops = read_table(raw_uri, schema=RAW_INSTANCES).column("sop_instance_uid")
+    sops = tables.RAW_INSTANCES.read(settings, columns=["sop_instance_uid"]).column("sop_instance_uid")
     counts = pc.value_counts(sops)
     duplicated = sum(1 for c in counts.field("counts").to_pylist() if c > 1)
 
-    ingested = read_table(raw_uri, schema=RAW_INSTANCES, where={"batch": batch.key}).num_rows
-    quarantined = read_table(q_uri, schema=QUARANTINE, where={"batch": batch.key, "stage": STAGE}).num_rows
+    ingested = tables.RAW_INSTANCES.read(settings, where={"batch": batch.key}, columns=["batch"]).num_rows
+    quarantined = tables.QUARANTINE.read(settings, where={"batch": batch.key, "stage": STAGE}, columns=["batch"]).num_rows
     return [
         dg.AssetCheckResult(
-            check_name=SCHEMA, passed=ok_raw and ok_q, metadata={"raw_instances": msg_raw, "quarantine": msg_q}
+            check_name=SCHEMA, passed=ok_raw and ok_q,
+            metadata={tables.RAW_INSTANCES.name: msg_raw, tables.QUARANTINE.name: msg_q}
         ),
         dg.AssetCheckResult(
             check_name=UNIQUE_SOP, passed=duplicated == 0,

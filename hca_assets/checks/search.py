@@ -9,8 +9,7 @@ from PIL import Image
 from hca_assets.config import Settings
 from hca_assets.dicom.pixels import IMAGE_SIZE
 from hca_assets.images_run import check_volume_affine
-from hca_assets.lake import read_table
-from hca_assets.lake.schemas import DEID_INSTANCES, EMBEDDINGS, EVALUATIONS, IMAGES, VOLUMES
+from hca_assets.lake import registry as tables
 from hca_assets.models.base import vectors_of
 from hca_assets.search.index import (
     MIN_RECALL,
@@ -46,14 +45,14 @@ EVAL_CHECKS = [
 
 
 def image_checks(settings: Settings, batch: str, *, failed: int) -> list[dg.AssetCheckResult]:
-    rows = read_table(settings.table_uri("images"), schema=IMAGES, where={"batch": batch}).to_pylist()
-    instances = read_table(settings.table_uri("deid_instances"), schema=DEID_INSTANCES, where={"batch": batch}).to_pylist()
+    rows = tables.IMAGES.read(settings, where={"batch": batch}).to_pylist()
+    instances = tables.DEID_INSTANCES.read(settings, where={"batch": batch}).to_pylist()
     constant = sum(r["constant"] for r in rows)
     sizes = [Image.open(Path(settings.images) / r["path"]).size for r in rows]
     wrong = sum(size != (IMAGE_SIZE, IMAGE_SIZE) for size in sizes)
     rendered = len({r["sop_instance_uid"] for r in rows})
     errors = []
-    for v in read_table(settings.table_uri("volumes"), schema=VOLUMES, where={"batch": batch}).to_pylist():
+    for v in tables.VOLUMES.read(settings, where={"batch": batch}).to_pylist():
         members = [Path(settings.deid) / i["path"] for i in instances if i["series_instance_uid"] == v["series_instance_uid"]]
         errors.append(check_volume_affine(Path(settings.images) / v["path"], members))
     worst = max(errors, default=0.0)
@@ -70,7 +69,7 @@ def image_checks(settings: Settings, batch: str, *, failed: int) -> list[dg.Asse
 
 
 def embedding_checks(settings: Settings, batch: str, *, expected: int, dim: int) -> list[dg.AssetCheckResult]:
-    table = read_table(settings.table_uri("embeddings"), schema=EMBEDDINGS, where={"batch": batch})
+    table = tables.EMBEDDINGS.read(settings, where={"batch": batch})
     vectors = vectors_of(table)
     keys = list(zip(table.column("sop_instance_uid").to_pylist(), table.column("frame").to_pylist(), strict=True))
     finite = bool(np.isfinite(vectors).all()) if vectors.size else True
@@ -86,7 +85,7 @@ def embedding_checks(settings: Settings, batch: str, *, expected: int, dim: int)
 
 def index_checks(settings: Settings, version: str) -> list[dg.AssetCheckResult]:
     files = IndexFiles.for_version(Path(settings.indexes), version, "image")
-    keys, vectors = keyed_vectors(read_table(settings.table_uri("embeddings"), schema=EMBEDDINGS), "image", version)
+    keys, vectors = keyed_vectors(tables.EMBEDDINGS.read(settings, where={"code_version": version}), "image", version)
     if not files.manifest.exists():
         return [dg.AssetCheckResult(check_name="index_matches_embeddings", passed=keys.num_rows == 0,
                                     metadata={"rows": keys.num_rows})]
@@ -106,7 +105,7 @@ def index_checks(settings: Settings, version: str) -> list[dg.AssetCheckResult]:
 
 
 def eval_checks(settings: Settings, run_id: str) -> list[dg.AssetCheckResult]:
-    rows = read_table(settings.table_uri("evaluations"), schema=EVALUATIONS, where={"run_id": run_id}).to_pylist()
+    rows = tables.EVALUATIONS.read(settings, where={"run_id": run_id}).to_pylist()
     p5 = [r["value"] for r in rows if r["level"] == "image" and r["target"] == "class_label" and r["label"] == "overall"
           and r["metric"] == "P@5"]
     if not p5:

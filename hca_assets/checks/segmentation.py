@@ -8,8 +8,7 @@ import nibabel as nib
 import numpy as np
 
 from hca_assets.config import Settings
-from hca_assets.lake import read_table
-from hca_assets.lake.schemas import DEID_INSTANCES, IMAGES, SEGMENTATIONS, VOLUMES
+from hca_assets.lake import registry as tables
 
 GRID = "masks_on_source_grid"
 SEG = "seg_files_valid"
@@ -27,11 +26,10 @@ SEGMENTATION_CHECKS = [
 
 
 def segmentation_checks(settings: Settings, batch: str) -> list[dg.AssetCheckResult]:
-    rows = read_table(settings.table_uri("segmentations"), schema=SEGMENTATIONS, where={"batch": batch}).to_pylist()
-    volumes = {r["series_instance_uid"]: r for r in
-               read_table(settings.table_uri("volumes"), schema=VOLUMES, where={"batch": batch}).to_pylist()}
+    rows = tables.SEGMENTATIONS.read(settings, where={"batch": batch}).to_pylist()
+    volumes = {r["series_instance_uid"]: r for r in tables.VOLUMES.read(settings, where={"batch": batch}).to_pylist()}
     planar = {r["sop_instance_uid"]: (r["columns"], r["rows"], 1) for r in
-              read_table(settings.table_uri("images"), schema=IMAGES, where={"batch": batch}).to_pylist()}
+              tables.IMAGES.read(settings, where={"batch": batch}).to_pylist()}
     root = Path(settings.segmentations)
     off_grid = 0
     for r in (r for r in rows if r["mask_path"]):
@@ -43,7 +41,7 @@ def segmentation_checks(settings: Settings, batch: str) -> list[dg.AssetCheckRes
         off_grid += volume is None or mask.shape != tuple(volume["shape"]) or not np.allclose(
             mask.affine.ravel(), volume["affine"], atol=1e-4)
     members: dict[str, set[str]] = {}
-    for i in read_table(settings.table_uri("deid_instances"), schema=DEID_INSTANCES, where={"batch": batch}).to_pylist():
+    for i in tables.DEID_INSTANCES.read(settings, where={"batch": batch}).to_pylist():
         members.setdefault(i["series_instance_uid"], set()).add(i["sop_instance_uid"])
     segs = {(r["series_instance_uid"], r["seg_path"]) for r in rows if r["seg_path"]}
     invalid = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["QuarantineReason"]
+__all__ = ["DeidOption", "QuarantineReason"]
 
 
 class QuarantineReason(StrEnum):
@@ -31,3 +31,18 @@ class QuarantineReason(StrEnum):
     UNRENDERABLE = "unrenderable"
     SYMLINK_REFUSED = "symlink_refused"
     HIDDEN_NAME = "hidden_name"
+
+
+class DeidOption(StrEnum):
+    """Profile options; the value is the Table E.1-1 column that carries the option's actions."""
+
+    RETAIN_SAFE_PRIVATE = "rtn_safe_priv"
+    RETAIN_UIDS = "rtn_uids"
+    RETAIN_DEVICE_IDENTITY = "rtn_dev_id"
+    RETAIN_INSTITUTION_IDENTITY = "rtn_inst_id"
+    RETAIN_PATIENT_CHARACTERISTICS = "rtn_pat_chars"
+    RETAIN_LONGITUDINAL_FULL_DATES = "rtn_long_full_dates"
+    RETAIN_LONGITUDINAL_MODIFIED_DATES = "rtn_long_modif_dates"
+    CLEAN_DESCRIPTORS = "clean_desc"
+    CLEAN_STRUCTURED_CONTENT = "clean_struct_cont"
+    CLEAN_GRAPHICS = "clean_graph"

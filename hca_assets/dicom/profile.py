@@ -9,30 +9,15 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
+from hca_assets.dicom.enum import DeidOption
 from hca_assets.dicom.ps315 import ProfileRow, load_table
 
 __all__ = ["DEFAULT_OPTIONS", "OPTION_CODES", "DeidOption", "DeidProfile", "resolve_action"]
-
-
-class DeidOption(StrEnum):
-    """Profile options; the value is the Table E.1-1 column that carries the option's actions."""
-
-    RETAIN_SAFE_PRIVATE = "rtn_safe_priv"
-    RETAIN_UIDS = "rtn_uids"
-    RETAIN_DEVICE_IDENTITY = "rtn_dev_id"
-    RETAIN_INSTITUTION_IDENTITY = "rtn_inst_id"
-    RETAIN_PATIENT_CHARACTERISTICS = "rtn_pat_chars"
-    RETAIN_LONGITUDINAL_FULL_DATES = "rtn_long_full_dates"
-    RETAIN_LONGITUDINAL_MODIFIED_DATES = "rtn_long_modif_dates"
-    CLEAN_DESCRIPTORS = "clean_desc"
-    CLEAN_STRUCTURED_CONTENT = "clean_struct_cont"
-    CLEAN_GRAPHICS = "clean_graph"
 
 
 # CID 7050 "De-identification Method" (scheme DCM): code value, meaning

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import operator
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +57,8 @@ def write_partition(
     predicate = " AND ".join(f"{column} = '{value}'" for column, value in match.items())
     for attempt in range(attempts):
         try:
-            write_deltalake(uri, table, mode="overwrite", partition_by=list(partition_by) or None, predicate=predicate)
+            write_deltalake(uri, table, mode="overwrite", partition_by=list(partition_by) or None, predicate=predicate,
+                            schema_mode="merge")  # a column the schema gained is added (null in older rows)
             break
         except CommitFailedError:
             if attempt == attempts - 1:
@@ -78,20 +79,19 @@ def open_dataset(uri: str) -> pads.Dataset:
     return DeltaTable(local).to_pyarrow_dataset(filesystem=pafs.SubTreeFileSystem(local, pafs.LocalFileSystem()))
 
 
-def read_table(uri: str, *, schema: pa.Schema | None = None, where: Mapping[str, str] | None = None) -> pa.Table:
-    """The table as Arrow, optionally only rows matching every ``column = value`` of ``where``.
+def read_table(uri: str, *, schema: pa.Schema | None = None, where: Mapping[str, str] | None = None,
+               columns: Sequence[str] | None = None) -> pa.Table:
+    """The table as Arrow, optionally only rows matching every ``column = value`` of ``where`` and only ``columns``.
 
     A table that does not exist yet reads as empty when its ``schema`` is given.
     """
     if not table_exists(uri):
         if schema is None:
             raise FileNotFoundError(f"no Delta table at {uri}")
-        return schema.empty_table()
-    dataset = open_dataset(uri)
-    if not where:
-        return dataset.to_table()
-    condition = functools.reduce(operator.and_, (pads.field(c) == v for c, v in where.items()))
-    return dataset.to_table(filter=condition)
+        empty = schema.empty_table()
+        return empty.select(list(columns)) if columns is not None else empty
+    condition = functools.reduce(operator.and_, (pads.field(c) == v for c, v in where.items())) if where else None
+    return open_dataset(uri).to_table(columns=list(columns) if columns is not None else None, filter=condition)
 
 
 def table_schema(uri: str) -> pa.Schema | None:

@@ -21,8 +21,7 @@ import pyarrow.compute as pc
 
 from hca_assets.config import Settings
 from hca_assets.keys import KEY_ENV, KeyRefused, checked_key, key_fingerprint, load_key
-from hca_assets.lake.delta import read_table, table_exists
-from hca_assets.lake.schemas import DEID_AUDIT, DEID_CROSSWALK
+from hca_assets.lake import registry as tables
 
 __all__ = ["KeptPseudonyms", "KeyPin", "kept_pseudonyms", "lake_key", "read_pin", "rotate_key"]
 
@@ -79,10 +78,9 @@ def _write_pin(path: Path, pin: KeyPin, *, replace: bool) -> KeyPin:
 
 def _audited_pin(settings: Settings) -> KeyPin | None:
     """For a lake written before pins existed: the latest key ``deid_audit`` recorded (earlier ones retired)."""
-    uri = settings.table_uri("deid_audit")
-    if not table_exists(uri):
+    if not tables.DEID_AUDIT.exists(settings):
         return None
-    audit = read_table(uri, schema=DEID_AUDIT).select(["key_fingerprint", "audited_at"]).to_pylist()
+    audit = tables.DEID_AUDIT.read(settings, columns=["key_fingerprint", "audited_at"]).to_pylist()
     latest = {r["key_fingerprint"]: r["audited_at"] for r in sorted(audit, key=lambda r: r["audited_at"])}
     order = sorted(latest, key=latest.__getitem__)
     return KeyPin(order[-1], _now(), tuple(order[:-1])) if order else None
@@ -147,10 +145,9 @@ def kept_pseudonyms(settings: Settings) -> KeptPseudonyms:
     Reads the whole restricted crosswalk: memory grows with the instances de-identified so far.
     """
     pin = read_pin(Path(settings.key_pin))
-    uri = settings.table_uri("deid_crosswalk", restricted=True)
-    if pin is None or not pin.retired or not table_exists(uri):
+    if pin is None or not pin.retired or not tables.DEID_CROSSWALK.exists(settings):
         return KeptPseudonyms()
-    rows = read_table(uri, schema=DEID_CROSSWALK)
+    rows = tables.DEID_CROSSWALK.read(settings)
     rows = rows.take(pc.sort_indices(rows, sort_keys=[("batch", "descending")]))  # earliest batch written last: wins
     uids: dict[str, str] = {}
     patients: dict[str, str] = {}

@@ -8,38 +8,43 @@ Expectations test them for uniqueness.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-import pyarrow as pa
-
-from hca_assets.lake import schemas as s
-
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from hca_assets.config import Settings
     from hca_assets.lake.delta import WriteResult
 
-__all__ = ["TABLES", "TableSpec", "lake_tables", "restricted_names", "spec"]
+__all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "EMBEDDINGS", "EVALUATIONS", "IMAGES",
+           "INDEX_BUILDS", "LABELS", "QUARANTINE", "RAW_INSTANCES", "RUNS", "SEGMENTATIONS", "SERIES",
+           "SERIES_EMBEDDINGS", "STUDIES", "TABLES", "VOLUMES", "TableSpec", "lake_tables", "restricted_names", "spec"]
 
 Zone = Literal["lake", "restricted"]
 
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A Delta table's facts; ``uri``/``read``/``write`` apply them so call sites never repeat them."""
+    """A Delta table's facts; ``uri``/``read``/``write`` apply them so call sites never repeat them.
+
+    Call sites name a table by its module constant (``registry.IMAGES.read(settings, where=...)``), never by a string.
+    """
 
     name: str
-    schema: pa.Schema
     zone: Zone
     keys: tuple[str, ...]
     partition_by: tuple[str, ...] = ("batch",)
     description: str = ""
 
-    def __post_init__(self) -> None:
-        missing = [c for c in (*self.keys, *self.partition_by) if c not in self.schema.names]
-        if missing:
-            raise ValueError(f"table {self.name}: columns {missing} are not in its schema")
+    @property
+    def schema(self) -> pa.Schema:
+        """The Arrow schema :mod:`hca_assets.lake.schemas` defines under the table's name in capitals (imported on
+        first use: the SQL views need names and places, not pyarrow)."""
+        from hca_assets.lake import schemas
+
+        return getattr(schemas, self.name.upper())
 
     @property
     def restricted(self) -> bool:
@@ -49,11 +54,19 @@ class TableSpec:
         """Where the table lives under ``settings``' storage root."""
         return settings.table_uri(self.name, restricted=self.restricted)
 
-    def read(self, settings: Settings, *, where: Mapping[str, str] | None = None) -> pa.Table:
-        """The table (or the rows matching every ``column = value`` of ``where``); empty if not written yet."""
+    def exists(self, settings: Settings) -> bool:
+        """Whether the table has been written under ``settings``' storage root."""
+        from hca_assets.lake.delta import table_exists
+
+        return table_exists(self.uri(settings))
+
+    def read(self, settings: Settings, *, where: Mapping[str, str] | None = None,
+             columns: Sequence[str] | None = None) -> pa.Table:
+        """The table (or the rows matching every ``column = value`` of ``where``, only ``columns`` if given);
+        empty with this schema if not written yet."""
         from hca_assets.lake.delta import read_table
 
-        return read_table(self.uri(settings), schema=self.schema, where=where)
+        return read_table(self.uri(settings), schema=self.schema, where=where, columns=columns)
 
     def write(self, settings: Settings, data: pa.Table, *, match: Mapping[str, str]) -> WriteResult:
         """Replace the slice ``match`` names (e.g. one batch) with ``data``: idempotent per slice."""
@@ -62,36 +75,61 @@ class TableSpec:
         return write_partition(self.uri(settings), data, match=match, schema=self.schema, partition_by=self.partition_by)
 
 
-_SPECS = (
-    TableSpec("raw_instances", s.RAW_INSTANCES, "restricted", ("batch", "path"),
-              description="every file claimed from the landing zone, with its original (PHI) attributes"),
-    TableSpec("quarantine", s.QUARANTINE, "lake", ("batch", "stage", "kept_as"),
-              description="what a stage could not process, with a PHI-free reason and where it is kept"),
-    TableSpec("deid_instances", s.DEID_INSTANCES, "lake", ("sop_instance_uid",),
-              description="de-identified instances (pseudonymous UIDs, shifted dates) and their files"),
-    TableSpec("deid_audit", s.DEID_AUDIT, "lake", ("sop_instance_uid",),
-              description="per instance, how many attributes each PS3.15 action touched"),
-    TableSpec("deid_crosswalk", s.DEID_CROSSWALK, "restricted", ("batch", "kind", "original"),
-              description="original identifiers to pseudonyms (PHI)"),
-    TableSpec("images", s.IMAGES, "lake", ("sop_instance_uid", "frame"),
-              description="one 1024² 8-bit PNG per frame, with its windowing"),
-    TableSpec("volumes", s.VOLUMES, "lake", ("series_instance_uid",),
-              description="one NIfTI per 3D series, with its shape and RAS affine"),
-    TableSpec("embeddings", s.EMBEDDINGS, "lake", ("sop_instance_uid", "frame", "code_version"),
-              description="one vector per image frame and embedding code_version"),
-    TableSpec("series_embeddings", s.SERIES_EMBEDDINGS, "lake", ("series_instance_uid", "aggregation", "code_version"),
-              description="series vectors aggregated from image vectors"),
-    TableSpec("labels", s.LABELS, "lake", ("sop_instance_uid",), description="class and lesion labels per instance"),
-    TableSpec("evaluations", s.EVALUATIONS, "lake", ("run_id", "metric", "level", "target", "label", "aggregation"),
-              partition_by=(), description="retrieval and segmentation metrics per run and code_version"),
-    TableSpec("audit_log", s.AUDIT_LOG, "lake", ("event_id",), partition_by=(),
-              description="PHI-free record of restricted reads, CLI actions and run outcomes (who, when, counts)"),
-    TableSpec("segmentations", s.SEGMENTATIONS, "lake", ("series_instance_uid", "sop_instance_uid", "structure",
-                                                          "code_version"),
-              description="one row per series (3D) or image (2D) and prompted structure, with its mask files"),
-)
+RAW_INSTANCES = TableSpec(
+    "raw_instances", "restricted", ("batch", "path"),
+    description="every file claimed from the landing zone, with its original (PHI) attributes")
+QUARANTINE = TableSpec(
+    "quarantine", "lake", ("batch", "stage", "item"),
+    description="what a stage could not process, with a PHI-free reason and where it is kept")
+DEID_INSTANCES = TableSpec(
+    "deid_instances", "lake", ("sop_instance_uid",),
+    description="de-identified instances (pseudonymous UIDs, shifted dates) and their files")
+DEID_AUDIT = TableSpec(
+    "deid_audit", "lake", ("sop_instance_uid",),
+    description="per instance, how many attributes each PS3.15 action touched")
+DEID_CROSSWALK = TableSpec(
+    "deid_crosswalk", "restricted", ("batch", "kind", "original"),
+    description="original identifiers to pseudonyms (PHI)")
+SERIES = TableSpec(
+    "series", "lake", ("batch", "series_instance_uid"),
+    description="one row per series and batch (a series spread over batches has a row in each): modality, body "
+                "part, manufacturer, shifted dates, spacing, instance counts and slice geometry QA")
+STUDIES = TableSpec(
+    "studies", "lake", ("batch", "study_instance_uid"),
+    description="one row per study and batch, aggregated from its series")
+IMAGES = TableSpec(
+    "images", "lake", ("sop_instance_uid", "frame"),
+    description="one 1024² 8-bit PNG per frame, with its windowing")
+VOLUMES = TableSpec(
+    "volumes", "lake", ("series_instance_uid",),
+    description="one NIfTI per 3D series, with its shape and RAS affine")
+EMBEDDINGS = TableSpec(
+    "embeddings", "lake", ("sop_instance_uid", "frame", "code_version"),
+    description="one vector per image frame and embedding code_version")
+SERIES_EMBEDDINGS = TableSpec(
+    "series_embeddings", "lake", ("series_instance_uid", "aggregation", "code_version"),
+    description="series vectors aggregated from image vectors")
+LABELS = TableSpec(
+    "labels", "lake", ("sop_instance_uid",), description="class and lesion labels per instance")
+INDEX_BUILDS = TableSpec(
+    "index_builds", "lake", ("run_id", "level"), partition_by=(),
+    description="every FAISS index build or extension: version, level, type, size, recall where measured, file")
+EVALUATIONS = TableSpec(
+    "evaluations", "lake", ("run_id", "metric", "level", "target", "label", "aggregation"),
+    partition_by=(), description="retrieval and segmentation metrics per run and code_version")
+SEGMENTATIONS = TableSpec(
+    "segmentations", "lake", ("series_instance_uid", "sop_instance_uid", "structure", "code_version"),
+    description="one row per series (3D) or image (2D) and prompted structure, with its mask files")
+RUNS = TableSpec(
+    "runs", "lake", ("run_id", "stage"), partition_by=(),
+    description="per Dagster run and stage: outcome, rows processed, seconds")
+AUDIT_LOG = TableSpec(
+    "audit_log", "lake", ("event_id",), partition_by=(),
+    description="PHI-free record of restricted reads, CLI actions and run outcomes (who, when, counts)")
 
-TABLES: dict[str, TableSpec] = {t.name: t for t in _SPECS}
+TABLES: dict[str, TableSpec] = {t.name: t for t in (
+    RAW_INSTANCES, QUARANTINE, DEID_INSTANCES, DEID_AUDIT, DEID_CROSSWALK, SERIES, STUDIES, IMAGES, VOLUMES, EMBEDDINGS,
+    SERIES_EMBEDDINGS, LABELS, INDEX_BUILDS, EVALUATIONS, SEGMENTATIONS, RUNS, AUDIT_LOG)}
 
 
 def spec(name: str) -> TableSpec:

@@ -1,10 +1,12 @@
-"""Arrow schemas of every Delta table, in one place. ``RESTRICTED`` names the tables that hold PHI."""
+"""Arrow schemas of the Delta tables; :mod:`hca_assets.lake.registry` gives each its name, zone, keys and partitioning."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "EMBEDDINGS", "EVALUATIONS", "IMAGES", "LABELS", "PARTITION_COLUMN", "QUARANTINE", "RAW_INSTANCES", "RESTRICTED", "SCHEMAS", "SEGMENTATIONS", "SERIES_EMBEDDINGS", "VOLUMES"]
+__all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "EMBEDDINGS", "EVALUATIONS", "IMAGES",
+           "INDEX_BUILDS", "LABELS", "PARTITION_COLUMN", "QUARANTINE", "RAW_INSTANCES", "RUNS", "SEGMENTATIONS", "SERIES",
+           "SERIES_EMBEDDINGS", "STUDIES", "VOLUMES"]
 
 PARTITION_COLUMN = "batch"
 
@@ -39,6 +41,7 @@ QUARANTINE = pa.schema(
     [
         pa.field("batch", pa.string(), nullable=False),
         pa.field("stage", pa.string(), nullable=False),
+        pa.field("item", pa.int32(), nullable=False),  # ordinal within (batch, stage): identical copies are two items
         pa.field("sha256", pa.string()),  # null when the item could not be read at all
         pa.field("reason", pa.string(), nullable=False),
         pa.field("message", pa.string(), nullable=False),  # PHI-free by construction
@@ -226,11 +229,78 @@ SEGMENTATIONS = pa.schema(
     ]
 )
 
-SCHEMAS: dict[str, pa.Schema] = {
-    "raw_instances": RAW_INSTANCES, "quarantine": QUARANTINE, "deid_instances": DEID_INSTANCES,
-    "deid_audit": DEID_AUDIT, "deid_crosswalk": DEID_CROSSWALK, "images": IMAGES, "volumes": VOLUMES,
-    "embeddings": EMBEDDINGS, "series_embeddings": SERIES_EMBEDDINGS, "labels": LABELS, "evaluations": EVALUATIONS,
-    "audit_log": AUDIT_LOG, "segmentations": SEGMENTATIONS,
-}
+SERIES = pa.schema(
+    [  # one row per published series: attributes an analyst filters by, and its geometry QA (de-identified headers)
+        pa.field("batch", pa.string(), nullable=False),
+        pa.field("series_instance_uid", pa.string(), nullable=False),  # pseudonymous
+        pa.field("study_instance_uid", pa.string(), nullable=False),
+        pa.field("patient_pseudonym", pa.string(), nullable=False),
+        pa.field("modality", pa.string(), nullable=False),
+        pa.field("body_part", pa.string()),
+        pa.field("manufacturer", pa.string()),
+        pa.field("model_name", pa.string()),
+        pa.field("study_date", pa.date32()),  # shifted per patient (or as the de-identification profile left it)
+        pa.field("series_date", pa.date32()),
+        pa.field("instances", pa.int32(), nullable=False),
+        pa.field("frames", pa.int32(), nullable=False),
+        pa.field("rows", pa.int32()),
+        pa.field("columns", pa.int32()),
+        pa.field("slice_thickness_mm", pa.float64()),
+        pa.field("pixel_spacing_row_mm", pa.float64()),
+        pa.field("pixel_spacing_col_mm", pa.float64()),
+        pa.field("slice_spacing_mm", pa.float64()),  # median gap between slice positions along the normal
+        pa.field("slices", pa.int32(), nullable=False),  # frames with a position (localizers excluded)
+        pa.field("missing_slices", pa.int32(), nullable=False),  # gaps of about k spacings count k - 1
+        pa.field("duplicate_positions", pa.int32(), nullable=False),
+        pa.field("gantry_tilt_deg", pa.float64()),  # GantryDetectorTilt, else the slice stack's shear angle
+        pa.field("localizers", pa.int32(), nullable=False),  # scouts mixed into the series
+        pa.field("spacing_irregular", pa.bool_(), nullable=False),  # slice gaps or pixel spacing differ
+        pa.field("orientation_inconsistent", pa.bool_(), nullable=False),
+        pa.field("geometry_issues", pa.list_(pa.string()), nullable=False),  # empty: geometry is clean
+    ]
+)
 
-RESTRICTED: frozenset[str] = frozenset({"raw_instances", "deid_crosswalk"})
+STUDIES = pa.schema(
+    [  # one row per published study and batch, aggregated from its series
+        pa.field("batch", pa.string(), nullable=False),
+        pa.field("study_instance_uid", pa.string(), nullable=False),  # pseudonymous
+        pa.field("patient_pseudonym", pa.string(), nullable=False),
+        pa.field("study_date", pa.date32()),  # shifted
+        pa.field("modalities", pa.list_(pa.string()), nullable=False),
+        pa.field("body_parts", pa.list_(pa.string()), nullable=False),
+        pa.field("manufacturers", pa.list_(pa.string()), nullable=False),
+        pa.field("series", pa.int32(), nullable=False),
+        pa.field("instances", pa.int32(), nullable=False),
+        pa.field("series_with_geometry_issues", pa.int32(), nullable=False),
+    ]
+)
+
+INDEX_BUILDS = pa.schema(
+    [  # one row per FAISS index build or extension (per run and level)
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("level", pa.string(), nullable=False),  # image | series
+        pa.field("code_version", pa.string(), nullable=False),  # embedding version the index belongs to
+        pa.field("index_type", pa.string(), nullable=False),
+        pa.field("mode", pa.string(), nullable=False),  # built | extended by N
+        pa.field("ntotal", pa.int64(), nullable=False),
+        pa.field("dim", pa.int32(), nullable=False),
+        pa.field("recall_at_10", pa.float64()),  # against exact search, where measured (approximate indexes)
+        pa.field("path", pa.string(), nullable=False),  # relative to the indexes zone
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("built_at", _TS, nullable=False),
+    ]
+)
+
+RUNS = pa.schema(
+    [  # one row per Dagster run and stage (asset step): what it processed, how long, how it ended
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("job", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("partition", pa.string()),  # the ingest batch, or null
+        pa.field("outcome", pa.string(), nullable=False),  # success | failure | skipped
+        pa.field("instances", pa.int64()),  # the stage's row count, where it reported one
+        pa.field("seconds", pa.float64()),
+        pa.field("started_at", _TS),
+        pa.field("finished_at", _TS),
+    ]
+)

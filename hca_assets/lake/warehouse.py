@@ -1,24 +1,37 @@
-"""DuckDB over the lake, sandboxed: every Delta table a view (deltalake → Arrow, works offline), and nothing else.
+"""DuckDB over the lake, sandboxed: every Delta table a view, and nothing else.
 
 After the views are registered the connection loses file-system and network access, extension loading and
 installation, and any change of configuration — so a query can read the registered views and no other byte.
+
+Two ways to a view, both lazy (no table is copied before a query reads it): :func:`connect` registers each table's
+Arrow dataset (deltalake → pyarrow); :func:`run_query` and :func:`query_rows` (``hca sql``) let DuckDB read the
+Parquet files the Delta log lists as active, natively — the connection may open exactly those files, and only a
+query (SELECT, EXPLAIN) runs, so nothing is written. That path imports neither pyarrow nor pandas, and opens only
+the tables the query names: a whole ``hca sql`` process over a million rows takes a fraction of a second.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
-import pyarrow as pa
+from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
 from hca_assets.config import Settings, is_uri, join
-from hca_assets.lake.delta import open_dataset
-from hca_assets.lake.schemas import RESTRICTED
+from hca_assets.lake import registry
 
-__all__ = ["QueryRefused", "connect", "discover_tables", "record_restricted_access", "run_query"]
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["QueryRefused", "connect", "discover_tables", "query_rows", "record_restricted_access", "run_query"]
+
+QUERY_TYPES = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)  # what run_query runs: reads only
+_T = TypeVar("_T")
 
 SANDBOX = (
     # no file or URL read or written (read_*, COPY, ATTACH, EXPORT, INSTALL), and no Python variable as a table
@@ -44,28 +57,68 @@ def discover_tables(root: str) -> dict[str, str]:
 
 
 def connect(settings: Settings, *, restricted: bool = False) -> duckdb.DuckDBPyConnection:
-    """An in-memory, sandboxed DuckDB with a view per PHI-free table (and per restricted table if asked)."""
-    return _connect(discover_tables(settings.lake) | _restricted_tables(settings, restricted))
+    """An in-memory, sandboxed DuckDB with a view per PHI-free table (and per restricted table if asked), each
+    over the table's Arrow dataset, and the marts: any statement may run on it, and none reaches a file."""
+    tables = _tables(settings, restricted)
+    con = duckdb.connect()
+    for name, uri in tables.items():
+        _arrow_view(con, name, uri)
+    _attach_marts(con, settings.warehouse, taken=set(tables))
+    _lock(con, allowed=[])
+    return con
 
 
 def run_query(settings: Settings, query: str, *, restricted: bool = False, command: str = "sql") -> pa.Table:
-    """Run one SQL statement over the lake's views; with ``restricted``, record the access first.
+    """Run one query (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) over the lake's views and the marts and return its
+    result as Arrow; with ``restricted``, record the access first.
 
-    Raises :class:`QueryRefused` (one line) for anything but exactly one statement, or a DuckDB error.
+    Raises :class:`QueryRefused` (one line) for anything but exactly one query, or a DuckDB error.
     """
-    hidden = _restricted_tables(settings, restricted)
-    con = _connect(discover_tables(settings.lake) | hidden)
+    import pyarrow as pa
+
+    def fetch(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+        relation = con.sql(sql)
+        return pa.table({}) if relation is None else relation.to_arrow_table()
+
+    return _run(settings, query, restricted=restricted, command=command, fetch=fetch)
+
+
+def query_rows(settings: Settings, query: str, *, restricted: bool = False,
+               command: str = "sql") -> tuple[list[str], list[tuple[Any, ...]]]:
+    """:func:`run_query` as (column names, rows of Python values), without importing pyarrow (``hca sql``)."""
+
+    def fetch(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        cursor = con.execute(sql)
+        return [d[0] for d in cursor.description or ()], cursor.fetchall()
+
+    return _run(settings, query, restricted=restricted, command=command, fetch=fetch)
+
+
+def _run(settings: Settings, query: str, *, restricted: bool, command: str,
+         fetch: Callable[[duckdb.DuckDBPyConnection, str], _T]) -> _T:
+    tables = _tables(settings, restricted)
+    con = duckdb.connect()
     try:
         statements = con.extract_statements(query)
         if len(statements) != 1:
             raise QueryRefused(f"give exactly one SQL statement per call (got {len(statements)})")
-        if restricted:
-            record_restricted_access(settings, command=command, query=query, tables=hidden)
-        relation = con.sql(statements[0].query)
-        return pa.table({}) if relation is None else relation.to_arrow_table()
+        if statements[0].type not in QUERY_TYPES:
+            raise QueryRefused(f"only a query runs here (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN), not {statements[0].type.name}")
+        marts = _attach_marts(con, settings.warehouse, taken=set(tables))
+        allowed: list[str] = []
+        for name, uri in _referenced(tables, query, marts).items():
+            files = _native_view(con, name, uri)
+            if files is None:
+                _arrow_view(con, name, uri)
+            allowed += files or []
+        _lock(con, allowed=allowed)
+        if restricted:  # the restricted tables written so far: what the query could read
+            record_restricted_access(settings, command=command, query=query,
+                                     tables=discover_tables(join(settings.restricted, "tables")))
+        return fetch(con, statements[0].query)
     except duckdb.CatalogException as exc:
-        hidden = sorted(t for t in RESTRICTED if t in query and not restricted)
-        hint = f" ({', '.join(hidden)} is restricted: pass --restricted)" if hidden else ""
+        named = sorted(t for t in registry.restricted_names() if t in query and not restricted)
+        hint = f" ({', '.join(named)} is restricted: pass --restricted)" if named else ""
         raise QueryRefused(f"{_first_line(exc)}{hint}") from None
     except duckdb.Error as exc:
         raise QueryRefused(_first_line(exc)) from None
@@ -86,22 +139,91 @@ def record_restricted_access(settings: Settings, *, command: str, query: str, ta
         raise QueryRefused(f"the restricted access could not be recorded: {exc}") from None
 
 
-def _restricted_tables(settings: Settings, restricted: bool) -> dict[str, str]:
-    return discover_tables(join(settings.restricted, "tables")) if restricted else {}
+def _tables(settings: Settings, restricted: bool) -> dict[str, str]:
+    """Name → uri of every table a view is made for: each registered PHI-free table (written or not), any other
+    Delta table found in the lake, and with ``restricted`` the restricted zone's tables."""
+    specs = [t for t in registry.TABLES.values() if restricted or not t.restricted]
+    found = discover_tables(settings.lake)
+    if restricted:
+        found |= discover_tables(join(settings.restricted, "tables"))
+    return {t.name: t.uri(settings) for t in specs} | found
 
 
-def _connect(tables: dict[str, str]) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    for name, uri in tables.items():
-        try:
-            dataset = open_dataset(uri)
-        except (DeltaError, OSError) as exc:
-            raise QueryRefused(f"Delta table {name} cannot be read ({_first_line(exc)}): repair or move it") from None
-        con.register(f"_delta_{name}", dataset)
-        con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM "_delta_{name}"')
+def _referenced(tables: dict[str, str], query: str, marts: list[str]) -> dict[str, str]:
+    """The tables ``query`` names (as a word, any case); when it names none and no mart either (SHOW TABLES,
+    information_schema), all of them. Opening a table costs its Delta log: a query pays only for what it reads."""
+    words = {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", query)}
+    named = {name: uri for name, uri in tables.items() if name.lower() in words}
+    return named if named or words & {m.lower() for m in marts} else tables
+
+
+def _native_view(con: duckdb.DuckDBPyConnection, name: str, uri: str) -> list[str] | None:
+    """Make ``name`` a view reading the table's active Parquet files natively; returns those files, or None when
+    the Arrow dataset must read the table instead (object store, no file yet, reader features such as deletion
+    vectors, or partition folders that do not spell the partition values)."""
+    if is_uri(uri) or not Path(uri, "_delta_log").is_dir():
+        return None
+    try:
+        table = DeltaTable(uri)
+        if table.protocol().min_reader_version > 1:
+            return None
+        partitions = table.metadata().partition_columns
+        adds = table.get_add_actions(flatten=True)
+    except (DeltaError, OSError) as exc:
+        raise QueryRefused(f"Delta table {name} cannot be read ({_first_line(exc)}): repair or move it") from None
+    paths = [str(p) for p in adds.column("path").to_pylist()]
+    values = [adds.column(f"partition.{c}").to_pylist() for c in partitions]
+    folders = ["".join(f"{c}={v[i]}/" for c, v in zip(partitions, values, strict=True)) for i in range(len(paths))]
+    if not paths or any(not p.startswith(f) for p, f in zip(paths, folders, strict=True)):
+        return None
+    files = [str(Path(uri, p).resolve()) for p in paths]
+    hive = (f"hive_partitioning = true, hive_types = {{{', '.join(f'{_literal(c)}: VARCHAR' for c in partitions)}}}"
+            if partitions else "hive_partitioning = false")
+    con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet([{", ".join(_literal(f) for f in files)}], '
+                f"union_by_name = true, {hive})")
+    return files
+
+
+def _arrow_view(con: duckdb.DuckDBPyConnection, name: str, uri: str) -> None:
+    """Make ``name`` a view over the table's Arrow dataset (an empty table of the registered schema if none)."""
+    from hca_assets.lake.delta import open_dataset, table_exists
+
+    try:
+        data: object = open_dataset(uri) if table_exists(uri) else registry.spec(name).schema.empty_table()
+    except (DeltaError, OSError) as exc:
+        raise QueryRefused(f"Delta table {name} cannot be read ({_first_line(exc)}): repair or move it") from None
+    con.register(f"_delta_{name}", data)
+    con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM "_delta_{name}"')
+
+
+def _lock(con: duckdb.DuckDBPyConnection, *, allowed: list[str]) -> None:
+    """Apply the sandbox; the ``allowed`` files (the native views' Parquet files) stay readable."""
+    con.execute("SET TimeZone = 'UTC'")
+    if allowed:
+        con.execute(f"SET allowed_paths = [{', '.join(_literal(f) for f in allowed)}]")
     for statement in SANDBOX:
         con.execute(statement)
-    return con
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _attach_marts(con: duckdb.DuckDBPyConnection, warehouse: str, *, taken: set[str]) -> list[str]:
+    """Attach dbt's warehouse file read-only as ``analytics`` (once built) and make each mart a view by its name;
+    returns the marts' names."""
+    if is_uri(warehouse) or not Path(warehouse).is_file():
+        return []
+    try:
+        con.execute(f"ATTACH '{warehouse.replace(chr(39), chr(39) * 2)}' AS analytics (READ_ONLY)")
+    except duckdb.Error as exc:
+        raise QueryRefused(f"the dbt warehouse {warehouse} cannot be read ({_first_line(exc)})") from None
+    marts = con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'analytics' AND schema_name = 'marts'"
+                        " ORDER BY 1").fetchall()
+    for (name,) in marts:
+        if name not in taken:
+            con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM analytics.marts."{name}"')
+    return [name for (name,) in marts]
 
 
 def _first_line(exc: BaseException) -> str:

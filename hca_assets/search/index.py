@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["IndexFiles", "build_or_extend", "load_index", "search", "self_recall", "stable_id"]
+__all__ = ["IndexFiles", "build_or_extend", "index_builds", "load_index", "search", "self_recall", "stable_id"]
 
 
 def stable_id(*keys: str) -> int:
@@ -162,6 +162,25 @@ def index_embeddings(table: pa.Table, level: str, indexes_root: Path, code_versi
     """Index one code_version's rows of an embeddings table (see :func:`keyed_vectors`); returns the manifest."""
     keys, vectors = keyed_vectors(table, level, code_version)
     return build_or_extend(IndexFiles.for_version(indexes_root, code_version, level), vectors, keys, code_version)
+
+
+def index_builds(manifests: dict[str, dict[str, object]], indexes_root: Path, run_id: str) -> pa.Table:
+    """Rows of the ``index_builds`` table for the indexes one run built or extended (manifests by level)."""
+    from datetime import UTC, datetime
+
+    from hca_assets.lake.schemas import INDEX_BUILDS
+
+    now = datetime.now(UTC)
+    rows = []
+    for level, m in manifests.items():
+        files = IndexFiles.for_version(indexes_root, str(m["code_version"]), level)
+        approximate = m.get("approximate") or {}
+        assert isinstance(approximate, dict)
+        rows.append({"run_id": run_id, "level": level, "code_version": m["code_version"], "index_type": m["type"],
+                     "mode": m["mode"], "ntotal": m["count"], "dim": m["dim"],
+                     "recall_at_10": approximate.get("recall_at_10"),
+                     "path": files.index.relative_to(indexes_root).as_posix(), "sha256": m["sha256"], "built_at": now})
+    return pa.Table.from_pylist(rows, schema=INDEX_BUILDS)
 
 
 def load_index(files: IndexFiles) -> tuple[faiss.Index, pa.Table, dict[str, object]]:

@@ -12,7 +12,7 @@ from PIL import Image
 from hca_assets.config import Settings
 from hca_assets.dicom.io import read_dataset
 from hca_assets.dicom.pixels import IMAGE_SIZE, display_frames, letterbox
-from hca_assets.lake import read_table, table_exists
+from hca_assets.lake import registry as tables
 from hca_assets.models import embedder_code_version, get_embedder
 from hca_assets.search.index import IndexFiles, load_index, search
 
@@ -74,11 +74,8 @@ def search_similar(settings: Settings, *, image: np.ndarray | None = None, text:
 
 
 def _labels(settings: Settings) -> dict[str, str]:
-    uri = settings.table_uri("labels")
-    if not table_exists(uri):
-        return {}
     out: dict[str, str] = {}
-    for r in read_table(uri).to_pylist():
+    for r in tables.LABELS.read(settings).to_pylist():
         text = f"{r['class_label']}{' lesion:' + r['lesion_type'] if r['lesion_present'] else ''}"
         out[r["sop_instance_uid"]] = text
         out.setdefault(r["series_instance_uid"], f"{r['class_label']}{' (study with lesion)' if r['study_has_lesion'] else ''}")
@@ -86,8 +83,5 @@ def _labels(settings: Settings) -> dict[str, str]:
 
 
 def _body_parts(settings: Settings) -> dict[str, str | None]:
-    uri = settings.table_uri("images")
-    if not table_exists(uri):
-        return {}
-    table = read_table(uri).select(["series_instance_uid", "body_part"])
+    table = tables.IMAGES.read(settings, columns=["series_instance_uid", "body_part"])
     return dict(zip(table.column("series_instance_uid").to_pylist(), table.column("body_part").to_pylist(), strict=True))

@@ -31,7 +31,7 @@ def lake(tmp_path: Path) -> Settings:
     """Two PHI-free quarantine rows in lake/, one crosswalk row (PHI) in restricted/tables, a key file."""
     settings = Settings(data_dir=str(tmp_path / "data"))
     now = datetime.now(UTC)
-    rows = [{"batch": "b1", "stage": "raw_dicom", "sha256": f"{i}" * 64, "reason": "not_dicom", "message": "m",
+    rows = [{"batch": "b1", "stage": "raw_dicom", "item": i, "sha256": f"{i}" * 64, "reason": "not_dicom", "message": "m",
              "kept_as": f"b1/{i}", "quarantined_at": now} for i in range(2)]
     write_partition(settings.table_uri("quarantine"), pa.Table.from_pylist(rows, schema=QUARANTINE),
                     match={"batch": "b1", "stage": "raw_dicom"}, schema=QUARANTINE)
@@ -130,7 +130,9 @@ def test_one_statement_per_call_and_one_line_errors(lake: Settings) -> None:
         run_query(lake, "SELEC nonsense FROM\n quarantine")
     assert "\n" not in str(err.value) and str(err.value).startswith("Parser Error")
     assert run_query(lake, "SELECT 1 AS x;").to_pylist() == [{"x": 1}]  # a trailing semicolon is one statement
-    assert run_query(lake, "SET VARIABLE x = 1").num_rows == 0  # a statement without a result set
+    for statement in ("SET VARIABLE x = 1", "CALL pragma_version()", "PRAGMA show_tables"):
+        with pytest.raises(QueryRefused, match="only a query runs here"):
+            run_query(lake, statement)
 
 
 def test_concurrent_audit_appends_all_land(lake: Settings) -> None:
