@@ -559,7 +559,7 @@ def bench_faiss(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), dim: int 
 TITLES = {"generator": "## Synthetic generator", "ingest": "## Ingest", "deid": "## De-identification",
           "ocr": "## Burned-in text detection", "embeddings": "## Embeddings", "faiss": "## FAISS",
           "mip": "## MedImageParse segmenter against the stub endpoint", "segmentation": "## Segmentation",
-          "chaos": "## Chaos and load"}
+          "chaos": "## Chaos and load", "sql": "## SQL over the lake"}
 PARTS = tuple(TITLES)
 
 
@@ -637,6 +637,10 @@ def main(parts: list[str]) -> None:
             from benchmarks.chaos import bench_chaos
 
             measured["chaos"] = bench_chaos(work / "chaos")
+        if "sql" in chosen:
+            from benchmarks.sql import bench_sql
+
+            measured["sql"] = bench_sql(work / "sql", REPEATS)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     write_results({p: measured[p] for p in PARTS if p in measured})

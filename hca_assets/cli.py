@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import shutil
 import sys
 import tempfile
@@ -15,13 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from tqdm import tqdm
 
 from hca_assets.config import Settings, join
 
 if TYPE_CHECKING:
     from hca_assets.synthetic import GeneratorOptions
-from hca_assets.dicom.profile import DeidOption
+from hca_assets.dicom.enum import DeidOption
 from hca_assets.segmentation import BACKENDS
 
 TRUTH_DIRNAME = "synthetic_truth"  # keep in step with Settings.truth_file
@@ -153,6 +151,8 @@ def generate_cmd(patients: int, seed: int, out: Path, truth: Path | None, ct_sli
 
 
 def _generate(out: Path, truth: Path, options: GeneratorOptions):  # type: ignore[no-untyped-def]
+    from tqdm import tqdm
+
     from hca_assets.synthetic import generate
 
     with tqdm(total=options.patients * options.instances_per_patient, unit="inst", desc="generate") as bar:
@@ -201,24 +201,15 @@ def sql_cmd(query: str, restricted: bool, fmt: str) -> None:
 
 
 def run_sql(settings: Settings, query: str, *, restricted: bool, fmt: str, command: str = "sql") -> str:
-    """Execute ``query`` (one statement) and render the result as a text table, CSV or JSON lines."""
-    import polars as pl
-
-    from hca_assets.lake import QueryRefused, run_query
+    """Execute ``query`` (one query) and render the result as a text table, CSV or JSON lines."""
+    from hca_assets.lake.render import render
+    from hca_assets.lake.warehouse import QueryRefused, query_rows
 
     try:
-        frame = pl.from_arrow(run_query(settings, query, restricted=restricted, command=command))
+        columns, rows = query_rows(settings, query, restricted=restricted, command=command)
     except QueryRefused as exc:
         raise UserError(str(exc)) from exc
-    assert isinstance(frame, pl.DataFrame)
-    if fmt == "csv":  # CSV has no nested values: lists and structs are written as JSON text
-        nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()]
-        return frame.with_columns(pl.Series(name, [json.dumps(v, default=str) for v in frame[name].to_list()],
-                                            dtype=pl.String) for name in nested).write_csv()
-    if fmt == "json":
-        return frame.write_ndjson()
-    with pl.Config(tbl_rows=200, tbl_cols=50, fmt_str_lengths=80, tbl_width_chars=250, tbl_hide_dataframe_shape=True):
-        return f"{frame}\n"
+    return render(columns, rows, fmt)
 
 
 @main.command("deid")
@@ -264,6 +255,8 @@ def deid_cmd(input_dir: Path, output_dir: Path, options: tuple[str, ...], basic_
     sources = sorted(p for p in found if not p.is_symlink())
     rejected: Counter[str] = Counter({"symlink_refused": len(found) - len(sources)} if len(found) > len(sources) else {})
     written = duplicates = 0
+    from tqdm import tqdm
+
     with tqdm(total=len(sources), unit="file", desc="deid") as bar:
         for i, result in enumerate(deidentify_files(sources, output_dir, spec, workers=settings.workers,
                                                     progress=lambda done, total: bar.update(done - bar.n),
