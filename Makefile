@@ -6,8 +6,9 @@ STAMP  := $(VENV)/.installed
 DEBIAN_PACKAGES := dicom3tools
 BENCH_DEBIAN_PACKAGES := tesseract-ocr
 export HCA_DATA_DIR ?= $(CURDIR)/data
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: install demo test bench ui clean
+.PHONY: install demo test bench ui clean dbt-manifest docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,10 +19,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 	HCA_DEBIAN_PACKAGES="$(DEBIAN_PACKAGES)" ./scripts/system-deps.sh
 
-demo: install
+demo: install dbt-manifest
 	$(BIN)/hca demo --fresh --patients 6 --seed 0
 
-test: install
+test: install dbt-manifest
 	$(BIN)/python -m pytest -n 2 hca_assets_tests
 
 bench: install
@@ -31,6 +32,15 @@ bench: install
 ui: install
 	mkdir -p $(HCA_DATA_DIR)/dagster_home
 	DAGSTER_HOME=$(HCA_DATA_DIR)/dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# the dbt manifest @dbt_assets loads (dbt/target/manifest.json): parsed again whenever dbt/ may have changed
+dbt-manifest: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dagster-dbt project prepare-and-package --file hca_assets/dbt_project.py
+
+# dbt docs of the marts over the current data folder: dbt/target/index.html (`dbt docs serve` shows it)
+docs: dbt-manifest
+	cd dbt && PATH="$(CURDIR)/$(BIN):$$PATH" dbt docs generate --profiles-dir .
+	@echo "dbt docs: $(CURDIR)/dbt/target/index.html (serve: cd dbt && ../$(BIN)/dbt docs serve --profiles-dir .)"
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -559,7 +559,8 @@ def bench_faiss(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), dim: int 
 TITLES = {"generator": "## Synthetic generator", "ingest": "## Ingest", "deid": "## De-identification",
           "ocr": "## Burned-in text detection", "embeddings": "## Embeddings", "faiss": "## FAISS",
           "mip": "## MedImageParse segmenter against the stub endpoint", "segmentation": "## Segmentation",
-          "chaos": "## Chaos and load", "sql": "## SQL over the lake"}
+          "chaos": "## Chaos and load", "dbt": "## dbt build",
+          "sql": "## SQL over the lake"}
 PARTS = tuple(TITLES)
 
 
@@ -637,6 +638,10 @@ def main(parts: list[str]) -> None:
             from benchmarks.chaos import bench_chaos
 
             measured["chaos"] = bench_chaos(work / "chaos")
+        if "dbt" in chosen:
+            from benchmarks.dbt import bench_dbt
+
+            measured["dbt"] = bench_dbt(work / "dbt", REPEATS)
         if "sql" in chosen:
             from benchmarks.sql import bench_sql
 

@@ -406,12 +406,37 @@ def demo_cmd(patients: int, seed: int, fresh: bool) -> None:
     click.echo(run_sql(settings, "SELECT modality, structure, count(*) AS masks, round(avg(volume_ml), 1) AS ml, "
                        "round(avg(area_mm2), 0) AS mm2 FROM segmentations WHERE status = 'segmented' GROUP BY 1, 2 "
                        "ORDER BY 1, 2", restricted=False, fmt="table"))
-    click.echo("Quarantine by reason:")
-    click.echo(run_sql(settings, "SELECT stage, reason, count(*) AS items FROM quarantine GROUP BY 1, 2 ORDER BY 1, 2",
-                       restricted=False, fmt="table"))
+    _demo_marts(settings)
     click.echo(f"Data under {settings.data_dir}; see it in the UI with `make ui` (DAGSTER_HOME={settings.dagster_home}).")
     if not all(r.success for r in runs):
         sys.exit(1)
+
+
+DEMO_QUESTIONS = (  # what an analyst asks, answered from the dbt marts (any DuckDB client can ask the same)
+    ("How many studies per modality and body part?",
+     "SELECT modality, body_part, studies, series, instances FROM modality_bodypart_counts ORDER BY 1, 2"),
+    ("Which model version is best? (latest evaluation per code_version; rank 1 = best)",
+     "SELECT task, target, level, metric, code_version, round(value, 3) AS value, rank FROM model_leaderboard "
+     "WHERE metric IN ('P@5', 'mAP', 'dice', 'hd95_mm') AND aggregation IN ('none', 'mean', 'synthetic_truth') "
+     "ORDER BY 1, 2, 3, 4, rank"),
+    ("How much was quarantined, and why?",
+     "SELECT stage, reason, items, distinct_files, batches FROM quarantine_summary ORDER BY items DESC, 1, 2"),
+    ("Is every item accounted for? (per stage: in = out + quarantined)",
+     "SELECT stage, unit, count(*) AS batches, sum(items_in) AS items_in, sum(items_out) AS items_out, "
+     "sum(items_quarantined) AS quarantined, sum(unaccounted) AS unaccounted FROM ingest_ledger GROUP BY step, 1, 2 "
+     "ORDER BY step"),
+)
+
+
+def _demo_marts(settings: Settings) -> None:
+    """Print the answers of :data:`DEMO_QUESTIONS` from the marts dbt built (a line if it built none)."""
+    if not Path(settings.warehouse).is_file():
+        click.echo(f"No dbt marts in {settings.warehouse}: the analytics step did not complete (see the index run).")
+        return
+    click.echo(f"Answers from the dbt marts ({settings.warehouse}):")
+    for question, query in DEMO_QUESTIONS:
+        click.echo(question)
+        click.echo(run_sql(settings, query, restricted=False, fmt="table"))
 
 
 @main.command("rekey")

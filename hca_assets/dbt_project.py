@@ -2,7 +2,7 @@
 prepare-and-package --file hca_assets/dbt_project.py`` imports this module to write the manifest).
 
 ``make test``/``make demo`` prepare the manifest explicitly; ``dagster dev`` re-parses on every load; a fresh clone
-imported any other way parses once here, so the definitions always load.
+(or a changed project) imported any other way parses here first, so the definitions always load and match dbt/.
 """
 
 from __future__ import annotations
@@ -27,10 +27,20 @@ dbt_project.prepare_if_dev()
 
 
 def ensure_manifest() -> Path:
-    """The manifest's path, parsing the project first if it has none (one process at a time)."""
-    if not dbt_project.manifest_path.exists():
-        with FileLock(DBT_DIR / ".parse.lock"):
-            if not dbt_project.manifest_path.exists():
+    """The manifest's path, parsing the project first if it has none or a file of the project is newer (one
+    process at a time): the assets never describe other models and tests than ``dbt build`` runs."""
+    if _stale():
+        with FileLock(Path(dbt_project.project_dir, dbt_project.target_path, ".parse.lock")):
+            if _stale():
                 DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE).cli(
                     ["parse", "--quiet"], target_path=dbt_project.target_path).wait()
     return dbt_project.manifest_path
+
+
+def _stale() -> bool:
+    manifest = dbt_project.manifest_path
+    if not manifest.exists():
+        return True
+    sources = [p for folder in ("models", "tests", "macros") for p in (DBT_DIR / folder).rglob("*") if p.is_file()]
+    newest = max(p.stat().st_mtime for p in [*sources, DBT_DIR / "dbt_project.yml", DBT_DIR / "profiles.yml"])
+    return newest > manifest.stat().st_mtime

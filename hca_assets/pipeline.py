@@ -21,6 +21,8 @@ from hca_assets.definitions import build_defs
 from hca_assets.landing import claim_lock, run_lock
 from hca_assets.locks import FileLock
 from hca_assets.partitions import INGEST_BATCHES
+from hca_assets.resources import HcaStorage
+from hca_assets.runs_sensor import record_run
 from hca_assets.sensors import (
     IN_PROGRESS,
     LOCK_TAG,
@@ -96,6 +98,8 @@ def ingest_pending(settings: Settings, instance: dg.DagsterInstance, *, retry_fa
             held.release()
             if run_died(instance.get_run_by_id(result.run_id)):  # type: ignore[arg-type]  # Ctrl-C: we stop here too
                 raise KeyboardInterrupt
+            # what the daemon's run-status sensors do: the batch's stages into `runs` (the ledger's and marts' input)
+            record_run(instance, instance.get_run_by_id(result.run_id), HcaStorage.from_settings(settings))  # type: ignore[arg-type]
             again = {BatchState.FAILED: "retried after", BatchState.NEEDS_RUN: "resumed after"}[status.state]
             runs.append(BatchRun(status.key, result.run_id, result.success,
                                  f"{again} {status.note}" if status.run_id else ""))

@@ -37,8 +37,8 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "quarantine": ("raw_dicom", "deid_staged", "images"),
     "deid_instances": ("deid_dicom",),
     "deid_audit": ("deid_dicom",),
-    "series": ("deid_dicom",),
-    "studies": ("deid_dicom",),
+    "series": ("series",),
+    "studies": ("studies",),
     "images": ("images",),
     "volumes": ("images",),
     "embeddings": ("embeddings",),
@@ -88,7 +88,7 @@ def analytics(context: dg.AssetExecutionContext, dbt: DbtCliResource, storage: H
     """``dbt build`` (models and their tests) over the lake of ``storage``, published only when it passes."""
     settings = storage.settings()
     published = Path(settings.warehouse)
-    building = published.with_name(f".{published.name}.{context.run_id}")
+    building = published.with_name(f".{published.name}.{context.run.run_id}")
     published.parent.mkdir(parents=True, exist_ok=True)
     if published.exists():  # a subset of the models rebuilds into a copy of the others
         shutil.copyfile(published, building)

@@ -3,8 +3,9 @@ hca_assets.lake.dbt_delta, alias: delta``).
 
 Differences from the stock plugin: a table not written yet (``audit_log`` before the first restricted query, a
 stage that has not run) is an empty table of its registry schema instead of an error; only the columns the
-source's ``load_columns`` meta lists are copied (vectors stay in the lake); the warehouse's folder is created; and local tables are opened on Arrow's
-native file system (:func:`~hca_assets.lake.delta.open_dataset`), which avoids deltalake's exit-time abort.
+source's ``load_columns`` meta lists are copied (vectors stay in the lake); the warehouse's folder is created
+(inside an existing data folder); and local tables are opened on Arrow's native file system
+(:func:`~hca_assets.lake.delta.open_dataset`), which avoids deltalake's exit-time abort.
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ class Plugin(delta.Plugin):
     """Loads a registry table (source meta ``hca_table``, ``delta_table_path``, ``load_columns``) as Arrow."""
 
     def initialize(self, plugin_config: dict[str, Any]) -> None:
-        """Create the warehouse file's folder (DuckDB creates the file, not its folder)."""
+        """Create the warehouse file's folder (DuckDB creates the file, not its folder) inside an existing data
+        folder; never the data folder itself (``hca demo --fresh`` deletes only a folder it created)."""
         path = getattr(self.creds, "path", None)
         if path and path != ":memory:" and "://" not in path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(path).parent
+            if not folder.parent.is_dir():
+                raise FileNotFoundError(f"no data folder {folder.parent}: run `make demo` or set HCA_DATA_DIR")
+            folder.mkdir(exist_ok=True)
 
     def load(self, source_config: SourceConfig) -> pa.Table | pads.Dataset:
         table = spec(source_config["hca_table"])

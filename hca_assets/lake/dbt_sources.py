@@ -107,6 +107,8 @@ def _dbt_type(t: pa.DataType) -> str:
         return "timestamp with time zone" if t.tz else "timestamp"
     if pa.types.is_list(t):
         return f"{_dbt_type(t.value_type)}[]"
+    if pa.types.is_struct(t):
+        return f"struct({', '.join(f'{f.name} {_dbt_type(f.type)}' for f in t)})"
     return _DBT_TYPES[t]
 
 

@@ -8,9 +8,9 @@ with published as (
 ),
 audit as (
     select batch, count(*) as audited, string_agg(distinct profile, ',' order by profile) as profiles,
-           count(distinct key_fingerprint) as keys, sum(removed) as removed, sum(emptied) as emptied,
-           sum(dummied) as dummied, sum(uids_replaced) as uids_replaced, sum(cleaned) as cleaned, sum(kept) as kept,
-           sum(private_removed) as private_removed, count(*) filter (where dates_shifted) as dates_shifted,
+           count(distinct key_fingerprint) as keys, sum(removed)::bigint as removed, sum(emptied)::bigint as emptied,
+           sum(dummied)::bigint as dummied, sum(uids_replaced)::bigint as uids_replaced, sum(cleaned)::bigint as cleaned, sum(kept)::bigint as kept,
+           sum(private_removed)::bigint as private_removed, count(*) filter (where dates_shifted) as dates_shifted,
            count(*) filter (where burned_in = 'redacted') as burned_in_redacted,
            count(*) filter (where burned_in = 'no_text_found') as burned_in_none_found,
            count(*) filter (where burned_in = 'not_checked') as burned_in_not_checked

@@ -1,4 +1,4 @@
--- Per batch and stage: items in = items out + items quarantined, nothing unaccounted (tested: ledger_balances).
+-- Per batch and stage (step = its place in the pipeline): items in = items out + items quarantined, nothing unaccounted (tested: ledger_balances).
 -- deid_dicom: instances raw_dicom ingested (its latest successful run's row count, from `runs`) → instances
 --   published or quarantined by de-identification.
 -- images: instances published by de-identification → instances rendered (≥ 1 frame) or quarantined by rendering.
@@ -22,19 +22,19 @@ embedded as (
     select batch, code_version, count(*) as n from {{ ref('stg_embeddings') }} group by batch, code_version
 ),
 ledger as (
-    select i.batch, 'deid_dicom' as stage, '' as version, 'instances' as unit,
+    select i.batch, 1 as step, 'deid_dicom' as stage, '' as version, 'instances' as unit,
            i.n as items_in, coalesce(p.n, 0) as items_out, coalesce(q.n, 0) as items_quarantined
     from ingested i
     left join published p using (batch)
     left join quarantined q on q.batch = i.batch and q.stage = 'deid_dicom'
     union all
-    select p.batch, 'images', coalesce(r.version, ''), 'instances', p.n, coalesce(r.n, 0), coalesce(q.n, 0)
+    select p.batch, 2, 'images', coalesce(r.version, ''), 'instances', p.n, coalesce(r.n, 0), coalesce(q.n, 0)
     from published p
     left join rendered r using (batch)
     left join quarantined q on q.batch = p.batch and q.stage = 'images'
     where r.n is not null or q.n is not null  -- the stage has run on the batch
     union all
-    select e.batch, 'embeddings', e.code_version, 'frames', coalesce(r.frames, 0), e.n, 0
+    select e.batch, 3, 'embeddings', e.code_version, 'frames', coalesce(r.frames, 0), e.n, 0
     from embedded e
     left join rendered r using (batch)
 )

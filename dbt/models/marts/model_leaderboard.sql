@@ -7,7 +7,7 @@ with latest as (
 ),
 scores as (
     select e.task, e.code_version, e.target, e.level, e.aggregation, e.metric,
-           avg(e.value) as value, count(*) as labels, sum(e.queries) as queries, l.run_id, l.evaluated_at
+           avg(e.value) as value, count(*) as labels, sum(e.queries)::bigint as queries, l.run_id, l.evaluated_at
     from {{ ref('stg_evaluations') }} e
     join latest l using (code_version, target, run_id)
     where e.task = 'segmentation' or e.label = 'overall'

@@ -4,7 +4,7 @@ select stage, count(*) as runs,
        count(*) filter (where outcome = 'success') as succeeded,
        count(*) filter (where outcome = 'failure') as failed,
        count(distinct batch) as batches,
-       sum(instances) filter (where outcome = 'success') as rows_processed,
+       (sum(instances) filter (where outcome = 'success'))::bigint as rows_processed,
        round(sum(seconds) filter (where outcome = 'success'), 3) as seconds,
        round(sum(instances) filter (where outcome = 'success')
              / nullif(sum(seconds) filter (where outcome = 'success' and instances is not null), 0), 1)

@@ -12,7 +12,7 @@ select s.study_instance_uid, any_value(s.patient_pseudonym) as patient_pseudonym
        string_agg(distinct s.modality, ',' order by s.modality) as modalities,
        string_agg(distinct s.body_part, ',' order by s.body_part) as body_parts,
        string_agg(distinct s.manufacturer, ',' order by s.manufacturer) as manufacturers,
-       count(*) as series, sum(s.instances) as instances, sum(s.images) as images,
+       count(*) as series, sum(s.instances)::bigint as instances, sum(s.images)::bigint as images,
        count(*) filter (where s.is_volume) as volumes,
        count(*) filter (where s.has_geometry_issues) as series_with_geometry_issues,
        l.class_labels, l.has_lesion, min(s.first_batch) as first_batch, min(s.published_at) as published_at
