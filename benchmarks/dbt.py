@@ -55,10 +55,11 @@ def bench_dbt(work: Path, repeats: int = 3) -> list[str]:
         "",
         "| step | seconds |",
         "|---|---:|",
-        f"| whole `dbt build` process (start-up, parse, sources, models, tests), best of {repeats} | {best:.1f} |",
+        f"| whole `dbt build` process (start-up, parse, sources, models, tests), first run: full parse | {times[0]:.1f} |",
+        f"| the same, best of {repeats} (partial parse) | {best:.1f} |",
         f"| of which dbt's own run (nodes only) | {results['elapsed_time']:.1f} |",
         "",
-        f"Goal: < {GOAL_SECONDS:.0f} s — {'met' if best < GOAL_SECONDS else 'NOT met'}. Marts (rows): "
+        f"Goal: < {GOAL_SECONDS:.0f} s — {'met' if max(times) < GOAL_SECONDS else 'NOT met'}. Marts (rows): "
         + ", ".join(f"{name} {rows}" for name, rows in marts) + ".",
         "",
     ]
