@@ -14,16 +14,25 @@ from hca_assets.config import Settings
 from hca_assets.jobs import index_job, ingest_job
 from hca_assets.resources import default_resources
 from hca_assets.run_sensors import RUN_SENSORS
-from hca_assets.schedules import SCHEDULE_JOBS, SCHEDULES
 from hca_assets.runs_sensor import RUNS_SENSORS
+from hca_assets.schedules import SCHEDULE_JOBS, SCHEDULES
 from hca_assets.sensors import automation_sensor, landing_sensor
+from hca_assets.versions import code_versions
+
+
+def versioned(assets: list[dg.AssetsDefinition], settings: Settings) -> list[dg.AssetsDefinition]:
+    """``assets`` with the code_versions ``settings`` give them (:func:`hca_assets.versions.code_versions`)."""
+    versions = code_versions(settings)
+    return [a.map_asset_specs(lambda s: s.replace_attributes(code_version=versions[s.key.to_user_string()]))
+            if len(a.keys) == 1 and a.key.to_user_string() in versions else a for a in assets]
 
 
 def build_defs(settings: Settings | None = None) -> dg.Definitions:
-    """Definitions bound to ``settings`` (default: from the environment)."""
+    """Definitions bound to ``settings`` (default: from the environment), code_versions included."""
+    settings = settings or Settings.from_env()
     return dg.Definitions(
-        assets=[raw_dicom, deid_staged, deid_dicom, images, embeddings, segmentations, labels, faiss_index, retrieval_eval,
-                segmentation_eval, analytics, series, studies],
+        assets=versioned([raw_dicom, deid_staged, deid_dicom, images, embeddings, segmentations, labels, faiss_index,
+                          retrieval_eval, segmentation_eval, analytics, series, studies], settings),
         asset_checks=EXPECTATION_CHECKS,
         jobs=[ingest_job, index_job, *SCHEDULE_JOBS],
         schedules=SCHEDULES,

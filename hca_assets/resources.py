@@ -51,6 +51,14 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
         return Settings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Settings)} | {
             "deid_options": tuple(self.deid_options)})
 
+    def code_version(self, context: dg.AssetExecutionContext) -> str:
+        """The running asset's code_version under these settings (:mod:`hca_assets.versions`); a one-line
+        ``StaleDefinition`` if the loaded definition declares another, so its rows never carry a version it does not."""
+        from hca_assets.versions import require
+
+        key = context.asset_key
+        return require(key.to_user_string(), context.assets_def.code_versions_by_key.get(key), self.settings())
+
 
 class PseudonymKey(dg.ConfigurableResource):  # type: ignore[misc]
     """The keyed-hash secret: ``HCA_DEID_KEY`` through ``EnvVar``, else the 0600 key file under restricted/."""

@@ -6,6 +6,7 @@ the asset writes the table."""
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,8 +65,9 @@ def segment_batch(
 ) -> SegmentOutcome:
     """Segment the batch's volumes (``volumes`` table rows) and planar radiographs (``deid_instances`` rows of
     CR/DX); ``body_parts`` maps a series to its body part (``images`` table). A CT/MR series with no volume
-    (one slice, irregular spacing) gets ``unsupported`` rows. Masks and SEGs go to ``out_root/<batch>/<series>/``
-    (radiographs: ``.../<series>/<sop>/``); re-running replaces them."""
+    (one slice, irregular spacing) gets ``unsupported`` rows. Masks and SEGs go to
+    ``out_root/<code_version>/<batch>/<series>/`` (radiographs: ``.../<series>/<sop>/``): re-running replaces them,
+    another version's stay."""
     version = code_version(segmenter)
     by_series: dict[str, list[Mapping[str, object]]] = {}
     for r in instances:
@@ -94,6 +96,10 @@ def segment_batch(
     return SegmentOutcome(pa.Table.from_pylist(rows, schema=SEGMENTATIONS), failed)
 
 
+def _folder(out_root: Path, version: str, batch: str, series: str) -> Path:
+    return out_root / re.sub(r"[^A-Za-z0-9_.@+-]", "_", version) / batch / series
+
+
 def _volume(batch: str, v: Mapping[str, object], body_part: str | None, members: Sequence[Mapping[str, object]],
             deid_root: Path, images_root: Path, out_root: Path, segmenter: Segmenter, version: str) -> list[dict[str, object]]:
     image = nib.load(images_root / str(v["path"]))
@@ -102,7 +108,7 @@ def _volume(batch: str, v: Mapping[str, object], body_part: str | None, members:
         return []
     canonical, spacing = to_canonical(image)
     outcomes = segmenter.segment(canonical, spacing, strategy.prompts)
-    folder = out_root / batch / str(v["series_instance_uid"])
+    folder = _folder(out_root, version, batch, str(v["series_instance_uid"]))
     zooms = tuple(float(z) for z in image.header.get_zooms()[:3])
     masks: dict[str, np.ndarray] = {}
     rows = []
@@ -135,7 +141,7 @@ def _planar(batch: str, r: Mapping[str, object], body_part: str | None, deid_roo
         ds = pydicom.dcmread(deid_root / str(r["path"]))
     pixels, spacing = planar_pixels(ds)
     outcomes = segmenter.segment(pixels, spacing or (1.0, 1.0), strategy.prompts)
-    folder = out_root / batch / str(r["series_instance_uid"])
+    folder = _folder(out_root, version, batch, str(r["series_instance_uid"]))
     masks: dict[str, np.ndarray] = {}
     rows = []
     sop = str(r["sop_instance_uid"])

@@ -185,7 +185,9 @@ def landing_sensor(context: dg.SensorEvaluationContext, storage: HcaStorage) -> 
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "automation_sensor",
-    target=dg.AssetSelection.groups("search", "evaluation"),
+    target=dg.AssetSelection.all() - dg.AssetSelection.groups("analytics"),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Keeps the index and the evaluation up to date once new embeddings pass their checks.",
+    description="Re-materializes every batch of an asset whose code_version changed (embedder, preprocessing, prompt "
+                "set, de-identification profile) and what depends on it; keeps the index and the evaluation up to "
+                "date once new embeddings or masks pass their checks.",
 )

@@ -11,6 +11,7 @@ from hca_assets.assets.deid import deid_dicom, deid_staged
 from hca_assets.assets.ingest import raw_dicom
 from hca_assets.assets.search import embeddings, faiss_index, images, labels, retrieval_eval
 from hca_assets.config import Settings
+from hca_assets.definitions import versioned
 from hca_assets.lake import read_table
 from hca_assets.lake import registry as tables
 from hca_assets.landing import claim
@@ -70,12 +71,14 @@ def test_images_embeddings_index_eval_and_search(settings: Settings) -> None:
     azure = dataclasses.replace(settings, embedder="azure")
     with Mi2Stub() as stub, dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
-        result = dg.materialize([embeddings], instance=instance, partition_key=batch.key, resources={
+        result = dg.materialize(versioned([embeddings], azure), instance=instance, partition_key=batch.key, resources={
             "storage": HcaStorage.from_settings(azure), "embedding_endpoint": EmbeddingEndpoint(url=stub.url, key=stub.key)})
         assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
         assert stub.rows_seen == len(image_rows)
     rows = read_table(settings.table_uri("embeddings")).to_pylist()
-    assert {r["code_version"] for r in rows} == {"azure-mi2@medimageinsight-1+pre-1"} and len(rows[0]["vector"]) == 1024
+    azure_rows = [r for r in rows if r["code_version"] == "azure-mi2@medimageinsight-1+pre-1"]
+    assert len(azure_rows) == len(image_rows) and all(len(r["vector"]) == 1024 for r in azure_rows)
+    assert len(rows) == 2 * len(image_rows)  # the local version's rows stay next to the new version's
 
 
 def test_unrenderable_instance_is_quarantined_not_fatal(tmp_path: Path) -> None:

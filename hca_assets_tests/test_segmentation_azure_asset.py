@@ -18,6 +18,7 @@ from hca_assets.assets.ingest import raw_dicom
 from hca_assets.assets.search import images
 from hca_assets.assets.segmentation import segmentations
 from hca_assets.config import Settings
+from hca_assets.definitions import versioned
 from hca_assets.lake import read_table
 from hca_assets.landing import claim
 from hca_assets.partitions import INGEST_BATCHES
@@ -40,8 +41,8 @@ def test_segmentations_asset_with_the_azure_backend(settings: Settings) -> None:
         resources = {"storage": HcaStorage.from_settings(azure), "pseudonym_key": PseudonymKey(),
                      "segmentation_endpoint": SegmentationEndpoint(url=stub.url, key=stub.key)}
         instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
-        result = dg.materialize([raw_dicom, deid_staged, deid_dicom, images, segmentations], instance=instance,
-                                partition_key=batch.key, resources=resources)
+        result = dg.materialize(versioned([raw_dicom, deid_staged, deid_dicom, images, segmentations], azure),
+                                instance=instance, partition_key=batch.key, resources=resources)
         logs = " ".join(str(e.user_message) for e in instance.all_logs(result.run_id))
     assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
     rows = read_table(settings.table_uri("segmentations")).to_pylist()
@@ -63,10 +64,9 @@ def test_segmentations_asset_with_the_azure_backend(settings: Settings) -> None:
 
 
 def test_the_configured_backend_sets_code_versions_and_pool_at_load() -> None:
-    code = ("from hca_assets.assets.evaluation import segmentation_eval\n"
-            "from hca_assets.assets.segmentation import segmentations\n"
-            "print(segmentations.op.pool, *segmentations.code_versions_by_key.values(),"
-            " *segmentation_eval.code_versions_by_key.values())")
+    code = ("from hca_assets.definitions import defs\n"
+            "seg, ev = defs.resolve_assets_def('segmentations'), defs.resolve_assets_def('segmentation_eval')\n"
+            "print(seg.op.pool, *seg.code_versions_by_key.values(), *ev.code_versions_by_key.values())")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HCA_")}
     found = [subprocess.run([sys.executable, "-c", code], env=env | extra, capture_output=True, text=True, check=True,
                             timeout=120).stdout.split() for extra in ({"HCA_SEGMENTER": "azure", "HCA_MIP_MODEL_VERSION": "v7"}, {})]

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from hca_assets.assets import _metadata as md
+from hca_assets.automation import REPROCESS
 from hca_assets.catalog_run import series_table, studies_table
 from hca_assets.lake import registry as tables
 from hca_assets.partitions import ingest_batches
@@ -16,7 +17,7 @@ CATALOG_VERSION = "catalog-1"
 
 
 @dg.asset(deps=["deid_dicom"], partitions_def=ingest_batches, group_name="catalog", kinds={"python", "deltalake"},
-          code_version=CATALOG_VERSION,
+          code_version=CATALOG_VERSION, automation_condition=REPROCESS,
           description="One row per series of the batch: modality, body part, manufacturer, shifted dates, spacing, "
                       "instance counts and slice geometry QA, from the published headers (no pixels read).")
 def series(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
@@ -34,7 +35,8 @@ def series(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Materia
 
 
 @dg.asset(deps=[series], partitions_def=ingest_batches, group_name="catalog", kinds={"python", "deltalake"},
-          code_version=CATALOG_VERSION, description="One row per study of the batch, aggregated from its series.")
+          code_version=CATALOG_VERSION, automation_condition=REPROCESS,
+          description="One row per study of the batch, aggregated from its series.")
 def studies(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
     settings = storage.settings()
     key = context.partition_key

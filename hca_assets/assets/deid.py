@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from hca_assets.assets import _metadata as md
+from hca_assets.automation import REPROCESS
 from hca_assets.checks.deid import DEID_STAGED_CHECKS, PUBLISH_CHECKS, publish_checks, staged_checks
 from hca_assets.deid_run import (
     STAGE,
@@ -25,8 +26,7 @@ from hca_assets.keys import key_fingerprint
 from hca_assets.lake import registry as tables
 from hca_assets.partitions import ingest_batches
 from hca_assets.resources import HcaStorage, PseudonymKey
-
-DEID_VERSION = "deid-1"
+from hca_assets.versions import DEFAULTS
 
 
 @dg.asset(
@@ -34,12 +34,14 @@ DEID_VERSION = "deid-1"
     partitions_def=ingest_batches,
     group_name="deid",
     kinds={"python", "dicom"},
-    code_version=DEID_VERSION,
+    code_version=DEFAULTS["deid_staged"],
+    automation_condition=REPROCESS,
     check_specs=DEID_STAGED_CHECKS,
     description="PS3.15 de-identification of one batch into restricted staging, re-verified by blocking checks.",
 )
 def deid_staged(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym_key: PseudonymKey) -> dg.MaterializeResult:
     settings = storage.settings()
+    storage.code_version(context)  # the loaded definition's version is this profile's
     key = context.partition_key
     spec = spec_from_settings(settings, pseudonym_key.key(settings))
     rows = tables.RAW_INSTANCES.read(settings, where={"batch": key}, columns=["path"])
@@ -72,12 +74,14 @@ def deid_staged(context: dg.AssetExecutionContext, storage: HcaStorage, pseudony
     partitions_def=ingest_batches,
     group_name="deid",
     kinds={"python", "dicom", "deltalake"},
-    code_version=DEID_VERSION,
+    code_version=DEFAULTS["deid_dicom"],
+    automation_condition=REPROCESS,
     check_specs=PUBLISH_CHECKS,
     description="Checked de-identified files of one batch, published to the PHI-free zone, with the audit table.",
 )
 def deid_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym_key: PseudonymKey) -> dg.MaterializeResult:
     settings = storage.settings()
+    storage.code_version(context)  # the loaded definition's version is this profile's
     key = context.partition_key
     records = publish_batch(Path(settings.deid_staging), Path(settings.deid), key)
     instances, audit = published_tables(key, records, profile_from_settings(settings),

@@ -8,24 +8,24 @@ import dagster as dg
 import numpy as np
 
 from hca_assets.assets import _metadata as md
-from hca_assets.assets.segmentation import CONFIGURED, segmentations
+from hca_assets.assets.segmentation import segmentations
 from hca_assets.checks.evaluation import SEG_EVAL_CHECKS, segmentation_eval_checks
 from hca_assets.evaluation.segmentation import Score, segmentation_rows
 from hca_assets.evaluation.segmentation_truth import evaluate_segmentations
 from hca_assets.lake import registry as tables
 from hca_assets.resources import HcaStorage
 from hca_assets.segmentation.backends import segmenter_code_version
+from hca_assets.versions import DEFAULTS
 
-SEG_EVAL_VERSION = f"seg-eval-1+{segmenter_code_version(CONFIGURED)}"
 
-
-@dg.asset(deps=[segmentations], group_name="evaluation", kinds={"python", "deltalake"}, code_version=SEG_EVAL_VERSION,
+@dg.asset(deps=[segmentations], group_name="evaluation", kinds={"python", "deltalake"}, code_version=DEFAULTS["segmentation_eval"],
           check_specs=SEG_EVAL_CHECKS,
           automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
           description="Dice, IoU and HD95 (mm) per structure of the current segmentations against the synthetic "
                       "ground truth and the reference masks in HCA_SEG_REFERENCE_DIR; Delta evaluations.")
 def segmentation_eval(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
     settings = storage.settings()
+    storage.code_version(context)  # the loaded definition's version is this segmenter's
     version = segmenter_code_version(settings)
     rows = tables.SEGMENTATIONS.read(settings, where={"code_version": version}).to_pylist()
     start = time.perf_counter()

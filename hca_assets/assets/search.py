@@ -8,6 +8,7 @@ import dagster as dg
 import pyarrow.compute as pc
 
 from hca_assets.assets import _metadata as md
+from hca_assets.automation import REPROCESS
 from hca_assets.checks.search import (
     EMBEDDING_CHECKS,
     EVAL_CHECKS,
@@ -18,7 +19,6 @@ from hca_assets.checks.search import (
     image_checks,
     index_checks,
 )
-from hca_assets.config import Settings
 from hca_assets.embedding_run import aggregate_series, embed_images
 from hca_assets.evaluation.labels import labels_from_truth
 from hca_assets.evaluation.report import retrieval_rows
@@ -30,15 +30,15 @@ from hca_assets.models.endpoint import MI2_POOL
 from hca_assets.partitions import ingest_batches
 from hca_assets.resources import EmbeddingEndpoint, HcaStorage
 from hca_assets.search.index import index_builds, index_embeddings
-
-IMAGES_VERSION = "images-1"
+from hca_assets.versions import DEFAULTS
 
 
 @dg.asset(deps=["deid_dicom"], partitions_def=ingest_batches, group_name="images", kinds={"python", "png", "nifti"},
-          code_version=IMAGES_VERSION, check_specs=IMAGE_CHECKS,
+          code_version=DEFAULTS["images"], automation_condition=REPROCESS, check_specs=IMAGE_CHECKS,
           description="1024² 8-bit PNG per frame (windowed, letterboxed) and NIfTI per 3D series, from de-identified DICOM.")
 def images(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
     settings = storage.settings()
+    storage.code_version(context)  # the loaded definition's version is this preprocessing's
     key = context.partition_key
     instances = tables.DEID_INSTANCES.read(settings, where={"batch": key}).to_pylist()
     start = time.perf_counter()
@@ -61,7 +61,7 @@ def images(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Materia
 
 
 @dg.asset(deps=[images], partitions_def=ingest_batches, group_name="embeddings", kinds={"python", "deltalake"},
-          code_version=embedder_code_version(Settings.from_env().embedder), check_specs=EMBEDDING_CHECKS,
+          code_version=DEFAULTS["embeddings"], automation_condition=REPROCESS, check_specs=EMBEDDING_CHECKS,
           pool=MI2_POOL, retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
           description="One L2-normalised vector per image, and per 3D series by mean/max/median/std of its slices.")
 def embeddings(context: dg.AssetExecutionContext, storage: HcaStorage,
@@ -69,7 +69,7 @@ def embeddings(context: dg.AssetExecutionContext, storage: HcaStorage,
     settings = storage.settings()
     key = context.partition_key
     embedder = get_embedder(settings.embedder, url=embedding_endpoint.url, key=embedding_endpoint.key)
-    version = embedder_code_version(settings.embedder)
+    version = storage.code_version(context)  # the version the loaded definition declares, or a one-line failure
     rows = tables.IMAGES.read(settings, where={"batch": key}).to_pylist()
     start = time.perf_counter()
     table = embed_images(rows, Path(settings.images), embedder, version, progress=md.progress_logger(context, "embedded"))
@@ -77,17 +77,18 @@ def embeddings(context: dg.AssetExecutionContext, storage: HcaStorage,
     volumes = set(tables.VOLUMES.read(settings, where={"batch": key}, columns=["series_instance_uid"])
                   .column("series_instance_uid").to_pylist())
     series = aggregate_series(table, volumes)
-    written = tables.EMBEDDINGS.write(settings, table, match={"batch": key})
-    tables.SERIES_EMBEDDINGS.write(settings, series, match={"batch": key})
+    own = {"batch": key, "code_version": version}  # this version's slice: other versions' rows stay queryable
+    written = tables.EMBEDDINGS.write(settings, table, match=own)
+    tables.SERIES_EMBEDDINGS.write(settings, series, match=own)
     return dg.MaterializeResult(
         metadata={**md.written(written), "series_vectors": series.num_rows, "code_version": version,
                   "dim": embedder.dim, "images_per_second": round(table.num_rows / seconds, 1) if seconds else 0.0},
-        check_results=embedding_checks(settings, key, expected=len(rows), dim=embedder.dim),
+        check_results=embedding_checks(settings, key, version, expected=len(rows), dim=embedder.dim),
     )
 
 
 @dg.asset(deps=["deid_staged", "deid_dicom"], partitions_def=ingest_batches, group_name="embeddings",
-          kinds={"python", "deltalake"}, code_version="labels-1",
+          kinds={"python", "deltalake"}, code_version="labels-1", automation_condition=REPROCESS,
           description="Class and lesion labels of published instances, from synthetic ground truth via the crosswalk.")
 def labels(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
     settings = storage.settings()

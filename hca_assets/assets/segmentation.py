@@ -8,27 +8,30 @@ from pathlib import Path
 import dagster as dg
 
 from hca_assets.assets import _metadata as md
+from hca_assets.automation import REPROCESS
 from hca_assets.checks.segmentation import SEGMENTATION_CHECKS, segmentation_checks
 from hca_assets.config import Settings
 from hca_assets.lake import registry as tables
 from hca_assets.models.endpoint import MIP_POOL
 from hca_assets.partitions import ingest_batches
 from hca_assets.resources import HcaStorage, SegmentationEndpoint
-from hca_assets.segmentation.backends import code_version, segmenter_code_version, segmenter_for
+from hca_assets.segmentation.backends import segmenter_for
 from hca_assets.segmentation.overlay import overlay_sheet
 from hca_assets.segmentation_run import segment_batch
+from hca_assets.versions import DEFAULTS
 
-CONFIGURED = Settings.from_env()  # the backend this code location was loaded with: its code_version and pool
+CONFIGURED = Settings.from_env()  # the backend this code location was loaded with: its pool
 
 
 @dg.asset(deps=["images"], partitions_def=ingest_batches, group_name="segmentation", kinds={"python", "nifti", "dicom"},
-          code_version=segmenter_code_version(CONFIGURED), check_specs=SEGMENTATION_CHECKS,
+          code_version=DEFAULTS["segmentations"], automation_condition=REPROCESS, check_specs=SEGMENTATION_CHECKS,
           pool=MIP_POOL if CONFIGURED.segmenter == "azure" else None,
           description="Organ and lesion masks (prompt strategies per modality/body part): NIfTI per structure, "
                       "DICOM SEG per series, volumes in mL and areas in mm².")
 def segmentations(context: dg.AssetExecutionContext, storage: HcaStorage,
                   segmentation_endpoint: SegmentationEndpoint) -> dg.MaterializeResult:
     settings = storage.settings()
+    version = storage.code_version(context)  # the version the loaded definition declares, or a one-line failure
     segmenter = segmenter_for(settings.segmenter, settings, url=segmentation_endpoint.url, key=segmentation_endpoint.key)
     key = context.partition_key
     volumes = tables.VOLUMES.read(settings, where={"batch": key}).to_pylist()
@@ -41,7 +44,7 @@ def segmentations(context: dg.AssetExecutionContext, storage: HcaStorage,
     start = time.perf_counter()
     out = segment_batch(key, volumes, instances, body_parts, Path(settings.deid), Path(settings.images),
                         Path(settings.segmentations), segmenter)
-    written = tables.SEGMENTATIONS.write(settings, out.rows, match={"batch": key})
+    written = tables.SEGMENTATIONS.write(settings, out.rows, match={"batch": key, "code_version": version})  # other versions stay
     for series, reason in out.failed:
         context.log.warning(f"series {series}: {reason}")
     rows = out.rows.to_pylist()
@@ -57,7 +60,7 @@ def segmentations(context: dg.AssetExecutionContext, storage: HcaStorage,
         metadata={
             **md.written(written),
             md.SECONDS: round(time.perf_counter() - start, 3), "failed_series": len(out.failed),
-            "code_version": code_version(segmenter),
+            "code_version": version,
             "structures": md.md_counts({s: sum(1 for r in rows if r["structure"] == s and r["status"] == "segmented")
                                         for s in {r["structure"] for r in rows}}, ("structure", "segmented")),
             "unsupported": sum(1 for r in rows if r["status"] == "unsupported"),
@@ -66,5 +69,5 @@ def segmentations(context: dg.AssetExecutionContext, storage: HcaStorage,
             "overlays": md.md_png(overlay_sheet((paths[s], m) for s, m in masks.items() if s in paths),
                                   "largest segmented slice per series, one colour per structure"),
         },
-        check_results=segmentation_checks(settings, key),
+        check_results=segmentation_checks(settings, key, version),
     )

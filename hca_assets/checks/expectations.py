@@ -13,6 +13,7 @@ from hca_assets.lake.registry import spec
 from hca_assets.models import get_embedder
 from hca_assets.resources import EmbeddingEndpoint, HcaStorage
 from hca_assets.suites import SuiteResult, validate
+from hca_assets.versions import code_versions
 
 __all__ = ["CHECK_NAME", "EXPECTATION_CHECKS", "check_result"]
 
@@ -75,8 +76,10 @@ def _gx_check(asset: str, tables: Mapping[str, Slice]) -> dg.AssetChecksDefiniti
         params = {}
         if asset == "embeddings":  # the vectors must have the configured model's dimension
             params["model_dim"] = get_embedder(settings.embedder, url=embedding_endpoint.url, key=embedding_endpoint.key).dim
-        results = [validate(name, spec(name).read(settings, where=where(context)), params)
-                   for name, where in tables.items()]
+        version = code_versions(settings).get(asset)  # tables keyed by code_version hold other versions' rows too
+        wheres = {name: {**where(context), **({"code_version": version} if version and "code_version" in spec(name).keys
+                                               else {})} for name, where in tables.items()}
+        results = [validate(name, spec(name).read(settings, where=w), params) for name, w in wheres.items()]
         for s in results:
             context.log.info(f"{s.table}: {len(s.results) - len(s.failed)}/{len(s.results)} expectations met on {s.rows} rows")
         return check_result(results)

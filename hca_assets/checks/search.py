@@ -68,8 +68,8 @@ def image_checks(settings: Settings, batch: str, *, failed: int) -> list[dg.Asse
     ]
 
 
-def embedding_checks(settings: Settings, batch: str, *, expected: int, dim: int) -> list[dg.AssetCheckResult]:
-    table = tables.EMBEDDINGS.read(settings, where={"batch": batch})
+def embedding_checks(settings: Settings, batch: str, version: str, *, expected: int, dim: int) -> list[dg.AssetCheckResult]:
+    table = tables.EMBEDDINGS.read(settings, where={"batch": batch, "code_version": version})
     vectors = vectors_of(table)
     keys = list(zip(table.column("sop_instance_uid").to_pylist(), table.column("frame").to_pylist(), strict=True))
     finite = bool(np.isfinite(vectors).all()) if vectors.size else True

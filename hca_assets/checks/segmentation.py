@@ -25,8 +25,8 @@ SEGMENTATION_CHECKS = [
 ]
 
 
-def segmentation_checks(settings: Settings, batch: str) -> list[dg.AssetCheckResult]:
-    rows = tables.SEGMENTATIONS.read(settings, where={"batch": batch}).to_pylist()
+def segmentation_checks(settings: Settings, batch: str, version: str) -> list[dg.AssetCheckResult]:
+    rows = tables.SEGMENTATIONS.read(settings, where={"batch": batch, "code_version": version}).to_pylist()
     volumes = {r["series_instance_uid"]: r for r in tables.VOLUMES.read(settings, where={"batch": batch}).to_pylist()}
     planar = {r["sop_instance_uid"]: (r["columns"], r["rows"], 1) for r in
               tables.IMAGES.read(settings, where={"batch": batch}).to_pylist()}
