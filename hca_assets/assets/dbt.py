@@ -73,9 +73,6 @@ class LakeTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return GROUP
 
-    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
-        return dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
-
 
 def _producer_keys(table: str) -> list[dg.AssetKey]:
     if table not in PRODUCERS:
