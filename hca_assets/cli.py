@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from hca_assets.config import Settings, join
+from hca_assets.config import Settings, is_uri, join
 
 if TYPE_CHECKING:
     from hca_assets.synthetic import GeneratorOptions
@@ -72,8 +72,9 @@ def audit_note(**facts: object) -> None:
 
 
 def _record_command(ctx: click.Context, outcome: str) -> None:
-    """One ``audit_log`` row for a finished command (who, when, which command, how it ended, counts); a failure to
-    record is a one-line warning, not the command's failure (restricted reads are recorded before they run)."""
+    """One ``audit_log`` row for a finished command (who, when, which command, how it ended, counts) in an existing
+    lake; a failure to record is a one-line warning, not the command's failure (restricted reads are recorded
+    before they run)."""
     from hca_assets.lake.audit import CLI, AuditEvent, AuditUnavailable, record
 
     facts = dict(ctx.meta.get(AUDIT_META, {}))
@@ -81,7 +82,13 @@ def _record_command(ctx: click.Context, outcome: str) -> None:
     event = AuditEvent(CLI, ctx.command.name or "?", outcome, restricted=bool(ctx.params.get("restricted")),
                        assets=assets, partition=partition, counts={k: int(v) for k, v in facts.items()})
     try:
-        record(Settings.from_env(), event)
+        settings = Settings.from_env()
+    except ValueError:  # refused before anything ran: there is no lake to say where the row would go
+        return
+    if not is_uri(settings.lake) and not Path(settings.lake).is_dir():
+        return  # never create a lake (or write into a folder) just to log a command that made none
+    try:
+        record(settings, event)
     except (ValueError, AuditUnavailable) as exc:
         click.echo(f"warning: this action was not recorded in audit_log ({' '.join(str(exc).split())})", err=True)
 

@@ -46,7 +46,11 @@ def test_generate_and_sql_formats(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     bad = runner.invoke(main, ["sql", "selec nonsense"])
     assert bad.exit_code == 2 and bad.stderr.startswith("Error: Parser Error") and bad.stderr.count("\n") == 1
     audit = read_table(Settings(data_dir=str(tmp_path / "data")).table_uri("audit_log")).to_pylist()
-    assert [r["command"] for r in audit] == ["sql", "sql"]  # the two --restricted queries, nothing else
+    reads = [r for r in audit if r["event"] == "restricted_read"]
+    assert [r["command"] for r in reads] == ["sql", "sql"]  # the two --restricted queries, recorded before they ran
+    sql = [r for r in audit if r["event"] == "cli" and r["command"] == "sql"]
+    assert len(sql) == 5 and [r["outcome"] for r in sql].count("error") == 2  # every command, with how it ended
+    assert sum(r["restricted"] for r in sql) == 2
 
 
 def test_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,8 +70,9 @@ def test_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert "Segmentations" in result.output and "liver" in result.output  # the local backend ran on the CT
     assert (tmp_path / "data" / "dagster_home" / "dagster.yaml").is_file()
     assert (tmp_path / "data" / DEMO_MARKER).is_file()  # created by the demo: a later --fresh may delete it
-    assert [r["command"] for r in read_table(Settings(data_dir=str(tmp_path / "data")).table_uri("audit_log")).to_pylist()] == [
-        "demo"]  # its one query over a restricted table is on record
+    audit = read_table(Settings(data_dir=str(tmp_path / "data")).table_uri("audit_log")).to_pylist()
+    assert sorted((r["event"], r["command"]) for r in audit if r["event"] != "run") == [
+        ("cli", "demo"), ("restricted_read", "demo")]  # its one restricted query, and the command with its outcome
     assert list((tmp_path / "data" / "dagster_home").rglob("*.db"))  # runs persisted for the UI
 
 
