@@ -34,8 +34,10 @@ def volume_order(slices: Sequence[Dataset]) -> list[int]:
     return sorted(range(len(slices)), key=lambda k: float(np.dot(normal, np.asarray(slices[k].ImagePositionPatient, float))))
 
 
-def build_volume(slices: list[Dataset]) -> Volume:
+def build_volume(slices: Sequence[Dataset], pixels: Sequence[np.ndarray] | None = None) -> Volume:
     """Stack single-frame slices of one series into a NIfTI volume (modality LUT applied, float32).
+    ``pixels``: each slice's modality values when the caller already decoded them (``slices`` may then be
+    header-only), so that a renderer reads every file once.
 
     Raises ``ValueError`` when the slices do not form one regular volume (orientation, size, spacing).
     """
@@ -47,7 +49,8 @@ def build_volume(slices: list[Dataset]) -> Volume:
     if len({(int(ds.Rows), int(ds.Columns)) for ds in slices}) != 1:
         raise ValueError("slices have different sizes")
     normal = _normal(slices[0])
-    ordered = [slices[k] for k in volume_order(slices)]
+    order = volume_order(slices)
+    ordered = [slices[k] for k in order]
     positions = np.array([np.dot(normal, np.asarray(ds.ImagePositionPatient, dtype=float)) for ds in ordered])
     gaps = np.diff(positions)
     if np.any(gaps <= 0) or np.ptp(gaps) > 0.01 * max(1.0, float(np.mean(gaps))):
@@ -60,8 +63,12 @@ def build_volume(slices: list[Dataset]) -> Volume:
     lps[:3, 1] = iop[3:] * row_spacing  # j: down a column (increasing row)
     lps[:3, 2] = normal * float(np.mean(gaps))
     lps[:3, 3] = np.asarray(first.ImagePositionPatient, dtype=float)
-    data = np.stack([apply_modality_lut(ds.pixel_array, ds).astype(np.float32) for ds in ordered])  # k, j, i
-    image = nib.Nifti1Image(np.ascontiguousarray(data.transpose(2, 1, 0)), _LPS_TO_RAS @ lps)
+    # (i, j, k) in Fortran order, as NIfTI stores it: each slice is one contiguous copy, the writer none
+    data = np.empty((int(first.Columns), int(first.Rows), len(order)), dtype=np.float32, order="F")
+    for k, index in enumerate(order):
+        values = pixels[index] if pixels is not None else apply_modality_lut(slices[index].pixel_array, slices[index])
+        data[:, :, k] = np.asarray(values).T
+    image = nib.Nifti1Image(data, _LPS_TO_RAS @ lps)
     image.header.set_xyzt_units("mm")
     return Volume(image, [str(ds.SOPInstanceUID) for ds in ordered])
 
