@@ -15,9 +15,12 @@ from pathlib import Path
 from hca_assets.routing import parse_rules
 from hca_assets.segmentation import BACKENDS
 
-__all__ = ["DEFAULT_LIMITS", "Limits", "Settings", "is_uri", "join"]
+__all__ = ["DEFAULT_LIMITS", "EXECUTORS", "Limits", "Settings", "is_uri", "join"]
 
 DEFAULT_DATA_DIR = "./data"
+# How a run executes its steps (hca_assets/executors.py): "default" is Dagster's (multiprocess, or in-process
+# under `materialize`); celery and k8s are the deployments of deploy/ (README "Deployment").
+EXECUTORS = ("default", "in_process", "multiprocess", "celery", "k8s")
 
 
 def is_uri(location: str) -> bool:
@@ -105,6 +108,7 @@ class Settings:
     file_timeout_seconds: float = Limits.file_timeout_seconds
     priority_rules: str = ""
     vacuum_retention_hours: float = 168.0  # Delta vacuum keeps files a version needed this recently (≥ 7 days)
+    executor: str = "default"
 
     def __post_init__(self) -> None:
         if not self.data_dir:
@@ -123,6 +127,8 @@ class Settings:
             raise ValueError(f"`segmenter` must be one of {', '.join(BACKENDS)}, got {self.segmenter!r}")
         if self.mip_concurrency < 1:
             raise ValueError(f"`mip_concurrency` must be >= 1, got {self.mip_concurrency}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"`executor` must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         self.limits  # noqa: B018 - validates them
         parse_rules(self.priority_rules)  # a malformed rule fails here, not in the sensor
         if self.vacuum_retention_hours < 168:
@@ -144,7 +150,8 @@ class Settings:
         and ``HCA_MAX_CONSTANT_FRACTION`` (check floors); ``HCA_SEG_REFERENCE_DIR`` (user reference masks ``<series>/<structure>.nii.gz``);
         per-file limits ``HCA_MAX_PIXELS``, ``HCA_MAX_FILE_BYTES``, ``HCA_FILE_TIMEOUT_SECONDS``;
         ``HCA_PRIORITY_RULES`` (``LEVEL:source=value,...``, see :mod:`hca_assets.routing`; empty: no routing);
-        ``HCA_VACUUM_RETENTION_HOURS`` (Delta maintenance: files older versions needed are deleted after this, ≥ 168)."""
+        ``HCA_VACUUM_RETENTION_HOURS`` (Delta maintenance: files older versions needed are deleted after this, ≥ 168);
+        ``HCA_EXECUTOR`` (one of :data:`EXECUTORS`)."""
         return cls(
             data_dir=os.environ.get("HCA_DATA_DIR", DEFAULT_DATA_DIR),
             landing_dir=os.environ.get("HCA_LANDING_DIR") or None,
@@ -172,6 +179,7 @@ class Settings:
             file_timeout_seconds=float(os.environ.get("HCA_FILE_TIMEOUT_SECONDS", str(cls.file_timeout_seconds))),
             priority_rules=os.environ.get("HCA_PRIORITY_RULES", cls.priority_rules),
             vacuum_retention_hours=float(os.environ.get("HCA_VACUUM_RETENTION_HOURS", str(cls.vacuum_retention_hours))),
+            executor=os.environ.get("HCA_EXECUTOR", cls.executor),
         )
 
     @property

@@ -11,6 +11,7 @@ from hca_assets.assets.search import embeddings, faiss_index, images, labels, re
 from hca_assets.assets.segmentation import segmentations
 from hca_assets.checks.expectations import EXPECTATION_CHECKS
 from hca_assets.config import Settings
+from hca_assets.executors import executor_def
 from hca_assets.jobs import index_job, ingest_job
 from hca_assets.resources import default_resources
 from hca_assets.run_sensors import RUN_SENSORS
@@ -28,7 +29,7 @@ def versioned(assets: list[dg.AssetsDefinition], settings: Settings) -> list[dg.
 
 
 def build_defs(settings: Settings | None = None) -> dg.Definitions:
-    """Definitions bound to ``settings`` (default: from the environment), code_versions included."""
+    """Definitions bound to ``settings`` (default: from the environment), code_versions and executor included."""
     settings = settings or Settings.from_env()
     return dg.Definitions(
         assets=versioned([raw_dicom, deid_staged, deid_dicom, images, embeddings, segmentations, labels, faiss_index,
@@ -38,6 +39,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         schedules=SCHEDULES,
         sensors=[landing_sensor, automation_sensor, *RUN_SENSORS, *RUNS_SENSORS],
         resources={**default_resources(settings), "dbt": dbt_resource()},
+        executor=executor_def(settings.executor),
     )
 
 

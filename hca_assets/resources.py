@@ -41,6 +41,7 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     file_timeout_seconds: float = Settings.file_timeout_seconds
     priority_rules: str = Settings.priority_rules
     vacuum_retention_hours: float = Settings.vacuum_retention_hours
+    executor: str = Settings.executor
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HcaStorage:
