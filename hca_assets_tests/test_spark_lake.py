@@ -19,6 +19,7 @@ from urllib.parse import unquote
 
 import dagster as dg
 import pytest
+from deltalake import DeltaTable
 
 from hca_assets.assets.catalog import series, studies
 from hca_assets.assets.deid import deid_dicom, deid_staged
@@ -28,6 +29,7 @@ from hca_assets.assets.segmentation import segmentations
 from hca_assets.config import Settings
 from hca_assets.lake import audit, warehouse
 from hca_assets.lake import registry as tables
+from hca_assets.lake.maintenance import maintain_lake
 from hca_assets.landing import claim
 from hca_assets.partitions import INGEST_BATCHES
 from hca_assets.resources import EmbeddingEndpoint, HcaStorage, PseudonymKey, SegmentationEndpoint
@@ -43,7 +45,8 @@ STUDY = dataclasses.replace(SMALL, patients=2, seed=11)  # as test_search_assets
 
 
 def _materialize_lake(settings: Settings) -> None:
-    """Every table of the registry written by the real assets on two small synthetic patients and bad inputs."""
+    """Every table of the registry written by the real assets on two small synthetic patients and bad inputs, then
+    maintained as a long-lived lake is (a checkpoint, compaction)."""
     generate(Path(settings.landing), Path(settings.truth_file).parent, STUDY)
     write_bad_inputs(min(Path(settings.landing).rglob("ct/0001.dcm")), Path(settings.landing, "zz_bad"),
                      unreadable_dir=False)  # quarantine rows
@@ -63,6 +66,8 @@ def _materialize_lake(settings: Settings) -> None:
             for _ in range(2):  # the second call replaces the run's rows: the log gets remove actions to replay
                 record_run(instance, run, storage)
     audit.record(settings, audit.AuditEvent(event="cli", command="sql", outcome="ok", counts={"rows": 1}))
+    DeltaTable(tables.RUNS.uri(settings)).create_checkpoint()  # as delta-rs does every 100 commits of a long-lived lake
+    assert sum(m.files_compacted for m in maintain_lake(settings)) > 0  # compaction commits after the checkpoint
 
 
 def _spark_session():  # type: ignore[no-untyped-def]
