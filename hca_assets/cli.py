@@ -72,9 +72,9 @@ def audit_note(**facts: object) -> None:
 
 
 def _record_command(ctx: click.Context, outcome: str) -> None:
-    """One ``audit_log`` row for a finished command (who, when, which command, how it ended, counts) in an existing
-    lake; a failure to record is a one-line warning, not the command's failure (restricted reads are recorded
-    before they run)."""
+    """One ``audit_log`` row for a finished command (who, when, which command, how it ended, counts); a command that
+    failed where no lake exists leaves none. A failure to record is a one-line warning, not the command's failure
+    (restricted reads are recorded before they run)."""
     from hca_assets.lake.audit import CLI, AuditEvent, AuditUnavailable, record
 
     facts = dict(ctx.meta.get(AUDIT_META, {}))
@@ -85,8 +85,8 @@ def _record_command(ctx: click.Context, outcome: str) -> None:
         settings = Settings.from_env()
     except ValueError:  # refused before anything ran: there is no lake to say where the row would go
         return
-    if not is_uri(settings.lake) and not Path(settings.lake).is_dir():
-        return  # never create a lake (or write into a folder) just to log a command that made none
+    if outcome != "ok" and not is_uri(settings.lake) and not Path(settings.lake).is_dir():
+        return  # a refused command creates no lake (nor writes into a folder it was refused) just to log itself
     try:
         record(settings, event)
     except (ValueError, AuditUnavailable) as exc:
