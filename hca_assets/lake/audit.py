@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import getpass
 import hashlib
+import io
+import json
 import os
 import time
 import uuid
@@ -19,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.json as pa_json
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
@@ -96,9 +99,17 @@ def migrate(settings: Settings) -> bool:
         return True
 
 
+def _one_row(row: Mapping[str, object]) -> pa.Table:
+    """The row as an ``AUDIT_LOG`` table, parsed from JSON: pyarrow's conversion of Python objects imports pandas
+    (~0.25 s), which every CLI command would pay for its audit row."""
+    text = json.dumps({k: v.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if isinstance(v, datetime) else v for k, v in row.items()})
+    options = pa_json.ParseOptions(explicit_schema=AUDIT_LOG, unexpected_field_behavior="error")
+    return pa_json.read_json(io.BytesIO(text.encode()), parse_options=options).cast(AUDIT_LOG)
+
+
 def record(settings: Settings, event: AuditEvent, *, user: str | None = None, attempts: int = 5) -> None:
     """Append ``event`` as one row (migrating an older table first); :class:`AuditUnavailable` if it cannot be."""
-    data = pa.Table.from_pylist([event.row(datetime.now(UTC), user or actor())], schema=AUDIT_LOG)
+    data = _one_row(event.row(datetime.now(UTC), user or actor()))
     for attempt in range(attempts):  # concurrent first appends race to create the table
         try:
             migrate(settings)
