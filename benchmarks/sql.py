@@ -85,5 +85,5 @@ def bench_sql(work: Path, repeats: int) -> list[str]:
     load = os.getloadavg()[0]
     return [*lines, "", f"Best of {repeats} runs each. An empty Python start-up (`python -c pass`, this venv) takes "
             f"{python:.2f} s of each figure. Each `hca` command appends its row to `audit_log` (issue 11 item 6): "
-            "pyarrow, pandas and a Delta commit, the difference between the two columns. Load average "
+            "pyarrow (the row is parsed from JSON: no pandas) and a Delta commit, the difference between the two columns. Load average "
             f"{load:.1f} on 2 cores at the end of the part (other processes).", ""]
