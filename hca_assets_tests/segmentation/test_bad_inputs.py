@@ -13,31 +13,14 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from click.testing import CliRunner
 
-from hca_assets.cli import main
 from hca_assets.segmentation.base import Outcome
 from hca_assets.segmentation.local import LocalSegmenter
 from hca_assets.segmentation_run import segment_batch
-from hca_assets.synthetic import GeneratorOptions, generate
 from hca_assets.synthetic.phantoms import ct_volume
 from hca_assets_tests.conftest import public_test_files
+from hca_assets_tests.segmentation.conftest import run_segment
 from hca_assets_tests.test_cli_user_errors import assert_one_line_user_error
-
-OPTIONS = GeneratorOptions(patients=1, seed=5, ct_slices=12, ct_size=96, cxr_size=128, mr_slices=8, mr_size=64,
-                           lesion_rate=0.0)
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("bad_inputs")
-    generate(root / "dicom", root / "truth", OPTIONS)
-    (patient,) = (root / "dicom").iterdir()
-    return patient
-
-
-def _run(*args: object) -> object:
-    return CliRunner().invoke(main, ["segment", *map(str, args)])
 
 
 def _public(name: str) -> Path:
@@ -47,7 +30,7 @@ def _public(name: str) -> Path:
 def test_rgb_ultrasound_is_refused_in_one_line(tmp_path: Path) -> None:
     us = _public("examples_rgb_color.dcm")  # a real RGB ultrasound frame (pydicom's test files)
     assert pydicom.dcmread(us).SamplesPerPixel == 3
-    result = _run(us, "--prompt", "lung", "--out", tmp_path / "out")
+    result = run_segment(us, "--prompt", "lung", "--out", tmp_path / "out")
     assert_one_line_user_error(result)
     assert "greyscale" in result.stderr and not (tmp_path / "out").exists()
 
@@ -56,26 +39,26 @@ def test_one_ct_slice_is_refused_in_one_line(tmp_path: Path) -> None:
     folder = tmp_path / "one"
     folder.mkdir()
     shutil.copy(_public("CT_small.dcm"), folder / "slice.dcm")  # a real CT slice, alone in its folder
-    result = _run(folder, "--prompt", "liver", "--out", tmp_path / "out")
+    result = run_segment(folder, "--prompt", "liver", "--out", tmp_path / "out")
     assert_one_line_user_error(result)
     assert "cannot segment `liver` on this CT planar image" in result.stderr
 
 
-def test_wrong_prompt_names_it(study: Path, tmp_path: Path) -> None:
-    result = _run(study / "ct", "--prompt", "liverr", "--out", tmp_path / "out")
+def test_wrong_prompt_names_it(patient: Path, tmp_path: Path) -> None:
+    result = run_segment(patient / "ct", "--prompt", "liverr", "--out", tmp_path / "out")
     assert_one_line_user_error(result)
     assert "unknown prompt `liverr`" in result.stderr
 
 
-def test_non_square_pixels_measure_in_mm(study: Path, tmp_path: Path) -> None:
+def test_non_square_pixels_measure_in_mm(patient: Path, tmp_path: Path) -> None:
     """Pixel spacing 0.6 mm (rows) × 0.9 mm (columns): the NIfTI carries it and volumes/areas use it."""
     for kind, spacing in (("ct", [0.6, 0.9]), ("cxr", [0.5, 1.0])):
         (tmp_path / kind).mkdir()
-        for path in sorted((study / kind).glob("*.dcm")):
+        for path in sorted((patient / kind).glob("*.dcm")):
             ds = pydicom.dcmread(path)
             ds.PixelSpacing = spacing
             ds.save_as(tmp_path / kind / path.name)
-    ct = _run(tmp_path / "ct", "--prompt", "lung", "--out", tmp_path / "ct_out")
+    ct = run_segment(tmp_path / "ct", "--prompt", "lung", "--out", tmp_path / "ct_out")
     assert ct.exit_code == 0, ct.output
     mask = nib.load(tmp_path / "ct_out" / "lung.nii.gz")
     zooms = mask.header.get_zooms()
@@ -85,7 +68,7 @@ def test_non_square_pixels_measure_in_mm(study: Path, tmp_path: Path) -> None:
     assert int(ml[1]) == voxels > 0
     assert float(ml[0]) == pytest.approx(voxels * 0.9 * 0.6 * zooms[2] / 1000, abs=0.06)
     (cxr,) = (tmp_path / "cxr").glob("*.dcm")
-    planar = _run(cxr, "--prompt", "lung", "--out", tmp_path / "cxr_out")
+    planar = run_segment(cxr, "--prompt", "lung", "--out", tmp_path / "cxr_out")
     assert planar.exit_code == 0, planar.output
     (area,) = re.findall(r"^lung\s+([\d.]+) mm²\s+(\d+) voxels", planar.stdout, flags=re.MULTILINE)
     assert float(area[0]) == pytest.approx(int(area[1]) * 0.5 * 1.0, abs=0.06)

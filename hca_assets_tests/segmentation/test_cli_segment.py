@@ -13,29 +13,11 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from click.testing import CliRunner
 
-from hca_assets.cli import main
 from hca_assets.dicom.volumes import build_volume
 from hca_assets.segmentation.standalone import MARKER
-from hca_assets.synthetic import GeneratorOptions, generate
+from hca_assets_tests.segmentation.conftest import run_segment
 from hca_assets_tests.test_cli_user_errors import assert_one_line_user_error
-
-OPTIONS = GeneratorOptions(patients=1, seed=3, ct_slices=12, ct_size=96, cxr_size=128, mr_slices=8, mr_size=64,
-                           lesion_rate=0.0)
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The one patient's folder: ct/, cxr/, mr/, us/ (one series each)."""
-    root = tmp_path_factory.mktemp("cli_segment")
-    generate(root / "dicom", root / "truth", OPTIONS)
-    (patient,) = (root / "dicom").iterdir()
-    return patient
-
-
-def _run(*args: object) -> object:
-    return CliRunner().invoke(main, ["segment", *map(str, args)])
 
 
 def _printed(output: str) -> dict[str, tuple[float, str]]:
@@ -44,11 +26,11 @@ def _printed(output: str) -> dict[str, tuple[float, str]]:
     return {name: (float(size), unit) for name, size, unit in found}
 
 
-def test_series_folder_gives_masks_on_the_volume_grid_and_a_seg(study: Path, tmp_path: Path) -> None:
+def test_series_folder_gives_masks_on_the_volume_grid_and_a_seg(patient: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = _run(study / "ct", "--prompt", "liver", "--prompt", "lung", "--out", out)
+    result = run_segment(patient / "ct", "--prompt", "liver", "--prompt", "lung", "--out", out)
     assert result.exit_code == 0, result.output
-    slices = [pydicom.dcmread(p) for p in sorted((study / "ct").glob("*.dcm"))]
+    slices = [pydicom.dcmread(p) for p in sorted((patient / "ct").glob("*.dcm"))]
     volume = build_volume(slices)
     printed = _printed(result.stdout)
     assert set(printed) == {"liver", "lung"} and all(unit == "mL" for _, unit in printed.values())
@@ -67,21 +49,21 @@ def test_series_folder_gives_masks_on_the_volume_grid_and_a_seg(study: Path, tmp
     assert np.array_equal(pixels[..., 1].astype(bool), lung.transpose(2, 1, 0))
 
 
-def test_default_prompts_and_a_rerun_replaces_only_its_own_files(study: Path, tmp_path: Path) -> None:
+def test_default_prompts_and_a_rerun_replaces_only_its_own_files(patient: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert _run(study / "ct", "--out", out).exit_code == 0  # the abdominal CT strategy's six prompts
+    assert run_segment(patient / "ct", "--out", out).exit_code == 0  # the abdominal CT strategy's six prompts
     names = {"liver", "spleen", "kidney_left", "kidney_right", "lung", "lesion"}
     assert {p.name for p in out.iterdir()} == {MARKER, "seg.dcm", *(f"{n}.nii.gz" for n in names)}
-    again = _run(study / "ct", "--prompt", "spleen", "--out", out)
+    again = run_segment(patient / "ct", "--prompt", "spleen", "--out", out)
     assert again.exit_code == 0, again.output
     assert {p.name for p in out.iterdir()} == {MARKER, "seg.dcm", "spleen.nii.gz"}
     assert json.loads((out / MARKER).read_text())["files"] == ["seg.dcm", "spleen.nii.gz"]
 
 
-def test_single_planar_file_prints_areas(study: Path, tmp_path: Path) -> None:
-    (cxr,) = (study / "cxr").glob("*.dcm")
+def test_single_planar_file_prints_areas(patient: Path, tmp_path: Path) -> None:
+    (cxr,) = (patient / "cxr").glob("*.dcm")
     out = tmp_path / "out"
-    result = _run(cxr, "--out", out)
+    result = run_segment(cxr, "--out", out)
     assert result.exit_code == 0, result.output
     printed = _printed(result.stdout)
     assert set(printed) == {"lung", "heart"} and all(unit == "mm²" for _, unit in printed.values())
@@ -95,17 +77,17 @@ def test_single_planar_file_prints_areas(study: Path, tmp_path: Path) -> None:
     assert np.array_equal(frame.astype(bool), np.asarray(lung.dataobj)[:, :, 0].T.astype(bool))
 
 
-def test_nifti_input_keeps_its_grid(study: Path, tmp_path: Path) -> None:
-    volume = build_volume([pydicom.dcmread(p) for p in sorted((study / "ct").glob("*.dcm"))])
+def test_nifti_input_keeps_its_grid(patient: Path, tmp_path: Path) -> None:
+    volume = build_volume([pydicom.dcmread(p) for p in sorted((patient / "ct").glob("*.dcm"))])
     # the same anatomy on another voxel grid: reoriented to RAS and flipped along x, with the matching affine
     flipped = nib.as_closest_canonical(volume.image).slicer[::-1, :, :]
     nib.save(flipped, tmp_path / "ct.nii.gz")
-    result = _run(tmp_path / "ct.nii.gz", "--prompt", "liver", "--out", tmp_path / "nifti")
+    result = run_segment(tmp_path / "ct.nii.gz", "--prompt", "liver", "--out", tmp_path / "nifti")
     assert result.exit_code == 0, result.output
     mask = nib.load(tmp_path / "nifti" / "liver.nii.gz")
     assert mask.shape == flipped.shape and np.allclose(mask.affine, flipped.affine)
     assert not (tmp_path / "nifti" / "seg.dcm").exists()
-    dicom = _run(study / "ct", "--prompt", "liver", "--out", tmp_path / "dicom")
+    dicom = run_segment(patient / "ct", "--prompt", "liver", "--out", tmp_path / "dicom")
     assert dicom.exit_code == 0, dicom.output
     from_dicom = nib.load(tmp_path / "dicom" / "liver.nii.gz")
     assert not np.allclose(from_dicom.affine, mask.affine)
@@ -116,18 +98,18 @@ def test_nifti_input_keeps_its_grid(study: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("case", ["unsupported_on_input", "unknown_prompt", "missing_input", "no_dicom", "mixed_series",
                                   "backend", "nifti_without_prompt", "no_default_prompts"])
-def test_user_mistakes_are_one_line_exit_2(case: str, study: Path, tmp_path: Path) -> None:
-    (cxr,) = (study / "cxr").glob("*.dcm")
-    (us,) = (study / "us").glob("*.dcm")
+def test_user_mistakes_are_one_line_exit_2(case: str, patient: Path, tmp_path: Path) -> None:
+    (cxr,) = (patient / "cxr").glob("*.dcm")
+    (us,) = (patient / "us").glob("*.dcm")
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("not DICOM")
     nifti = tmp_path / "v.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), nifti)
-    args = {"unsupported_on_input": [cxr, "--prompt", "liver"], "unknown_prompt": [study / "ct", "--prompt", "pancreas"],
-            "missing_input": [tmp_path / "nope"], "no_dicom": [tmp_path / "empty"], "mixed_series": [study],
-            "backend": [study / "ct", "--backend", "onnx"], "nifti_without_prompt": [nifti],
+    args = {"unsupported_on_input": [cxr, "--prompt", "liver"], "unknown_prompt": [patient / "ct", "--prompt", "pancreas"],
+            "missing_input": [tmp_path / "nope"], "no_dicom": [tmp_path / "empty"], "mixed_series": [patient],
+            "backend": [patient / "ct", "--backend", "onnx"], "nifti_without_prompt": [nifti],
             "no_default_prompts": [us]}[case]
-    result = _run(*args, "--out", tmp_path / "out")
+    result = run_segment(*args, "--out", tmp_path / "out")
     assert_one_line_user_error(result)
     assert not (tmp_path / "out").exists()  # nothing written for a refused request
     expected = {"unsupported_on_input": "cannot segment `liver`", "unknown_prompt": "unknown prompt `pancreas`",
@@ -135,14 +117,14 @@ def test_user_mistakes_are_one_line_exit_2(case: str, study: Path, tmp_path: Pat
     assert expected in result.stderr
 
 
-def test_a_foreign_folder_is_refused_and_left_alone(study: Path, tmp_path: Path) -> None:
+def test_a_foreign_folder_is_refused_and_left_alone(patient: Path, tmp_path: Path) -> None:
     out = tmp_path / "mine"
     out.mkdir()
     (out / "liver.nii.gz").write_bytes(b"someone else's mask")
-    assert_one_line_user_error(_run(study / "ct", "--prompt", "liver", "--out", out))
+    assert_one_line_user_error(run_segment(patient / "ct", "--prompt", "liver", "--out", out))
     assert (out / "liver.nii.gz").read_bytes() == b"someone else's mask"
     shutil.rmtree(out)
-    assert _run(study / "ct", "--prompt", "liver", "--out", out).exit_code == 0
+    assert run_segment(patient / "ct", "--prompt", "liver", "--out", out).exit_code == 0
     (out / "notes.txt").write_text("mine")  # a file the earlier run did not write: the folder is no longer ours
-    assert_one_line_user_error(_run(study / "ct", "--prompt", "liver", "--out", out))
+    assert_one_line_user_error(run_segment(patient / "ct", "--prompt", "liver", "--out", out))
     assert (out / "notes.txt").read_text() == "mine" and (out / "liver.nii.gz").exists()
