@@ -244,9 +244,9 @@ def validate(table: TableSpec | str, data: pa.Table, params: Mapping[str, Any] |
     t = spec(table) if isinstance(table, str) else table
     chosen = list(expectations) if expectations is not None else suite(t)
     frame = data  # as written: a missing, extra or misplaced column fails the schema expectation
-    for name, derive in DERIVED.get(t.name, {}).items():
-        if set(frame.column_names) >= set(t.schema.names):
-            frame = frame.append_column(name, derive(frame))
+    derived = DERIVED.get(t.name, {}) if set(data.column_names) >= set(t.schema.names) else {}
+    for name, derive in derived.items():
+        frame = frame.append_column(name, derive(frame))
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = context.data_sources.add_pandas("lake").add_dataframe_asset(t.name).add_batch_definition_whole_dataframe("batch")

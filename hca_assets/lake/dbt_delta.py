@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 from dbt.adapters.duckdb.plugins import delta
 from dbt.adapters.duckdb.utils import SourceConfig
 
-from hca_assets.lake.delta import open_dataset, table_exists
+from hca_assets.lake.delta import read_table
 from hca_assets.lake.registry import spec
 
 __all__ = ["Plugin"]
@@ -37,13 +36,11 @@ class Plugin(delta.Plugin):
                 raise FileNotFoundError(f"no data folder {folder.parent}: run `make demo` or set HCA_DATA_DIR")
             folder.mkdir(exist_ok=True)
 
-    def load(self, source_config: SourceConfig) -> pa.Table | pads.Dataset:
+    def load(self, source_config: SourceConfig) -> pa.Table:
         table = spec(source_config["hca_table"])
         path = source_config["delta_table_path"]
         columns = list(source_config.get("load_columns") or table.schema.names)
-        if not table_exists(path):
-            return table.schema.empty_table().select(columns)
-        return open_dataset(path).to_table(columns=columns)
+        return read_table(path, schema=table.schema, columns=columns)
 
     def default_materialization(self) -> Any:
         return "table"

@@ -49,7 +49,6 @@ def maintain_lake(settings: Settings) -> list[Maintained]:
     """Maintain every registered table that exists (lake and restricted zones)."""
     out = []
     for spec in TABLES.values():
-        uri = spec.uri(settings)
-        if DeltaTable.is_deltatable(uri):
-            out.append(maintain_table(spec.name, uri, settings.vacuum_retention_hours))
+        if spec.exists(settings):
+            out.append(maintain_table(spec.name, spec.uri(settings), settings.vacuum_retention_hours))
     return out

@@ -59,7 +59,7 @@ def discover_tables(root: str) -> dict[str, str]:
 def connect(settings: Settings, *, restricted: bool = False) -> duckdb.DuckDBPyConnection:
     """An in-memory, sandboxed DuckDB with a view per PHI-free table (and per restricted table if asked), each
     over the table's Arrow dataset, and the marts: any statement may run on it, and none reaches a file."""
-    tables = _tables(settings, restricted)
+    tables = _tables(settings, _restricted_found(settings, restricted))
     con = duckdb.connect()
     for name, uri in tables.items():
         _arrow_view(con, name, uri)
@@ -96,7 +96,8 @@ def query_rows(settings: Settings, query: str, *, restricted: bool = False,
 
 def _run(settings: Settings, query: str, *, restricted: bool, command: str,
          fetch: Callable[[duckdb.DuckDBPyConnection, str], _T]) -> _T:
-    tables = _tables(settings, restricted)
+    hidden = _restricted_found(settings, restricted)
+    tables = _tables(settings, hidden)
     con = duckdb.connect()
     try:
         statements = con.extract_statements(query)
@@ -112,9 +113,8 @@ def _run(settings: Settings, query: str, *, restricted: bool, command: str,
                 _arrow_view(con, name, uri)
             allowed += files or []
         _lock(con, allowed=allowed)
-        if restricted:  # the restricted tables written so far: what the query could read
-            record_restricted_access(settings, command=command, query=query,
-                                     tables=discover_tables(join(settings.restricted, "tables")))
+        if hidden is not None:  # the restricted tables written so far: what the query could read
+            record_restricted_access(settings, command=command, query=query, tables=hidden)
         return fetch(con, statements[0].query)
     except duckdb.CatalogException as exc:
         named = sorted(t for t in registry.restricted_names() if t in query and not restricted)
@@ -139,14 +139,16 @@ def record_restricted_access(settings: Settings, *, command: str, query: str, ta
         raise QueryRefused(f"the restricted access could not be recorded: {exc}") from None
 
 
-def _tables(settings: Settings, restricted: bool) -> dict[str, str]:
+def _restricted_found(settings: Settings, restricted: bool) -> dict[str, str] | None:
+    """The restricted zone's tables written so far (listed once per query), or None without ``restricted``."""
+    return discover_tables(join(settings.restricted, "tables")) if restricted else None
+
+
+def _tables(settings: Settings, restricted_found: dict[str, str] | None) -> dict[str, str]:
     """Name → uri of every table a view is made for: each registered PHI-free table (written or not), any other
-    Delta table found in the lake, and with ``restricted`` the restricted zone's tables."""
-    specs = [t for t in registry.TABLES.values() if restricted or not t.restricted]
-    found = discover_tables(settings.lake)
-    if restricted:
-        found |= discover_tables(join(settings.restricted, "tables"))
-    return {t.name: t.uri(settings) for t in specs} | found
+    Delta table found in the lake, and the restricted zone's tables when ``restricted_found`` lists them."""
+    specs = [t for t in registry.TABLES.values() if restricted_found is not None or not t.restricted]
+    return {t.name: t.uri(settings) for t in specs} | discover_tables(settings.lake) | (restricted_found or {})
 
 
 def _referenced(tables: dict[str, str], query: str, marts: list[str]) -> dict[str, str]:
@@ -215,7 +217,7 @@ def _attach_marts(con: duckdb.DuckDBPyConnection, warehouse: str, *, taken: set[
     if is_uri(warehouse) or not Path(warehouse).is_file():
         return []
     try:
-        con.execute(f"ATTACH '{warehouse.replace(chr(39), chr(39) * 2)}' AS analytics (READ_ONLY)")
+        con.execute(f"ATTACH {_literal(warehouse)} AS analytics (READ_ONLY)")
     except duckdb.Error as exc:
         raise QueryRefused(f"the dbt warehouse {warehouse} cannot be read ({_first_line(exc)})") from None
     marts = con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'analytics' AND schema_name = 'marts'"
