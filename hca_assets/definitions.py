@@ -15,7 +15,6 @@ from hca_assets.executors import executor_def
 from hca_assets.jobs import index_job, ingest_job
 from hca_assets.resources import default_resources
 from hca_assets.run_sensors import RUN_SENSORS
-from hca_assets.runs_sensor import RUNS_SENSORS
 from hca_assets.schedules import SCHEDULE_JOBS, SCHEDULES
 from hca_assets.sensors import automation_sensor, landing_sensor
 from hca_assets.versions import code_versions
@@ -37,7 +36,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         asset_checks=EXPECTATION_CHECKS,
         jobs=[ingest_job, index_job, *SCHEDULE_JOBS],
         schedules=SCHEDULES,
-        sensors=[landing_sensor, automation_sensor, *RUN_SENSORS, *RUNS_SENSORS],
+        sensors=[landing_sensor, automation_sensor, *RUN_SENSORS],
         resources={**default_resources(settings), "dbt": dbt_resource()},
         executor=executor_def(settings.executor),
     )

@@ -22,7 +22,7 @@ from hca_assets.landing import claim_lock, run_lock
 from hca_assets.locks import FileLock
 from hca_assets.partitions import INGEST_BATCHES
 from hca_assets.resources import HcaStorage
-from hca_assets.runs_sensor import record_run
+from hca_assets.run_sensors import record_run
 from hca_assets.sensors import (
     IN_PROGRESS,
     LOCK_TAG,

@@ -1,5 +1,5 @@
 """Rows of the ``runs`` table: per run and stage (asset step) its outcome, the rows it reported and its seconds.
-Plain data in, Arrow out — the run-status sensors (:mod:`hca_assets.runs_sensor`) gather it from Dagster."""
+Plain data in, Arrow out — the run-status sensors (:mod:`hca_assets.run_sensors`) gather it from Dagster."""
 
 from __future__ import annotations
 

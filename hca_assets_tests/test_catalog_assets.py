@@ -21,7 +21,7 @@ from hca_assets.lake import registry as tables
 from hca_assets.landing import claim
 from hca_assets.partitions import INGEST_BATCHES
 from hca_assets.resources import HcaStorage, PseudonymKey
-from hca_assets.runs_sensor import record_run, runs_on_success
+from hca_assets.run_sensors import record_run, run_success_audit
 
 ASSETS = [raw_dicom, deid_staged, deid_dicom, series, studies]
 
@@ -74,9 +74,9 @@ def test_series_studies_runs(settings: Settings, small_study: tuple[Path, Path],
         run = instance.get_run_by_id(result.run_id)
         assert run is not None
         context = dg.build_run_status_sensor_context(
-            sensor_name=runs_on_success.name, dagster_instance=instance, dagster_run=run,
+            sensor_name=run_success_audit.name, dagster_instance=instance, dagster_run=run,
             dagster_event=result.get_run_success_event(), resources={"storage": storage})
-        runs_on_success(context)
+        run_success_audit(context)
         assert record_run(instance, run, storage) == len(ASSETS)  # idempotent: the run's rows replaced, not added
 
     rows = {r["series_instance_uid"]: r for r in tables.SERIES.read(settings).to_pylist()}

@@ -33,7 +33,7 @@ from hca_assets.lake.maintenance import maintain_lake
 from hca_assets.landing import claim
 from hca_assets.partitions import INGEST_BATCHES
 from hca_assets.resources import EmbeddingEndpoint, HcaStorage, PseudonymKey, SegmentationEndpoint
-from hca_assets.runs_sensor import record_run
+from hca_assets.run_sensors import record_run
 from hca_assets.synthetic import generate
 from hca_assets.synthetic.bad_inputs import write_bad_inputs
 from hca_assets_tests.conftest import SMALL
