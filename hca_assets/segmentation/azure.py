@@ -28,10 +28,11 @@ from hca_assets.models.medimageparse import MedImageParseClient
 from hca_assets.segmentation.base import (
     UNSUPPORTED,
     BackendFailure,
-    Mask,
     Outcome,
     axial_view,
-    from_axial_view,
+    looks_like_ct,
+    outcomes,
+    well_formed,
 )
 
 __all__ = ["AzureSegmenter", "mip_target"]
@@ -71,9 +72,9 @@ class AzureSegmenter:
 
     def segment(self, volume: np.ndarray, spacing_mm: Sequence[float], prompts: Sequence[str]) -> dict[str, Outcome]:
         data = np.asarray(volume, dtype=np.float32)
-        if data.ndim not in (2, 3) or len(spacing_mm) != data.ndim or data.size == 0 or np.ptp(data) == 0:
+        if not well_formed(data, spacing_mm) or np.ptp(data) == 0:
             return dict.fromkeys(prompts, UNSUPPORTED)
-        modality = "X-Ray" if data.ndim == 2 else "CT" if float(data.min()) <= -500 else "MRI"
+        modality = "X-Ray" if data.ndim == 2 else "CT" if looks_like_ct(data) else "MRI"
         targets = {p: t for p in dict.fromkeys(prompts) if (t := mip_target(p, modality))}
         if not targets:
             return dict.fromkeys(prompts, UNSUPPORTED)
@@ -109,5 +110,4 @@ class AzureSegmenter:
                 raise BackendFailure(f"MedImageParse {where}{exc}") from exc
             if exc is not None:
                 raise exc
-        grids = {p: m[0] if data.ndim == 2 else from_axial_view(m) for p, m in masks.items()}
-        return {p: Mask(grids[p]) if p in grids else UNSUPPORTED for p in prompts}
+        return outcomes(masks, data.ndim, prompts)

@@ -8,7 +8,7 @@ as displayed. ``spacing_mm`` gives one spacing per axis. ``from_canonical`` maps
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -18,8 +18,8 @@ import numpy as np
 from nibabel import orientations
 from pydicom.dataset import Dataset
 
-__all__ = ["UNSUPPORTED", "BackendFailure", "Mask", "Outcome", "Segmenter", "Unsupported", "axial_view", "from_axial_view",
-           "from_canonical", "planar_pixels", "to_canonical"]
+__all__ = ["CT_AIR_HU", "UNSUPPORTED", "BackendFailure", "Mask", "Outcome", "Segmenter", "Unsupported", "axial_view",
+           "from_axial_view", "from_canonical", "looks_like_ct", "outcomes", "planar_pixels", "to_canonical", "well_formed"]
 
 
 class Unsupported(Enum):
@@ -29,6 +29,7 @@ class Unsupported(Enum):
 
 
 UNSUPPORTED = Unsupported.UNSUPPORTED
+CT_AIR_HU = -500.0  # at or below: air in Hounsfield units, so the input is CT
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,23 @@ def axial_view(volume: np.ndarray) -> np.ndarray:
 def from_axial_view(stack: np.ndarray) -> np.ndarray:
     """Slices stacked as :func:`axial_view` gives them back on the RAS+ grid (its exact inverse)."""
     return np.ascontiguousarray(np.flip(stack.transpose(2, 1, 0), (0, 1)))
+
+
+def well_formed(data: np.ndarray, spacing_mm: Sequence[float]) -> bool:
+    """A 2D or 3D input with one spacing per axis and at least one voxel: anything else is unsupported."""
+    return data.ndim in (2, 3) and len(spacing_mm) == data.ndim and data.size > 0
+
+
+def looks_like_ct(data: np.ndarray) -> bool:
+    """CT is recognised by outside air in Hounsfield units (≤ -500); no other modality has such values."""
+    return float(data.min()) <= CT_AIR_HU
+
+
+def outcomes(masks: Mapping[str, np.ndarray], ndim: int, prompts: Sequence[str]) -> dict[str, Outcome]:
+    """Masks stacked as the input's frames (one frame for 2D, :func:`axial_view` slices for 3D) back on the
+    input's grid, one outcome per prompt: those without a mask are ``UNSUPPORTED``."""
+    grids = {p: m[0] if ndim == 2 else from_axial_view(m) for p, m in masks.items()}
+    return {p: Mask(grids[p]) if p in grids else UNSUPPORTED for p in prompts}
 
 
 def planar_pixels(ds: Dataset) -> tuple[np.ndarray, tuple[float, float] | None]:

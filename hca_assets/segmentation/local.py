@@ -36,7 +36,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
 
-from hca_assets.segmentation.base import UNSUPPORTED, Mask, Outcome
+from hca_assets.segmentation.base import UNSUPPORTED, Mask, Outcome, looks_like_ct, well_formed
 
 __all__ = ["CT_PROMPTS", "CXR_PROMPTS", "MR_PROMPTS", "LocalSegmenter"]
 
@@ -352,9 +352,9 @@ class LocalSegmenter:
 
     def segment(self, volume: np.ndarray, spacing_mm: Sequence[float], prompts: Sequence[str]) -> dict[str, Outcome]:
         data = np.asarray(volume, dtype=np.float32)
-        if data.ndim not in (2, 3) or len(spacing_mm) != data.ndim or data.size == 0 or np.ptp(data) == 0:
+        if not well_formed(data, spacing_mm) or np.ptp(data) == 0:
             return dict.fromkeys(prompts, UNSUPPORTED)
-        is_ct = float(data.min()) <= -500
+        is_ct = looks_like_ct(data)
         if data.ndim == 2:
             served, run = (() if is_ct else CXR_PROMPTS), (lambda: _planar(data))
         elif is_ct:

@@ -32,10 +32,10 @@ from hca_assets.dicom.pixels import WINDOWS
 from hca_assets.segmentation.base import (
     UNSUPPORTED,
     BackendFailure,
-    Mask,
     Outcome,
     axial_view,
-    from_axial_view,
+    outcomes,
+    well_formed,
 )
 
 __all__ = ["ModelSpec", "OnnxSegmenter", "labels_path", "onnx_version"]
@@ -169,8 +169,7 @@ class OnnxSegmenter:
     def segment(self, volume: np.ndarray, spacing_mm: Sequence[float], prompts: Sequence[str]) -> dict[str, Outcome]:
         data = np.asarray(volume, dtype=np.float32)
         served = [p for p in dict.fromkeys(prompts) if p in self.spec.labels]
-        if (data.ndim not in (2, 3) or len(spacing_mm) != data.ndim or data.size == 0 or not served
-                or (data.ndim == 2 and self.spec.dims == 3)):
+        if not well_formed(data, spacing_mm) or not served or (data.ndim == 2 and self.spec.dims == 3):
             return dict.fromkeys(prompts, UNSUPPORTED)
         values = self.spec.normalised(data)
         stack = values[np.newaxis] if data.ndim == 2 else axial_view(values)
@@ -179,8 +178,7 @@ class OnnxSegmenter:
             masks = {p: np.stack([m[p] for m in labelled]) for p in served}
         else:
             masks = self._run(np.ascontiguousarray(stack), served)
-        grids = {p: m[0] if data.ndim == 2 else from_axial_view(m) for p, m in masks.items()}
-        return {p: Mask(grids[p]) if p in grids else UNSUPPORTED for p in prompts}
+        return outcomes(masks, data.ndim, prompts)
 
     def _run(self, array: np.ndarray, prompts: list[str]) -> dict[str, np.ndarray]:
         """One model call on ``array`` (a slice or the slice stack): a boolean mask per prompt on its grid."""
