@@ -90,16 +90,18 @@ def ingest_pending(settings: Settings, instance: dg.DagsterInstance, *, retry_fa
     job = defs.resolve_job_def("ingest_job")
     runs = []
     by_key = {status.key: (status, held) for status, held in taken}
+    storage = HcaStorage.from_settings(settings)
     try:
         for key, tags in by_priority([(key, priority_tags(settings, key)) for key in by_key]):
             status, held = by_key[key]
             result = job.execute_in_process(instance=instance, partition_key=status.key, raise_on_error=False,
                                             run_config=_INFO_LOGS, tags={LOCK_TAG: str(held.path), **tags})
             held.release()
-            if run_died(instance.get_run_by_id(result.run_id)):  # type: ignore[arg-type]  # Ctrl-C: we stop here too
+            run = instance.get_run_by_id(result.run_id)
+            if run_died(run):  # type: ignore[arg-type]  # Ctrl-C: we stop here too
                 raise KeyboardInterrupt
             # what the daemon's run-status sensors do: the batch's stages into `runs` (the ledger's and marts' input)
-            record_run(instance, instance.get_run_by_id(result.run_id), HcaStorage.from_settings(settings))  # type: ignore[arg-type]
+            record_run(instance, run, storage)  # type: ignore[arg-type]
             again = {BatchState.FAILED: "retried after", BatchState.NEEDS_RUN: "resumed after"}[status.state]
             runs.append(BatchRun(status.key, result.run_id, result.success,
                                  f"{again} {status.note}" if status.run_id else ""))

@@ -25,7 +25,6 @@ from hca_assets.evaluation.report import retrieval_rows
 from hca_assets.images_run import RENDER_STAGE, render_batch, render_quarantine
 from hca_assets.lake import registry as tables
 from hca_assets.models import embedder_code_version, get_embedder
-from hca_assets.models.base import of_version
 from hca_assets.models.endpoint import MI2_POOL
 from hca_assets.partitions import ingest_batches
 from hca_assets.resources import EmbeddingEndpoint, HcaStorage
@@ -130,8 +129,8 @@ def faiss_index(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Ma
 def retrieval_eval(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
     settings = storage.settings()
     version = embedder_code_version(settings.embedder)
-    emb = of_version(tables.EMBEDDINGS.read(settings), version)
-    series = of_version(tables.SERIES_EMBEDDINGS.read(settings), version)
+    emb = tables.EMBEDDINGS.read(settings, where={"code_version": version})  # this version's rows only, at read time
+    series = tables.SERIES_EMBEDDINGS.read(settings, where={"code_version": version})
     table = retrieval_rows(emb, series, tables.LABELS.read(settings), version, context.run_id)
     targets = sorted(set(table.column("target").to_pylist())) or ["class_label"]  # no labels: an empty commit
     written = [tables.EVALUATIONS.write(settings, table.filter(pc.field("target") == target),  # segmentation_eval
