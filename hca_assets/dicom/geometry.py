@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -60,7 +60,9 @@ def series_geometry(frames: Sequence[Frame]) -> Geometry:
     inconsistent = any(np.abs(o - reference).max() > ORIENTATION_TOLERANCE for o in orientations)
     normal = np.cross(reference[:3], reference[3:])
     points = np.array([f.position for f in stack], dtype=float)
-    along = np.sort(points @ normal)
+    projected = points @ normal
+    order = np.argsort(projected)
+    along = projected[order]
     gaps = np.diff(along)
     duplicates = int((gaps < POSITION_TOLERANCE_MM).sum())
     gaps = gaps[gaps >= POSITION_TOLERANCE_MM]
@@ -71,7 +73,6 @@ def series_geometry(frames: Sequence[Frame]) -> Geometry:
         missing = int(sum(round(r) - 1 for r in ratios if r >= MISSING_FACTOR))
         regular = np.abs(ratios - np.round(ratios)) <= SPACING_TOLERANCE
         irregular = irregular or not bool(regular.all())
-    order = np.argsort(points @ normal)
     span = points[order[-1]] - points[order[0]]
     shear = None
     if np.linalg.norm(span) > POSITION_TOLERANCE_MM:
@@ -90,5 +91,4 @@ def _finish(g: Geometry) -> Geometry:
         ("gantry_tilt", (g.gantry_tilt_deg or 0.0) > TILT_TOLERANCE_DEG), ("localizers", g.localizers > 0),
         ("irregular_spacing", g.spacing_irregular), ("inconsistent_orientation", g.orientation_inconsistent),
     ) if found]
-    return Geometry(g.slices, g.slice_spacing_mm, g.missing_slices, g.duplicate_positions, g.gantry_tilt_deg,
-                    g.localizers, g.spacing_irregular, g.orientation_inconsistent, issues)
+    return replace(g, issues=issues)
