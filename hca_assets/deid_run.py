@@ -28,6 +28,7 @@ from hca_assets.dicom.io import read_dataset
 from hca_assets.dicom.profile import DeidOption, DeidProfile
 from hca_assets.dicom.pseudonyms import Pseudonymizer, load_mapping
 from hca_assets.dicom.verify import collect_facts, verify_output
+from hca_assets.files import temp_path
 from hca_assets.ingest import keep_file, lost_reason, quarantine_row, quarantine_table, safe_sha256
 from hca_assets.lake.schemas import DEID_AUDIT, DEID_CROSSWALK, DEID_INSTANCES
 
@@ -137,7 +138,7 @@ def _write_new(target: Path, data: bytes) -> str | None:
     """Write ``data`` to ``target`` atomically unless it exists (then return the existing file's sha256):
     a hard link from a private temporary name either creates the file whole or fails."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = temp_path(target)
     tmp.write_bytes(data)
     try:
         os.link(tmp, target)

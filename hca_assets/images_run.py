@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import struct
 import warnings
@@ -24,6 +23,7 @@ from hca_assets._parallel import ItemFailed, Progress, ordered_map
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.dicom.pixels import PREPROCESSING_VERSION, display_frames, letterbox
 from hca_assets.dicom.volumes import VOLUME_MODALITIES, build_volume, slice_positions_ras, volume_order
+from hca_assets.files import atomic_write
 from hca_assets.ingest import lost_reason, quarantine_row, quarantine_table
 from hca_assets.lake.schemas import IMAGES, VOLUMES
 
@@ -71,9 +71,7 @@ def encode_png(image: np.ndarray) -> bytes:
 
 def _atomic_write(data: bytes, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    atomic_write(target, lambda tmp: tmp.write_bytes(data))
 
 
 def _render_one(args: tuple[str, str, str, dict[str, object], str | None]) -> tuple[list[dict[str, object]], Dataset | None] | str:

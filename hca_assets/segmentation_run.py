@@ -5,7 +5,6 @@ the asset writes the table."""
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -19,6 +18,7 @@ import pyarrow as pa
 import pydicom
 
 from hca_assets.dicom.volumes import VOLUME_MODALITIES, volume_order
+from hca_assets.files import atomic_write
 from hca_assets.lake.schemas import SEGMENTATIONS
 from hca_assets.segmentation.backends import code_version
 from hca_assets.segmentation.base import (
@@ -164,7 +164,8 @@ def _seg(source: Sequence[pydicom.Dataset], frames: Mapping[str, np.ndarray], fo
          rows: list[dict[str, object]], segmenter: Segmenter, version: str) -> None:
     """Write ``folder/seg.dcm`` (replaced whole) and point the segmented ``rows`` at it."""
     target = folder / "seg.dcm"
-    os.replace(write_seg(source, frames, _tmp(target), algorithm=f"hca_assets {segmenter.name}", version=version), target)
+    atomic_write(target, lambda tmp: write_seg(source, frames, tmp, algorithm=f"hca_assets {segmenter.name}",
+                                               version=version))
     for row in rows:
         row["seg_path"] = str(target.relative_to(out_root)) if row["status"] == "segmented" else None
 
@@ -192,6 +193,3 @@ def _reason(exc: Exception, what: str) -> str:
     detail = f" ({exc})" if isinstance(exc, BackendFailure) else ""
     return f"{type(exc).__name__}{detail} while segmenting the {what}"
 
-
-def _tmp(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{os.getpid()}.tmp")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,8 @@ import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from hca_assets.files import atomic_write
 
 __all__ = ["IndexFiles", "build_or_extend", "index_builds", "load_index", "search", "self_recall", "stable_id"]
 
@@ -48,12 +49,6 @@ class IndexFiles:
     @property
     def manifest(self) -> Path:
         return self.root / f"{self.level}_manifest.json"
-
-
-def _atomic(path: Path, write) -> None:  # type: ignore[no-untyped-def]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 EXACT_LIMIT = 100_000  # above this, an IVF index is tried and kept only if its recall@10 holds
@@ -127,15 +122,15 @@ def build_or_extend(files: IndexFiles, vectors: np.ndarray, keys: pa.Table, code
             index = exact_index(vectors, ids)
     elif files.manifest.exists():
         approximate = json.loads(files.manifest.read_text()).get("approximate", {})
-    _atomic(files.index, lambda p: faiss.write_index(index, str(p)))
-    _atomic(files.ids, lambda p: pq.write_table(keys, p))
+    atomic_write(files.index, lambda p: faiss.write_index(index, str(p)))
+    atomic_write(files.ids, lambda p: pq.write_table(keys, p))
     kind = "IndexIVFFlat" if isinstance(faiss.downcast_index(index), faiss.IndexIVFFlat) else "IndexIDMap2(IndexFlatIP)"
     manifest = {
         "level": files.level, "code_version": code_version, "count": int(index.ntotal), "dim": int(index.d),
         "type": kind, "metric": "inner_product", "mode": mode, "approximate": approximate,
         "sha256": hashlib.sha256(files.index.read_bytes()).hexdigest(),
     }
-    _atomic(files.manifest, lambda p: p.write_text(json.dumps(manifest, indent=1)))
+    atomic_write(files.manifest, lambda p: p.write_text(json.dumps(manifest, indent=1)))
     return manifest
 
 
