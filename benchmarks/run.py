@@ -650,7 +650,7 @@ TITLES = {"generator": "## Synthetic generator", "ingest": "## Ingest", "deid": 
           "ocr": "## Burned-in text detection", "images": "## Images", "embeddings": "## Embeddings", "faiss": "## FAISS",
           "mip": "## MedImageParse segmenter against the stub endpoint", "segmentation": "## Segmentation",
           "chaos": "## Chaos and load", "dbt": "## dbt build",
-          "sql": "## SQL over the lake"}
+          "sql": "## SQL over the lake", "scaling": "## Scaling run"}
 PARTS = tuple(TITLES)
 
 
@@ -738,6 +738,10 @@ def main(parts: list[str]) -> None:
             from benchmarks.sql import bench_sql
 
             measured["sql"] = bench_sql(work / "sql", REPEATS)
+        if "scaling" in chosen:
+            from benchmarks.scaling import bench_scaling
+
+            measured["scaling"] = bench_scaling(work / "scaling")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     write_results({p: measured[p] for p in PARTS if p in measured})
