@@ -16,7 +16,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev,deploy]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# Azurite, the Azure Storage emulator the object-store tests start (npm; Node.js from Debian if the machine lacks it)
+AZURITE := .tools/node_modules/.bin/azurite-blob
+$(AZURITE):
+	command -v npm >/dev/null || HCA_DEBIAN_PACKAGES="nodejs npm" ./scripts/system-deps.sh
+	npm install --prefix .tools --no-audit --no-fund --loglevel=error azurite@3.35.0
+
+install: $(STAMP) $(AZURITE)
 	HCA_DEBIAN_PACKAGES="$(DEBIAN_PACKAGES)" ./scripts/system-deps.sh
 
 demo: install dbt-manifest
@@ -29,9 +35,9 @@ bench: install
 	HCA_DEBIAN_PACKAGES="$(BENCH_DEBIAN_PACKAGES)" ./scripts/system-deps.sh
 	$(BIN)/python -m benchmarks.run
 
-ui: install
-	mkdir -p $(HCA_DATA_DIR)/dagster_home
-	DAGSTER_HOME=$(HCA_DATA_DIR)/dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+ui: install  # the instance lives in the data folder, or in the working copy of an object-store root
+	home=$$($(BIN)/python -c "from hca_assets.config import Settings; print(Settings.from_env().dagster_home)") && \
+	mkdir -p "$$home" && DAGSTER_HOME="$$home" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # the dbt manifest @dbt_assets loads (dbt/target/manifest.json): parsed again whenever dbt/ may have changed
 dbt-manifest: install

@@ -365,6 +365,21 @@ def _demo_data_dir(data_dir: Path, *, fresh: bool) -> None:
                                             "`hca demo --fresh` may delete this folder\n")
 
 
+def _demo_store(settings: Settings, *, fresh: bool) -> None:
+    """:func:`_demo_data_dir` for an object-store root: with ``fresh``, empty it only if its marker object says the
+    demo filled it; a root holding anything else is refused, never emptied."""
+    from hca_assets.storage import Store
+
+    store = Store(settings.data_dir)
+    if fresh and store.listing(""):
+        if store.read(DEMO_MARKER) is None:
+            raise UserError(f"--fresh refused: {settings.data_dir} holds data `hca demo` did not write (no {DEMO_MARKER} "
+                            "object); empty it yourself or point HCA_DATA_DIR elsewhere")
+        click.echo(f"--fresh: emptying {settings.data_dir} (filled by the demo) and its working copy")
+        store.remove("")
+    store.write(DEMO_MARKER, f"written by `hca demo` at {datetime.now(UTC).isoformat()}\n".encode(), create=True)
+
+
 def _first(paths: Iterable[Path]) -> Path:
     found = sorted(paths)
     if not found:
@@ -379,15 +394,19 @@ def _first(paths: Iterable[Path]) -> Path:
 def demo_cmd(patients: int, seed: int, fresh: bool) -> None:
     """Generate synthetic studies and bad inputs, ingest them through the graph, print a summary."""
     from hca_assets.pipeline import ingest_pending, open_instance
+    from hca_assets.storage import push
     from hca_assets.synthetic import GeneratorOptions
     from hca_assets.synthetic.bad_inputs import write_bad_inputs
 
     settings = _settings(settle_seconds=0.0)
-    _demo_data_dir(Path(settings.data_dir), fresh=fresh)
+    if is_uri(settings.data_dir):
+        _demo_store(settings, fresh=fresh)
+    _demo_data_dir(Path(settings.local_root), fresh=fresh)
     _lake_key(settings)
     landing = Path(settings.landing)
-    summary = _generate(landing / f"demo-seed{seed}", Path(join(settings.restricted, TRUTH_DIRNAME)),
-                        GeneratorOptions(patients=patients, seed=seed))
+    truth = Path(join(settings.restricted, TRUTH_DIRNAME))
+    summary = _generate(landing / f"demo-seed{seed}", truth, GeneratorOptions(patients=patients, seed=seed))
+    push(settings, truth)
     click.echo(f"generated {summary.instances} instances ({summary.instances_per_second:.0f}/s)")
     instance = open_instance(settings)
     runs = ingest_pending(settings, instance)

@@ -1,12 +1,13 @@
 """Settings: the storage root, its zones and the landing folder, read from the environment in one place.
 
-The storage root may be a local path or an object-store URI (``s3://…``, ``abfss://…``): zone locations
-are built with :func:`join`, never with ``os.path``. Claiming files needs an atomic rename, so the landing
-zone and the raw batch folders are local paths for now.
+The storage root may be a local path or an object-store URI (``az://…``, ``s3://…``). With a URI the Delta
+tables live in the store and every file zone has a local working copy under ``work_dir``, kept in step with the
+store by :mod:`hca_assets.storage` (claiming needs an atomic rename, so the landing zone is always local).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from dataclasses import dataclass
@@ -109,6 +110,7 @@ class Settings:
     priority_rules: str = ""
     vacuum_retention_hours: float = 168.0  # Delta vacuum keeps files a version needed this recently (≥ 7 days)
     executor: str = "default"
+    work_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not self.data_dir:
@@ -151,7 +153,8 @@ class Settings:
         per-file limits ``HCA_MAX_PIXELS``, ``HCA_MAX_FILE_BYTES``, ``HCA_FILE_TIMEOUT_SECONDS``;
         ``HCA_PRIORITY_RULES`` (``LEVEL:source=value,...``, see :mod:`hca_assets.routing`; empty: no routing);
         ``HCA_VACUUM_RETENTION_HOURS`` (Delta maintenance: files older versions needed are deleted after this, ≥ 168);
-        ``HCA_EXECUTOR`` (one of :data:`EXECUTORS`)."""
+        ``HCA_EXECUTOR`` (one of :data:`EXECUTORS`); ``HCA_WORK_DIR`` (the local working copy of an object-store
+        root; default ``~/.cache/hca/<hash of the root>``)."""
         return cls(
             data_dir=os.environ.get("HCA_DATA_DIR", DEFAULT_DATA_DIR),
             landing_dir=os.environ.get("HCA_LANDING_DIR") or None,
@@ -180,6 +183,7 @@ class Settings:
             priority_rules=os.environ.get("HCA_PRIORITY_RULES", cls.priority_rules),
             vacuum_retention_hours=float(os.environ.get("HCA_VACUUM_RETENTION_HOURS", str(cls.vacuum_retention_hours))),
             executor=os.environ.get("HCA_EXECUTOR", cls.executor),
+            work_dir=os.environ.get("HCA_WORK_DIR") or None,
         )
 
     @property
@@ -189,12 +193,22 @@ class Settings:
 
     # zones -------------------------------------------------------------------------------------
     @property
+    def local_root(self) -> str:
+        """Where files are read and written: ``data_dir`` itself, or the working copy of an object-store root."""
+        if not is_uri(self.data_dir):
+            return self.data_dir
+        if self.work_dir:
+            return os.path.abspath(self.work_dir)
+        digest = hashlib.sha256(self.data_dir.encode()).hexdigest()[:16]
+        return os.path.join(os.path.expanduser("~"), ".cache", "hca", digest)
+
+    @property
     def landing(self) -> str:
-        return self.landing_dir or join(self.data_dir, "landing")
+        return self.landing_dir or join(self.local_root, "landing")
 
     @property
     def restricted(self) -> str:
-        return join(self.data_dir, "restricted")
+        return join(self.local_root, "restricted")
 
     @property
     def raw_batches(self) -> str:
@@ -214,7 +228,7 @@ class Settings:
     @property
     def deid(self) -> str:
         """Published de-identified DICOM (PHI-free zone), one folder per batch."""
-        return join(self.data_dir, "deid")
+        return join(self.local_root, "deid")
 
     @property
     def truth_file(self) -> str:
@@ -228,24 +242,24 @@ class Settings:
     @property
     def segmentations(self) -> str:
         """Masks (NIfTI per structure) and DICOM SEG per series, of de-identified images (PHI-free)."""
-        return join(self.data_dir, "segmentations")
+        return join(self.local_root, "segmentations")
 
     @property
     def images(self) -> str:
-        return join(self.data_dir, "images")
+        return join(self.local_root, "images")
 
     @property
     def indexes(self) -> str:
-        return join(self.data_dir, "indexes")
+        return join(self.local_root, "indexes")
 
     @property
     def dagster_home(self) -> str:
-        return join(self.data_dir, "dagster_home")
+        return join(self.local_root, "dagster_home")
 
     @property
     def warehouse(self) -> str:
         """The DuckDB file dbt builds the marts into (PHI-free; dbt/profiles.yml names the same file)."""
-        return join(self.data_dir, "warehouse", "analytics.duckdb")
+        return join(self.local_root, "warehouse", "analytics.duckdb")
 
     @property
     def key_file(self) -> str:
@@ -270,6 +284,11 @@ class Settings:
         if stat.S_IMODE(path.stat().st_mode) != 0o700:
             path.chmod(0o700)
 
+    @property
+    def restricted_tables(self) -> str:
+        """The restricted Delta tables (raw index, crosswalk): in ``data_dir`` itself, which may be a store."""
+        return join(self.data_dir, "restricted", "tables")
+
     def table_uri(self, name: str, *, restricted: bool = False) -> str:
-        """Location of Delta table ``name``: under ``restricted/tables`` or ``lake/``."""
-        return join(self.restricted, "tables", name) if restricted else join(self.lake, name)
+        """Location of Delta table ``name``: under ``restricted/tables`` or ``lake/`` of ``data_dir``."""
+        return join(self.restricted_tables, name) if restricted else join(self.lake, name)

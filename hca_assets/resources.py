@@ -42,6 +42,7 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     priority_rules: str = Settings.priority_rules
     vacuum_retention_hours: float = Settings.vacuum_retention_hours
     executor: str = Settings.executor
+    work_dir: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HcaStorage:

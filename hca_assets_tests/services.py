@@ -92,3 +92,115 @@ def stop_group(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
             os.killpg(proc.pid, 0)
             time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+AZURITE = Path(__file__).resolve().parents[1] / ".tools" / "node_modules" / ".bin" / "azurite-blob"  # `make install`
+# Azurite's published development account (learn.microsoft.com "Use the Azurite emulator"): not a secret
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def azurite_connection(port: int, key: str = AZURITE_KEY) -> str:
+    """A connection string for the development account on 127.0.0.1:``port`` (Azurite, or a proxy before it)."""
+    return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={key};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};")
+
+
+@contextlib.contextmanager
+def azurite(container: str = "hca") -> Iterator[int]:
+    """Azurite's blob service (npm ``azurite``) on loopback with a temporary folder and ``container`` created,
+    as a user would create it; yields its port."""
+    if not AZURITE.exists():
+        raise FileNotFoundError(f"{AZURITE}: run `make install` (npm install azurite)")
+    port, root = free_port(), tempfile.mkdtemp(prefix="hca-azurite-")
+    proc = subprocess.Popen([str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", root,
+                             "--silent", "--skipApiVersionCheck", "--loose"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for_port(port)
+        from azure.storage.blob import BlobServiceClient
+
+        BlobServiceClient.from_connection_string(azurite_connection(port)).create_container(container)
+        yield port
+    finally:
+        stop_group(proc, timeout=10)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class FaultProxy:
+    """An HTTP proxy on loopback before ``upstream_port`` that answers ``status`` (503, 429, …) instead of
+    forwarding, for the next ``fail_next`` requests (-1: every request) whose path holds ``fail_only`` (writes,
+    when it is set); ``requests`` counts what it saw, ``failed`` what it refused."""
+
+    def __init__(self, upstream_port: int) -> None:
+        import http.client
+        import http.server
+        import threading
+
+        proxy = self
+        self.status, self.fail_next, self.requests, self.failed, self.fail_only = 503, 0, 0, 0, ""
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                    return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                chunks = []
+                while size := int(self.rfile.readline().split(b";")[0], 16):
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+                self.rfile.readline()
+                del self.headers["Transfer-Encoding"]
+                self.headers["Content-Length"] = str(sum(map(len, chunks)))
+                return b"".join(chunks)
+
+            def _any(self) -> None:
+                body = self._body()
+                proxy.requests += 1
+                chosen = not proxy.fail_only or (self.command == "PUT" and proxy.fail_only in self.path)
+                if proxy.fail_next and chosen:
+                    proxy.fail_next -= 1 if proxy.fail_next > 0 else 0
+                    proxy.failed += 1
+                    self.send_response(proxy.status)
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                    self.send_header("Content-Length", "0")
+                    self.send_header("Retry-After", "0")
+                    self.end_headers()
+                    return
+                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
+                try:  # the headers as signed (Shared Key signs Content-Length, Content-Type, x-ms-*)
+                    upstream.request(self.command, self.path, body=body or None,
+                                     headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+                    answer = upstream.getresponse()
+                    status, headers, data = answer.status, answer.headers, answer.read()
+                finally:
+                    upstream.close()
+                self.send_response(status)
+                for k, v in headers.items():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Connection", "close")  # one request per connection: no keep-alive races
+                self.close_connection = True
+                head = self.command == "HEAD"  # its Content-Length is the object's size, with no body
+                self.send_header("Content-Length", headers.get("Content-Length", "0") if head else str(len(data)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
+
+        class Server(http.server.ThreadingHTTPServer):
+            request_queue_size = 256  # the default backlog of 5 drops connections when 16 uploads start at once
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self.port = int(self._server.server_address[1])
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

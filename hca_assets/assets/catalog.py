@@ -12,6 +12,7 @@ from hca_assets.catalog_run import series_table, studies_table
 from hca_assets.lake import registry as tables
 from hca_assets.partitions import ingest_batches
 from hca_assets.resources import HcaStorage
+from hca_assets.storage import pull
 
 CATALOG_VERSION = "catalog-1"
 
@@ -24,6 +25,7 @@ def series(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Materia
     settings = storage.settings()
     key = context.partition_key
     instances = tables.DEID_INSTANCES.read(settings, where={"batch": key}).to_pylist()
+    pull(settings, Path(settings.deid) / key)
     table = series_table(key, instances, Path(settings.deid))
     written = tables.SERIES.write(settings, table, match={"batch": key})
     issues = Counter(i for row in table.column("geometry_issues").to_pylist() for i in row)

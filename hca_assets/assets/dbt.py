@@ -26,6 +26,7 @@ from dagster_dbt import (
 
 from hca_assets.dbt_project import DBT_EXECUTABLE, dbt_project, ensure_manifest
 from hca_assets.resources import HcaStorage
+from hca_assets.storage import push
 
 __all__ = ["GROUP", "PRODUCERS", "LakeTranslator", "analytics", "dbt_resource"]
 
@@ -93,6 +94,7 @@ def analytics(context: dg.AssetExecutionContext, dbt: DbtCliResource, storage: H
         variables = {"hca_data_dir": settings.data_dir, "hca_warehouse": str(building)}
         yield from dbt.cli(["build", "--vars", json.dumps(variables)], context=context).stream()
         os.replace(building, published)
+        push(settings, published)
     finally:
         building.unlink(missing_ok=True)
         building.with_name(building.name + ".wal").unlink(missing_ok=True)

@@ -26,6 +26,7 @@ from hca_assets.keys import key_fingerprint
 from hca_assets.lake import registry as tables
 from hca_assets.partitions import ingest_batches
 from hca_assets.resources import HcaStorage, PseudonymKey
+from hca_assets.storage import prune, pull, push
 from hca_assets.versions import DEFAULTS
 
 
@@ -45,12 +46,14 @@ def deid_staged(context: dg.AssetExecutionContext, storage: HcaStorage, pseudony
     key = context.partition_key
     spec = spec_from_settings(settings, pseudonym_key.key(settings))
     rows = tables.RAW_INSTANCES.read(settings, where={"batch": key}, columns=["path"])
+    pull(settings, Path(settings.raw_batches) / key)
     sources = [Path(settings.raw_batches) / key / "files" / p for p in rows.column("path").to_pylist()]
     context.log.info(f"batch {key}: de-identifying {len(sources)} instances with profile {spec.profile.name}")
     start = time.perf_counter()
     out = stage_batch(key, sources, Path(settings.deid_staging), Path(settings.quarantine), spec,
                       workers=settings.workers, progress=md.progress_logger(context, "de-identified"), limits=settings.limits)
     seconds = time.perf_counter() - start
+    push(settings, Path(settings.deid_staging) / key, Path(settings.quarantine) / key)
     crosswalk = tables.DEID_CROSSWALK.write(settings, out.crosswalk, match={"batch": key})
     tables.QUARANTINE.write(settings, out.quarantine, match={"batch": key, "stage": STAGE})
     context.log.info(f"batch {key}: {len(out.staged)} staged, {len(out.rejected)} quarantined in {seconds:.1f} s")
@@ -83,11 +86,15 @@ def deid_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym
     settings = storage.settings()
     storage.code_version(context)  # the loaded definition's version is this profile's
     key = context.partition_key
+    pull(settings, Path(settings.deid_staging) / key)
     records = publish_batch(Path(settings.deid_staging), Path(settings.deid), key)
     instances, audit = published_tables(key, records, profile_from_settings(settings),
                                         key_fingerprint(pseudonym_key.key(settings)))
+    push(settings, Path(settings.deid) / key)  # the objects first, then the commit that lists them
     written = tables.DEID_INSTANCES.write(settings, instances, match={"batch": key})
     tables.DEID_AUDIT.write(settings, audit, match={"batch": key})
+    prune(settings, Path(settings.deid) / key)  # an earlier publication's files, and the staged copies
+    prune(settings, Path(settings.deid_staging) / key)
     context.log.info(f"batch {key}: published {len(records)} de-identified instances")
     return dg.MaterializeResult(
         metadata={

@@ -15,6 +15,7 @@ from hca_assets.evaluation.segmentation_truth import evaluate_segmentations
 from hca_assets.lake import registry as tables
 from hca_assets.resources import HcaStorage
 from hca_assets.segmentation.backends import segmenter_code_version
+from hca_assets.storage import pull
 from hca_assets.versions import DEFAULTS
 
 
@@ -29,6 +30,7 @@ def segmentation_eval(context: dg.AssetExecutionContext, storage: HcaStorage) ->
     version = segmenter_code_version(settings)
     rows = tables.SEGMENTATIONS.read(settings, where={"code_version": version}).to_pylist()
     start = time.perf_counter()
+    pull(settings, Path(settings.truth_file).parent, settings.segmentations, settings.deid)
     out = evaluate_segmentations(
         rows, tables.DEID_INSTANCES.read(settings).to_pylist(),
         tables.DEID_CROSSWALK.read(settings, where={"kind": "instance"}).to_pylist(),

@@ -13,6 +13,7 @@ from hca_assets.lake import registry as tables
 from hca_assets.landing import load_batch
 from hca_assets.partitions import ingest_batches
 from hca_assets.resources import HcaStorage, PseudonymKey
+from hca_assets.storage import pull, push
 
 INGEST_VERSION = "ingest-1"
 
@@ -28,6 +29,7 @@ INGEST_VERSION = "ingest-1"
 def raw_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym_key: PseudonymKey) -> dg.MaterializeResult:
     settings = storage.settings()
     key = pseudonym_key.key(settings)  # a key the lake is not pinned to is refused here, before anything is written
+    pull(settings, Path(settings.raw_batches) / context.partition_key)  # object-store root, another machine claimed it
     batch = load_batch(Path(settings.raw_batches), context.partition_key)
     others = tables.RAW_INSTANCES.read(settings, columns=["batch", "sop_instance_uid", "sha256"]).to_pylist()
     known = {r["sop_instance_uid"]: r["sha256"] for r in others if r["batch"] != batch.key}
@@ -43,6 +45,7 @@ def raw_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym_
         limits=settings.limits,
     )
     seconds = time.perf_counter() - start
+    push(settings, batch.path, Path(settings.quarantine) / batch.key)  # files reach the store before the rows naming them
     written = tables.RAW_INSTANCES.write(settings, outcome.instances, match={"batch": batch.key})
     quarantined = tables.QUARANTINE.write(settings, outcome.quarantine, match={"batch": batch.key, "stage": STAGE})
     context.log.info(

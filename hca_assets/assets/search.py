@@ -29,6 +29,7 @@ from hca_assets.models.endpoint import MI2_POOL
 from hca_assets.partitions import ingest_batches
 from hca_assets.resources import EmbeddingEndpoint, HcaStorage
 from hca_assets.search.index import index_builds, index_embeddings
+from hca_assets.storage import prune, pull, pull_file, push
 from hca_assets.versions import DEFAULTS
 
 
@@ -41,10 +42,13 @@ def images(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Materia
     key = context.partition_key
     instances = tables.DEID_INSTANCES.read(settings, where={"batch": key}).to_pylist()
     start = time.perf_counter()
+    pull(settings, Path(settings.deid) / key)
     out = render_batch(key, instances, Path(settings.deid), Path(settings.images), workers=settings.workers,
                        progress=md.progress_logger(context, "rendered"), timeout=settings.limits.timeout)
+    push(settings, Path(settings.images) / key)
     written = tables.IMAGES.write(settings, out.images, match={"batch": key})
     tables.VOLUMES.write(settings, out.volumes, match={"batch": key})
+    prune(settings, Path(settings.images) / key)
     tables.QUARANTINE.write(settings, render_quarantine(key, out.failed, instances, out.lost),
                             match={"batch": key, "stage": RENDER_STAGE})
     for sop, reason in out.failed:
@@ -71,6 +75,7 @@ def embeddings(context: dg.AssetExecutionContext, storage: HcaStorage,
     version = storage.code_version(context)  # the version the loaded definition declares, or a one-line failure
     rows = tables.IMAGES.read(settings, where={"batch": key}).to_pylist()
     start = time.perf_counter()
+    pull(settings, Path(settings.images) / key)
     table = embed_images(rows, Path(settings.images), embedder, version, progress=md.progress_logger(context, "embedded"))
     seconds = time.perf_counter() - start
     volumes = set(tables.VOLUMES.read(settings, where={"batch": key}, columns=["series_instance_uid"])
@@ -94,6 +99,7 @@ def labels(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Materia
     key = context.partition_key
     crosswalk = tables.DEID_CROSSWALK.read(settings, where={"batch": key}).to_pylist()
     instances = tables.DEID_INSTANCES.read(settings, where={"batch": key}).to_pylist()
+    pull_file(settings, settings.truth_file)
     table = labels_from_truth(key, Path(settings.truth_file), crosswalk, instances)
     written = tables.LABELS.write(settings, table, match={"batch": key})
     return dg.MaterializeResult(metadata={
@@ -109,11 +115,13 @@ def faiss_index(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Ma
     settings = storage.settings()
     version = embedder_code_version(settings.embedder)
     manifests = {}
+    pull(settings, settings.indexes)  # the index grows from the files last published
     for level, spec in (("image", tables.EMBEDDINGS), ("series", tables.SERIES_EMBEDDINGS)):
         table = spec.read(settings)
         if table.num_rows:
             manifests[level] = index_embeddings(table, level, Path(settings.indexes), version)
             context.log.info(f"{level} index: {manifests[level]['count']} vectors ({manifests[level]['mode']})")
+    push(settings, settings.indexes)
     written = tables.INDEX_BUILDS.write(settings, index_builds(manifests, Path(settings.indexes), context.run_id),
                                         match={"run_id": context.run_id})
     return dg.MaterializeResult(

@@ -18,6 +18,7 @@ from hca_assets.resources import HcaStorage, SegmentationEndpoint
 from hca_assets.segmentation.backends import segmenter_for
 from hca_assets.segmentation.overlay import overlay_sheet
 from hca_assets.segmentation_run import segment_batch
+from hca_assets.storage import pull, push
 from hca_assets.versions import DEFAULTS
 
 CONFIGURED = Settings.from_env()  # the backend this code location was loaded with: its pool
@@ -42,8 +43,10 @@ def segmentations(context: dg.AssetExecutionContext, storage: HcaStorage,
     context.log.info(f"batch {key}: segmenting {len(volumes)} volume(s) and the planar radiographs with backend "
                      f"`{settings.segmenter}`")
     start = time.perf_counter()
+    pull(settings, Path(settings.deid) / key, Path(settings.images) / key)
     out = segment_batch(key, volumes, instances, body_parts, Path(settings.deid), Path(settings.images),
                         Path(settings.segmentations), segmenter)
+    push(settings, Path(settings.segmentations) / key)  # other code versions' files stay: nothing is pruned
     written = tables.SEGMENTATIONS.write(settings, out.rows, match={"batch": key, "code_version": version})  # other versions stay
     for series, reason in out.failed:
         context.log.warning(f"series {series}: {reason}")

@@ -22,12 +22,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.json as pa_json
-from deltalake import DeltaTable, write_deltalake
+from deltalake import write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from hca_assets.config import Settings, is_uri
+from hca_assets.lake.delta import delta_table, table_exists
 from hca_assets.lake.schemas import AUDIT_LOG
 from hca_assets.locks import FileLock
+from hca_assets.storage import delta_options
 
 __all__ = ["AuditEvent", "AuditUnavailable", "actor", "migrate", "record"]
 
@@ -76,26 +78,26 @@ def _uri(settings: Settings) -> str:
 
 
 def _current(uri: str) -> bool:
-    return [f.name for f in DeltaTable(uri).schema().fields] == AUDIT_LOG.names  # reads the log only
+    return [f.name for f in delta_table(uri).schema().fields] == AUDIT_LOG.names  # reads the log only
 
 
 def migrate(settings: Settings) -> bool:
     """Rewrite an ``audit_log`` of an older schema to the current one (rows kept; a new Delta version, so the
     old one stays in the table's history). Returns whether it did."""
     uri = _uri(settings)
-    if not DeltaTable.is_deltatable(uri) or _current(uri):
+    if not table_exists(uri) or _current(uri):
         return False
     with contextlib.nullcontext() if is_uri(uri) else FileLock(Path(uri).parent / ".audit_log.migrate.lock"):
         if _current(uri):  # another process migrated it while this one waited
             return False
-        rows = DeltaTable(uri).to_pyarrow_table().to_pylist()
+        rows = delta_table(uri).to_pyarrow_table().to_pylist()
         for r in rows:
             seed = f"{r.get('accessed_at')}|{r.get('user_name')}|{r.get('query_sha256')}"
             r.setdefault("event_id", hashlib.sha256(seed.encode()).hexdigest()[:32])
             r.setdefault("event", RESTRICTED_READ)
             r.setdefault("restricted", True)
         migrated = pa.Table.from_pylist([{name: r.get(name) for name in AUDIT_LOG.names} for r in rows], schema=AUDIT_LOG)
-        write_deltalake(uri, migrated, mode="overwrite", schema_mode="overwrite")
+        write_deltalake(uri, migrated, mode="overwrite", schema_mode="overwrite", storage_options=delta_options(uri))
         return True
 
 
@@ -113,7 +115,7 @@ def record(settings: Settings, event: AuditEvent, *, user: str | None = None, at
     for attempt in range(attempts):  # concurrent first appends race to create the table
         try:
             migrate(settings)
-            write_deltalake(_uri(settings), data, mode="append")
+            write_deltalake(_uri(settings), data, mode="append", storage_options=delta_options(_uri(settings)))
             return
         except CommitFailedError:
             if attempt == attempts - 1:

@@ -17,8 +17,9 @@ from deltalake.exceptions import CommitFailedError
 
 from hca_assets.config import is_uri
 from hca_assets.lake.schemas import PARTITION_COLUMN
+from hca_assets.storage import delta_options
 
-__all__ = ["WriteResult", "open_dataset", "read_table", "table_exists", "write_partition"]
+__all__ = ["WriteResult", "delta_table", "open_dataset", "read_table", "table_exists", "write_partition"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,12 @@ class WriteResult:
 
 
 def table_exists(uri: str) -> bool:
-    return DeltaTable.is_deltatable(uri)
+    return DeltaTable.is_deltatable(uri, storage_options=delta_options(uri))
+
+
+def delta_table(uri: str) -> DeltaTable:
+    """The Delta table at ``uri`` (local or object store: credentials and retries from :mod:`hca_assets.storage`)."""
+    return DeltaTable(uri, storage_options=delta_options(uri))
 
 
 def write_partition(
@@ -58,13 +64,13 @@ def write_partition(
     for attempt in range(attempts):
         try:
             write_deltalake(uri, table, mode="overwrite", partition_by=list(partition_by) or None, predicate=predicate,
-                            schema_mode="merge")  # a column the schema gained is added (null in older rows)
+                            schema_mode="merge", storage_options=delta_options(uri))  # a column the schema gained is added (null in older rows)
             break
         except CommitFailedError:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2 * 2**attempt)
-    return WriteResult(table_uri=uri, delta_version=DeltaTable(uri).version(), row_count=table.num_rows)
+    return WriteResult(table_uri=uri, delta_version=delta_table(uri).version(), row_count=table.num_rows)
 
 
 def open_dataset(uri: str) -> pads.Dataset:
@@ -74,7 +80,7 @@ def open_dataset(uri: str) -> pads.Dataset:
     I/O thread during interpreter exit, aborts the process ("terminate called without an active exception").
     """
     if is_uri(uri):
-        return DeltaTable(uri).to_pyarrow_dataset()
+        return delta_table(uri).to_pyarrow_dataset()
     local = str(Path(uri.removeprefix("file://")).resolve())
     return DeltaTable(local).to_pyarrow_dataset(filesystem=pafs.SubTreeFileSystem(local, pafs.LocalFileSystem()))
 

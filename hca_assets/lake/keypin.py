@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from hca_assets.config import Settings
 from hca_assets.keys import KEY_ENV, KeyRefused, checked_key, key_fingerprint, load_key
 from hca_assets.lake import registry as tables
+from hca_assets.storage import pull_file, push
 
 __all__ = ["KeptPseudonyms", "KeyPin", "kept_pseudonyms", "lake_key", "read_pin", "rotate_key"]
 
@@ -104,6 +105,8 @@ def lake_key(settings: Settings, secret: str | None = None, *, pin: bool = True)
     is created for a lake that is already pinned: a lost key is reported, not silently replaced.
     """
     settings.ensure_restricted()
+    pull_file(settings, settings.key_pin)  # object-store root: the pin (and key file) other machines wrote
+    pull_file(settings, settings.key_file)
     path = Path(settings.key_pin)
     pinned = read_pin(path)
     current = pinned or _audited_pin(settings)
@@ -119,6 +122,8 @@ def lake_key(settings: Settings, secret: str | None = None, *, pin: bool = True)
         current = _write_pin(path, current or KeyPin(fingerprint, _now()), replace=False)
     if current is not None and current.fingerprint != fingerprint:
         raise _refusal(current, fingerprint)
+    if pinned is None:
+        push(settings, settings.key_pin, settings.key_file)
     return key
 
 
@@ -126,16 +131,18 @@ def rotate_key(settings: Settings) -> tuple[str | None, str]:
     """Pin the configured key (``HCA_DEID_KEY``, else the key file, created if missing), retiring the
     pinned one. Returns (old fingerprint or None, new fingerprint); a no-op if the key is already pinned."""
     settings.ensure_restricted()
+    pull_file(settings, settings.key_pin)
     path = Path(settings.key_pin)
     pinned = read_pin(path)
     current = pinned or _audited_pin(settings)
     fingerprint = key_fingerprint(load_key(settings.key_file))
     if current is None:
-        return None, _write_pin(path, KeyPin(fingerprint, _now()), replace=False).fingerprint
-    if current.fingerprint != fingerprint:
+        fingerprint = _write_pin(path, KeyPin(fingerprint, _now()), replace=False).fingerprint
+    elif current.fingerprint != fingerprint:
         retired = tuple(f for f in (*current.retired, current.fingerprint) if f != fingerprint)
         _write_pin(path, KeyPin(fingerprint, _now(), retired), replace=True)
-    return current.fingerprint, fingerprint
+    push(settings, settings.key_pin, settings.key_file)
+    return (current.fingerprint if current else None), fingerprint
 
 
 def kept_pseudonyms(settings: Settings) -> KeptPseudonyms:

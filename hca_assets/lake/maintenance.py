@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
 from hca_assets.config import Settings
+from hca_assets.lake.delta import delta_table
 from hca_assets.lake.registry import TABLES
 
 __all__ = ["MIN_RETENTION_HOURS", "Maintained", "maintain_lake", "maintain_table"]
@@ -36,10 +36,10 @@ def maintain_table(name: str, uri: str, retention_hours: float) -> Maintained:
     if retention_hours < MIN_RETENTION_HOURS:
         raise ValueError(f"vacuum retention must be >= {MIN_RETENTION_HOURS} hours, got {retention_hours}")
     try:
-        metrics = DeltaTable(uri).optimize.compact()
+        metrics = delta_table(uri).optimize.compact()
     except CommitFailedError:
-        return Maintained(name, DeltaTable(uri).version(), 0, 0, 0, skipped="another writer committed: next time")
-    table = DeltaTable(uri)
+        return Maintained(name, delta_table(uri).version(), 0, 0, 0, skipped="another writer committed: next time")
+    table = delta_table(uri)
     deleted = table.vacuum(retention_hours=int(retention_hours), dry_run=False, enforce_retention_duration=True)
     return Maintained(name, table.version(), int(metrics.get("numFilesRemoved", 0)), int(metrics.get("numFilesAdded", 0)),
                       len(deleted))

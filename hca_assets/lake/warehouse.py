@@ -22,8 +22,9 @@ import duckdb
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
-from hca_assets.config import Settings, is_uri, join
+from hca_assets.config import Settings, is_uri
 from hca_assets.lake import registry
+from hca_assets.storage import pull_file
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -47,9 +48,9 @@ class QueryRefused(ValueError):
 
 
 def discover_tables(root: str) -> dict[str, str]:
-    """Delta tables directly under ``root`` (local): name → uri."""
+    """Delta tables directly under a local ``root``: name → uri (on object stores the registry names them all)."""
     if is_uri(root):
-        raise NotImplementedError("table discovery on object stores: list tables explicitly")
+        return {}
     base = Path(root)
     if not base.is_dir():
         return {}
@@ -63,7 +64,7 @@ def connect(settings: Settings, *, restricted: bool = False) -> duckdb.DuckDBPyC
     con = duckdb.connect()
     for name, uri in tables.items():
         _arrow_view(con, name, uri)
-    _attach_marts(con, settings.warehouse, taken=set(tables))
+    _attach_marts(con, settings, taken=set(tables))
     _lock(con, allowed=[])
     return con
 
@@ -105,7 +106,7 @@ def _run(settings: Settings, query: str, *, restricted: bool, command: str,
             raise QueryRefused(f"give exactly one SQL statement per call (got {len(statements)})")
         if statements[0].type not in QUERY_TYPES:
             raise QueryRefused(f"only a query runs here (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN), not {statements[0].type.name}")
-        marts = _attach_marts(con, settings.warehouse, taken=set(tables))
+        marts = _attach_marts(con, settings, taken=set(tables))
         allowed: list[str] = []
         for name, uri in _referenced(tables, query, marts).items():
             files = _native_view(con, name, uri)
@@ -141,7 +142,7 @@ def record_restricted_access(settings: Settings, *, command: str, query: str, ta
 
 def _restricted_found(settings: Settings, restricted: bool) -> dict[str, str] | None:
     """The restricted zone's tables written so far (listed once per query), or None without ``restricted``."""
-    return discover_tables(join(settings.restricted, "tables")) if restricted else None
+    return discover_tables(settings.restricted_tables) if restricted else None
 
 
 def _tables(settings: Settings, restricted_found: dict[str, str] | None) -> dict[str, str]:
@@ -166,7 +167,7 @@ def _native_view(con: duckdb.DuckDBPyConnection, name: str, uri: str) -> list[st
     if is_uri(uri) or not Path(uri, "_delta_log").is_dir():
         return None
     try:
-        table = DeltaTable(uri)
+        table = DeltaTable(uri)  # local (above): no storage options; deltalake alone does not load pyarrow
         if table.protocol().min_reader_version > 1:
             return None
         partitions = table.metadata().partition_columns
@@ -211,9 +212,11 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _attach_marts(con: duckdb.DuckDBPyConnection, warehouse: str, *, taken: set[str]) -> list[str]:
-    """Attach dbt's warehouse file read-only as ``analytics`` (once built) and make each mart a view by its name;
-    returns the marts' names."""
+def _attach_marts(con: duckdb.DuckDBPyConnection, settings: Settings, *, taken: set[str]) -> list[str]:
+    """Attach dbt's warehouse file read-only as ``analytics`` (once built; brought from an object-store root if this
+    machine has none) and make each mart a view by its name; returns the marts' names."""
+    warehouse = settings.warehouse
+    pull_file(settings, warehouse)
     if is_uri(warehouse) or not Path(warehouse).is_file():
         return []
     try:

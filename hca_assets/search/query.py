@@ -15,6 +15,7 @@ from hca_assets.dicom.pixels import IMAGE_SIZE, display_frames, letterbox
 from hca_assets.lake import registry as tables
 from hca_assets.models import embedder_code_version, get_embedder
 from hca_assets.search.index import IndexFiles, load_index, search
+from hca_assets.storage import pull
 
 __all__ = ["Neighbour", "load_query_image", "search_similar"]
 
@@ -54,6 +55,7 @@ def search_similar(settings: Settings, *, image: np.ndarray | None = None, text:
         raise ValueError(f"the {embedder.name!r} backend cannot embed text; choose a backend that can (HCA_EMBEDDER)")
     version = embedder_code_version(settings.embedder)
     files = IndexFiles.for_version(Path(settings.indexes), version, level)
+    pull(settings, files.manifest.parent)  # object-store root: the index as last published
     if not files.manifest.exists():
         raise FileNotFoundError(f"no {level} index for {version}: materialize faiss_index first")
     query = embedder.embed([image]) if image is not None else embedder.embed_text([text or ""])
