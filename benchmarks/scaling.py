@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from benchmarks.sql import QUERY, time_sql
@@ -57,12 +58,19 @@ def _pss(pid: int) -> int:
     return int(line.split()[1]) * 1024
 
 
-def _tree_rss() -> tuple[int, int]:
-    """(RSS of this process, PSS of it and all its descendants: worker processes share pages with it), bytes."""
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _tree_sample() -> tuple[int, int, float]:
+    """(RSS of this process, PSS of it and all its descendants — worker processes share pages with it — in bytes,
+    CPU seconds of the tree: user + system of each live process and of the children it reaped)."""
     parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+            cpu[int(stat.parent.name)] = sum(int(f) for f in fields[11:15]) / TICK  # utime stime cutime cstime
         except (OSError, IndexError, ValueError):  # the process ended while being read
             continue
     tree, grew = {os.getpid()}, True
@@ -71,27 +79,36 @@ def _tree_rss() -> tuple[int, int]:
         tree |= more
         grew = bool(more)
     own = int(next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith("VmRSS:")).split()[1])
-    return own * 1024, sum(_pss(pid) for pid in tree)
+    return own * 1024, sum(_pss(pid) for pid in tree), sum(cpu.get(pid, 0.0) for pid in tree)
 
 
 @dataclass
-class RssPeak:
-    """Samples the process tree's RSS every ``interval`` s in a thread; ``reset`` starts a new peak."""
+class Sampler:
+    """Samples the process tree every ``interval`` s in a thread: peak RSS / PSS since ``reset``, and CPU seconds
+    over time, so that a step's CPU is the difference between its start and its end."""
 
     interval: float = 0.25
     own: int = 0
     tree: int = 0
+    times: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def reset(self) -> None:
-        self.own, self.tree = _tree_rss()
+        self.own, self.tree, _ = _tree_sample()
+
+    def cpu_between(self, start: float, end: float) -> float:
+        """CPU seconds of the tree between two POSIX times (interpolated between samples)."""
+        return float(np.interp(end, self.times, self.cpu) - np.interp(start, self.times, self.cpu))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            own, tree = _tree_rss()
+            own, tree, cpu = _tree_sample()
             self.own, self.tree = max(self.own, own), max(self.tree, tree)
+            self.times.append(time.time())
+            self.cpu.append(max(cpu, self.cpu[-1] if self.cpu else 0.0))  # a process gone unreaped loses its share
 
-    def __enter__(self) -> RssPeak:
+    def __enter__(self) -> Sampler:
         threading.Thread(target=self._run, daemon=True).start()
         return self
 
@@ -104,6 +121,7 @@ class BatchFigures:
     corpus: int  # instances ingested so far, this batch included
     instances: int
     seconds: dict[str, float]  # stage → step seconds (checks included)
+    cpu: dict[str, float]  # stage → CPU seconds of the process tree during its steps
     run_wall: float  # both runs, Dagster included
     rss_own: int
     rss_tree: int
@@ -119,12 +137,10 @@ def _defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions.merge(build_defs(settings), dg.Definitions(jobs=[batch_job, index_job]))
 
 
-def _step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for step in instance.get_run_step_stats(run_id):
-        if step.start_time is not None and step.end_time is not None:
-            out[_stage(step.step_key)] = out.get(_stage(step.step_key), 0.0) + step.end_time - step.start_time
-    return out
+def _step_times(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, float, float]]:
+    """(stage, start, end) of each step of a run, POSIX seconds."""
+    return [(_stage(step.step_key), step.start_time, step.end_time) for step in instance.get_run_step_stats(run_id)
+            if step.start_time is not None and step.end_time is not None]
 
 
 def _land(work: Path, landing: Path, instances: int, seed: int) -> None:
@@ -150,7 +166,7 @@ def grow(work: Path, total: int, batch: int, budget: float) -> tuple[Settings, l
     figures: list[BatchFigures] = []
     sql: dict[str, float] = {}
     corpus, started = 0, time.monotonic()
-    with RssPeak() as peak:
+    with Sampler() as peak:
         while corpus < total and not (budget and figures and time.monotonic() - started > budget):
             target = min(total, FIRST if not figures else (corpus // batch + 1) * batch)
             _land(work, Path(settings.landing), target - corpus, seed=len(figures))
@@ -164,12 +180,16 @@ def grow(work: Path, total: int, batch: int, budget: float) -> tuple[Settings, l
             wall = time.perf_counter() - start
             n = tables.RAW_INSTANCES.read(settings, where={"batch": claimed.key}, columns=["batch"]).num_rows
             corpus += n
-            seconds = _step_seconds(instance, ran.run_id) | _step_seconds(instance, indexed.run_id)
+            time.sleep(2 * peak.interval)  # a sample after the last step's end
+            steps = _step_times(instance, ran.run_id) + _step_times(instance, indexed.run_id)
+            seconds = {s: sum(e - b for st, b, e in steps if st == s) for s in STAGES}
+            cpu = {s: sum(peak.cpu_between(b, e) for st, b, e in steps if st == s) for s in STAGES}
             build = tables.INDEX_BUILDS.read(settings, where={"run_id": indexed.run_id, "level": "image"}).to_pylist()[0]
-            figures.append(BatchFigures(corpus, n, seconds, wall, peak.own, peak.tree,
+            figures.append(BatchFigures(corpus, n, seconds, cpu, wall, peak.own, peak.tree,
                                         f"{build['index_type']} {build['ntotal']:,} ({build['mode']})", os.getloadavg()[0]))
             print(f"scaling: {corpus:,} instances, {wall:.0f} s for {n}: "
                   f"{ {k: round(v / n * 1000, 1) for k, v in seconds.items()} } ms/instance, "
+                  f"CPU { {k: round(v / n * 1000, 1) for k, v in cpu.items()} } ms/instance, "
                   f"tree RSS {peak.tree / 2**20:.0f} MiB, {figures[-1].index}", flush=True)
             if len(figures) == 1:
                 sql["first"] = time_sql(settings, 3)[0]
@@ -249,6 +269,7 @@ def bench_scaling(work: Path) -> list[str]:
     rebuilt = rebuild(settings, work / "grow")
     shutil.rmtree(work, ignore_errors=True)
     per = [{s: f.seconds.get(s, 0.0) / f.instances for s in STAGES} for f in figures]
+    cpu = [{s: f.cpu.get(s, 0.0) / f.instances for s in STAGES} for f in figures]
     lines = [
         SECTION, "",
         f"`HCA_SCALING_TOTAL={total} HCA_SCALING_BATCH={batch} python -m benchmarks.run scaling` "
@@ -259,17 +280,20 @@ def bench_scaling(work: Path) -> list[str]:
         "each one Dagster run of the real assets (ingest → de-identification → images → embeddings, blocking checks "
         "and expectation suites included; catalogue, segmentation, evaluation and dbt left out) on one partition, "
         f"then a run of `faiss_index`; default settings ({settings.workers} workers, OCR screening on). "
-        "ms/instance = the stage's Dagster step seconds ÷ the batch's instances; wall = both runs. RSS = peak RSS of "
+        "Per stage, ms per instance as wall / CPU: the stage's Dagster step seconds, and the CPU seconds of this "
+        "process and all its workers during those steps (from /proc every 0.25 s: not inflated by other processes' "
+        "load), ÷ the batch's instances; wall s = both runs. RSS = peak RSS of "
         "this process / peak PSS of it with all its worker processes (sampled every 0.25 s). **Load average** "
         f"{load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f} before, {os.getloadavg()[0]:.1f} at the end "
         "(2 cores shared with other work: wall times are inflated when it is above 2; the per-row load is in the table).",
         "",
-        "| corpus | batch | " + " | ".join(f"{s} ms/inst" for s in STAGES)
+        "| corpus | batch | " + " | ".join(f"{s} ms/inst wall / CPU" for s in STAGES)
         + " | wall s | inst/s | RSS / tree PSS MiB | image index after | load |",
         "|---:|---:|" + "---:|" * len(STAGES) + "---:|---:|---:|---|---:|",
     ]
-    for f, p in zip(figures, per, strict=True):
-        lines.append(f"| {f.corpus:,} | {f.instances:,} | " + " | ".join(f"{p[s] * 1000:.1f}" for s in STAGES)
+    for f, p, c in zip(figures, per, cpu, strict=True):
+        lines.append(f"| {f.corpus:,} | {f.instances:,} | "
+                     + " | ".join(f"{p[s] * 1000:.1f} / {c[s] * 1000:.1f}" for s in STAGES)
                      + f" | {f.run_wall:.0f} | {f.instances / f.run_wall:.0f} | {f.rss_own / 2**20:.0f} / "
                        f"{f.rss_tree / 2**20:.0f} | {f.index} | {f.load:.1f} |")
     mark = {}
@@ -279,12 +303,14 @@ def bench_scaling(work: Path) -> list[str]:
             mark[size] = at
     ref = mark.get(10_000, min(1, len(figures) - 1))  # the 1k batch carries each run's fixed costs alone
     last = len(figures) - 1
-    drift = ", ".join(f"{s} {per[last][s] / per[ref][s]:.2f}×" for s in STAGES if per[ref][s])
-    seconds = sum(per[last].values())
+    drift = ", ".join(f"{s} {cpu[last][s] / cpu[ref][s]:.2f}× ({per[last][s] / per[ref][s]:.2f}×)"
+                      for s in STAGES if per[ref][s] and cpu[ref][s])
+    seconds = sum(cpu[last].values())
     lines += [
         "",
-        f"Per-instance cost of the last batch ({figures[last].corpus:,}) against the batch reaching "
-        f"{figures[ref].corpus:,}: {drift} (goal: each within 0.8–1.2×). Peak tree PSS "
+        f"Per-instance CPU (wall) of the last batch ({figures[last].corpus:,}) against the batch reaching "
+        f"{figures[ref].corpus:,}: {drift} (goal: each within 0.8–1.2×; the first, 1k batch also carries every "
+        "run's fixed costs — worker start-up, model loading — alone). Peak tree PSS "
         f"{min(f.rss_tree for f in figures) / 2**20:.0f}–{max(f.rss_tree for f in figures) / 2**20:.0f} MiB over the "
         f"batches (process alone {min(f.rss_own for f in figures) / 2**20:.0f}–"
         f"{max(f.rss_own for f in figures) / 2**20:.0f} MiB).",
@@ -308,12 +334,12 @@ def bench_scaling(work: Path) -> list[str]:
         f"batch, one run requested) **{new:.2f} s** (goal < 1 s); setting up the {PARTITIONS:,} batches took "
         f"{setup:.0f} s.",
         "",
-        f"**Extrapolation**: the last batch cost {seconds * 1000:.0f} ms of stage time per instance with "
-        f"{settings.workers} workers, i.e. ≈ {86_400 / seconds:,.0f} instances/day on this machine, "
-        f"≈ **{86_400 / seconds / settings.workers:,.0f} instances/day per core** if both cores were ours "
-        f"(a hospital network's 10⁵–10⁶/day needs ≈ {100_000 / (86_400 / seconds / settings.workers):.1f}–"
-        f"{1_000_000 / (86_400 / seconds / settings.workers):.1f} such cores, before segmentation and real-size "
-        "slices, whose de-identification and rendering cost more).",
+        f"**Extrapolation**: the last batch cost {seconds * 1000:.1f} CPU ms per instance over the five stages, "
+        f"i.e. ≈ **{86_400 / seconds:,.0f} instances/day per core** at full use (Dagster's own work included); a "
+        f"hospital network's 10⁵–10⁶ instances/day needs ≈ {100_000 * seconds / 86_400:.1f}–"
+        f"{1_000_000 * seconds / 86_400:.1f} such cores — for these small slices, before segmentation, catalogue, "
+        "evaluation and dbt, and before real-size images, whose de-identification (OCR screening) and rendering "
+        "cost more (sections above).",
         "",
     ]
     return lines
