@@ -150,5 +150,5 @@ def retrieval_eval(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg
     return dg.MaterializeResult(
         metadata={**md.written(written, rows=table.num_rows), "image_level": dg.MetadataValue.md("\n".join(lines)),
                   "code_version": version},
-        check_results=eval_checks(settings, context.run_id),
+        check_results=eval_checks(settings, context.run.run_id),
     )
