@@ -211,6 +211,11 @@ class Settings:
         return join(self.local_root, "restricted")
 
     @property
+    def incoming(self) -> str:
+        """Studies a network source (C-STORE, DICOMweb) is still collecting, released whole into landing (PHI)."""
+        return join(self.restricted, "incoming")
+
+    @property
     def raw_batches(self) -> str:
         """Claimed batches of raw files, one folder per ingest batch (PHI)."""
         return join(self.restricted, "raw")

@@ -49,6 +49,7 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "evaluations": ("retrieval_eval", "segmentation_eval"),
     "segmentations": ("segmentations",),
     "runs": (),
+    "study_arrivals": (),
     "audit_log": (),
 }
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "EMBEDDINGS", "EVALUATIONS", "IMAGES",
            "INDEX_BUILDS", "LABELS", "QUARANTINE", "RAW_INSTANCES", "RUNS", "SEGMENTATIONS", "SERIES",
-           "SERIES_EMBEDDINGS", "STUDIES", "TABLES", "VOLUMES", "TableSpec", "lake_tables", "restricted_names", "spec"]
+           "SERIES_EMBEDDINGS", "STUDIES", "STUDY_ARRIVALS", "TABLES", "VOLUMES", "TableSpec", "lake_tables", "restricted_names", "spec"]
 
 Zone = Literal["lake", "restricted"]
 
@@ -120,6 +120,9 @@ EVALUATIONS = TableSpec(
 SEGMENTATIONS = TableSpec(
     "segmentations", "lake", ("series_instance_uid", "sop_instance_uid", "structure", "code_version"),
     description="one row per series (3D) or image (2D) and prompted structure, with its mask files")
+STUDY_ARRIVALS = TableSpec(
+    "study_arrivals", "lake", ("source", "study_key"), partition_by=(),
+    description="per network source and study (keyed digest): expected and received instances, complete or not")
 RUNS = TableSpec(
     "runs", "lake", ("run_id", "stage"), partition_by=(),
     description="per Dagster run and stage: outcome, rows processed, seconds")
@@ -129,7 +132,7 @@ AUDIT_LOG = TableSpec(
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
     RAW_INSTANCES, QUARANTINE, DEID_INSTANCES, DEID_AUDIT, DEID_CROSSWALK, SERIES, STUDIES, IMAGES, VOLUMES, EMBEDDINGS,
-    SERIES_EMBEDDINGS, LABELS, INDEX_BUILDS, EVALUATIONS, SEGMENTATIONS, RUNS, AUDIT_LOG)}
+    SERIES_EMBEDDINGS, LABELS, INDEX_BUILDS, EVALUATIONS, SEGMENTATIONS, STUDY_ARRIVALS, RUNS, AUDIT_LOG)}
 
 
 def spec(name: str) -> TableSpec:

@@ -6,7 +6,7 @@ import pyarrow as pa
 
 __all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "EMBEDDINGS", "EVALUATIONS", "IMAGES",
            "INDEX_BUILDS", "LABELS", "PARTITION_COLUMN", "QUARANTINE", "RAW_INSTANCES", "RUNS", "SEGMENTATIONS", "SERIES",
-           "SERIES_EMBEDDINGS", "STUDIES", "VOLUMES"]
+           "SERIES_EMBEDDINGS", "STUDIES", "STUDY_ARRIVALS", "VOLUMES"]
 
 PARTITION_COLUMN = "batch"
 
@@ -288,6 +288,20 @@ INDEX_BUILDS = pa.schema(
         pa.field("path", pa.string(), nullable=False),  # relative to the indexes zone
         pa.field("sha256", pa.string(), nullable=False),
         pa.field("built_at", _TS, nullable=False),
+    ]
+)
+
+STUDY_ARRIVALS = pa.schema(
+    [  # one row per network source and study (hca_assets/sources): how complete it is, PHI-free
+        pa.field("source", pa.string(), nullable=False),  # cstore | dicomweb (the source's name)
+        pa.field("study_key", pa.string(), nullable=False),  # keyed digest of the StudyInstanceUID (sources.base)
+        pa.field("expected_instances", pa.int64()),  # QIDO's NumberOfStudyRelatedInstances; null when unknown
+        pa.field("received_instances", pa.int64(), nullable=False),
+        pa.field("complete", pa.bool_(), nullable=False),
+        pa.field("completed_by", pa.string()),  # count_matches | stable_after_release | null while incomplete
+        pa.field("released", pa.int64(), nullable=False),  # folders moved into landing so far (late instances: > 1)
+        pa.field("first_arrival", _TS, nullable=False),
+        pa.field("last_arrival", _TS, nullable=False),
     ]
 )
 

@@ -1,0 +1,1 @@
+"""Where DICOM comes from: the landing folder, a C-STORE listener, a DICOMweb poller (one interface, :mod:`.base`)."""

@@ -1,0 +1,94 @@
+"""The one interface every DICOM source implements, and the incoming area they share.
+
+A network source never writes into the landing folder instance by instance: it collects each study in
+``incoming/<source>/<study_key>/`` (atomic writes, one file per SOP instance) and, once the study is complete by
+the source's own rule (DICOMweb: the retrieved count equals QIDO's NumberOfStudyRelatedInstances; C-STORE: its
+association was released and nothing arrived for a stable age), moves the folder into the landing zone with one
+rename. The landing claim (``hca_assets/landing.py``) then makes it an ingest batch as for any dropped folder, so
+ingest, quarantine and the ledger do not change. A late instance of a study already released is collected again
+and released as a new, smaller folder; ingest quarantines true duplicates (``duplicate_instance``) and keeps new
+instances. Keys are keyed digests of the UIDs (:func:`hca_assets.keys.keyed_digest`): no UID reaches a path,
+a log line or a PHI-free table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from hca_assets.files import atomic_write
+from hca_assets.keys import keyed_digest
+
+__all__ = ["DicomSource", "Incoming", "StudyState", "study_key"]
+
+
+def study_key(key: bytes, study_uid: str) -> str:
+    """The PHI-free name of a study in paths, logs and ``study_arrivals``."""
+    return keyed_digest(key, "study", study_uid)[:32]
+
+
+def _instance_name(sop_uid: str) -> str:
+    return hashlib.sha256(sop_uid.encode()).hexdigest()[:32] + ".dcm"
+
+
+@dataclass(frozen=True)
+class StudyState:
+    """One study being collected: files held, expected count (None: unknown), when the last one arrived."""
+
+    source: str
+    study_key: str
+    received: int
+    expected: int | None
+    last_arrival: float
+
+
+class DicomSource(Protocol):
+    """A source of DICOM studies: ``poll`` moves what is complete into the landing zone and returns how many
+    studies it released (the landing folder itself releases nothing: files are already there)."""
+
+    name: str
+
+    def poll(self) -> int: ...
+
+
+class Incoming:
+    """``incoming/<source>/`` of one source: studies being collected, released whole into ``landing``."""
+
+    def __init__(self, root: Path, landing: Path, source: str) -> None:
+        self.root, self.landing, self.source = Path(root) / source, Path(landing), source
+
+    def add(self, study: str, sop_uid: str, data: bytes) -> Path:
+        """Keep one instance of ``study`` (atomic; the same SOP instance twice keeps one file)."""
+        folder = self.root / study
+        folder.mkdir(parents=True, exist_ok=True)
+        return atomic_write(folder / _instance_name(sop_uid), lambda tmp: tmp.write_bytes(data))
+
+    def studies(self) -> list[StudyState]:
+        """The studies held now, with their file counts and last arrival times (expected count unknown here)."""
+        out = []
+        for folder in sorted(p for p in self.root.glob("*") if p.is_dir()):
+            files = [f for f in folder.iterdir() if f.suffix == ".dcm"]
+            if files:
+                out.append(StudyState(self.source, folder.name, len(files), None, max(f.stat().st_mtime for f in files)))
+        return out
+
+    def release(self, study: str) -> Path | None:
+        """Move the study's folder into the landing zone in one rename; None when it holds nothing."""
+        folder = self.root / study
+        if not folder.is_dir() or not any(folder.iterdir()):
+            return None
+        self.landing.mkdir(parents=True, exist_ok=True)
+        target = self.landing / f"{self.source}-{study}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+        for tmp in folder.glob(".*.tmp"):  # a writer that died mid-file: its part is not an instance
+            tmp.unlink(missing_ok=True)
+        os.rename(folder, target)
+        return target
+
+    def stable(self, study: StudyState, stable_seconds: float, now: float | None = None) -> bool:
+        """True when nothing arrived for ``stable_seconds``."""
+        return (now if now is not None else time.time()) - study.last_arrival >= stable_seconds
