@@ -204,3 +204,42 @@ class FaultProxy:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+ORTHANC_PLUGINS = Path("/usr/share/orthanc/plugins")  # Debian orthanc + orthanc-dicomweb
+
+
+@contextlib.contextmanager
+def orthanc(*, user: str = "hca", password: str = "orthanc-test-password", aet: str = "ORTHANC",
+            modalities: dict[str, list[object]] | None = None) -> Iterator[dict[str, object]]:
+    """A real Orthanc (Debian ``orthanc`` with the ``orthanc-dicomweb`` plugin) on loopback, with a temporary config
+    and storage folder, HTTP basic auth (``user``/``password``) and a DICOM port; ``modalities`` are Orthanc's
+    ``DicomModalities`` (name → [AET, host, port]) it may C-STORE to. Yields ``url`` (REST root), ``dicomweb``
+    (its DICOMweb root), ``dicom_port``, ``aet``, ``user``, ``password``; stopped and removed when the block ends."""
+    exe = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+    if not Path(exe).exists():
+        raise FileNotFoundError("Orthanc: install the Debian packages orthanc orthanc-dicomweb (make install)")
+    root = Path(tempfile.mkdtemp(prefix="hca-orthanc-"))
+    http_port, dicom_port = free_port(), free_port()
+    config = {
+        "Name": "hca-test", "StorageDirectory": str(root / "db"), "IndexDirectory": str(root / "db"),
+        "HttpPort": http_port, "HttpBindAddress": "127.0.0.1", "DicomPort": dicom_port, "DicomAet": aet,
+        "RemoteAccessAllowed": False, "AuthenticationEnabled": True, "RegisteredUsers": {user: password},
+        "DicomCheckCalledAet": False, "DicomModalities": modalities or {}, "StableAge": 1,
+        "Plugins": [str(ORTHANC_PLUGINS / "libOrthancDicomWeb.so")],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "StudiesMetadata": "Full"},
+        "ConcurrentJobs": 2, "HttpThreadsCount": 8, "StorageCompression": False, "LogExportedResources": False,
+    }
+    (root / "orthanc.json").write_text(__import__("json").dumps(config))
+    log = (root / "orthanc.log").open("wb")
+    proc = subprocess.Popen([exe, str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        wait_for_port(http_port)
+        wait_for_port(dicom_port)
+        yield {"url": f"http://127.0.0.1:{http_port}", "dicomweb": f"http://127.0.0.1:{http_port}/dicom-web",
+               "dicom_port": dicom_port, "aet": aet, "user": user, "password": password, "log": root / "orthanc.log"}
+    finally:
+        stop_group(proc, timeout=20)
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
