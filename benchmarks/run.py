@@ -650,7 +650,8 @@ TITLES = {"generator": "## Synthetic generator", "ingest": "## Ingest", "deid": 
           "ocr": "## Burned-in text detection", "images": "## Images", "embeddings": "## Embeddings", "faiss": "## FAISS",
           "mip": "## MedImageParse segmenter against the stub endpoint", "segmentation": "## Segmentation",
           "chaos": "## Chaos and load", "dbt": "## dbt build",
-          "sql": "## SQL over the lake", "scaling": "## Scaling run"}
+          "sql": "## SQL over the lake", "scaling": "## Scaling run",
+          "objectstore": "## Object-store root (Azurite)"}
 PARTS = tuple(TITLES)
 
 
@@ -742,6 +743,10 @@ def main(parts: list[str]) -> None:
             from benchmarks.scaling import bench_scaling
 
             measured["scaling"] = bench_scaling(work / "scaling")
+        if "objectstore" in chosen:
+            from benchmarks.objectstore import bench_objectstore
+
+            measured["objectstore"] = bench_objectstore(work / "objectstore")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     write_results({p: measured[p] for p in PARTS if p in measured})
