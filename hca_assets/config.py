@@ -111,6 +111,9 @@ class Settings:
     vacuum_retention_hours: float = 168.0  # Delta vacuum keeps files a version needed this recently (≥ 7 days)
     executor: str = "default"
     work_dir: str | None = None
+    cstore_stable_seconds: float = 10.0  # a C-STORE study is complete this long after its last instance (associations ended)
+    cstore_max_associations: int = 16  # concurrent associations `hca listen` serves; more are refused
+    cstore_max_per_caller: int = 4  # of which one calling AE title may hold (a flooding peer leaves room for others)
 
     def __post_init__(self) -> None:
         if not self.data_dir:
@@ -133,6 +136,11 @@ class Settings:
             raise ValueError(f"`executor` must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         self.limits  # noqa: B018 - validates them
         parse_rules(self.priority_rules)  # a malformed rule fails here, not in the sensor
+        if self.cstore_stable_seconds < 0:
+            raise ValueError(f"`cstore_stable_seconds` must be >= 0, got {self.cstore_stable_seconds}")
+        if not 1 <= self.cstore_max_per_caller <= self.cstore_max_associations:
+            raise ValueError(f"`cstore_max_per_caller` must be between 1 and `cstore_max_associations` "
+                             f"({self.cstore_max_associations}), got {self.cstore_max_per_caller}")
         if self.vacuum_retention_hours < 168:
             raise ValueError(f"`vacuum_retention_hours` must be >= 168 (7 days: readers of recent versions and "
                              f"concurrent writers keep their files), got {self.vacuum_retention_hours}")
@@ -154,7 +162,9 @@ class Settings:
         ``HCA_PRIORITY_RULES`` (``LEVEL:source=value,...``, see :mod:`hca_assets.routing`; empty: no routing);
         ``HCA_VACUUM_RETENTION_HOURS`` (Delta maintenance: files older versions needed are deleted after this, ≥ 168);
         ``HCA_EXECUTOR`` (one of :data:`EXECUTORS`); ``HCA_WORK_DIR`` (the local working copy of an object-store
-        root; default ``~/.cache/hca/<hash of the root>``)."""
+        root; default ``~/.cache/hca/<hash of the root>``); the C-STORE listener's ``HCA_CSTORE_STABLE_SECONDS``
+        (a study is complete when its associations ended and nothing arrived for this long),
+        ``HCA_CSTORE_MAX_ASSOCIATIONS`` and ``HCA_CSTORE_MAX_PER_CALLER`` (concurrent associations, per calling AE)."""
         return cls(
             data_dir=os.environ.get("HCA_DATA_DIR", DEFAULT_DATA_DIR),
             landing_dir=os.environ.get("HCA_LANDING_DIR") or None,
@@ -184,6 +194,9 @@ class Settings:
             vacuum_retention_hours=float(os.environ.get("HCA_VACUUM_RETENTION_HOURS", str(cls.vacuum_retention_hours))),
             executor=os.environ.get("HCA_EXECUTOR", cls.executor),
             work_dir=os.environ.get("HCA_WORK_DIR") or None,
+            cstore_stable_seconds=float(os.environ.get("HCA_CSTORE_STABLE_SECONDS", str(cls.cstore_stable_seconds))),
+            cstore_max_associations=int(os.environ.get("HCA_CSTORE_MAX_ASSOCIATIONS", str(cls.cstore_max_associations))),
+            cstore_max_per_caller=int(os.environ.get("HCA_CSTORE_MAX_PER_CALLER", str(cls.cstore_max_per_caller))),
         )
 
     @property

@@ -43,6 +43,9 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     vacuum_retention_hours: float = Settings.vacuum_retention_hours
     executor: str = Settings.executor
     work_dir: str | None = None
+    cstore_stable_seconds: float = Settings.cstore_stable_seconds
+    cstore_max_associations: int = Settings.cstore_max_associations
+    cstore_max_per_caller: int = Settings.cstore_max_per_caller
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HcaStorage:
