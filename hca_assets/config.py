@@ -114,6 +114,11 @@ class Settings:
     cstore_stable_seconds: float = 10.0  # a C-STORE study is complete this long after its last instance (associations ended)
     cstore_max_associations: int = 16  # concurrent associations `hca listen` serves; more are refused
     cstore_max_per_caller: int = 4  # of which one calling AE title may hold (a flooding peer leaves room for others)
+    dicomweb_cursor: str = "qido"  # how the DICOMweb poller finds new studies: qido (StudyDate) | orthanc-changes
+    dicomweb_lookback_days: int = 1  # qido cursor: studies dated this many days before the last poll are searched again
+    dicomweb_retries: int = 4  # retries of a DICOMweb request on 429/5xx/connection errors (backoff doubles each time)
+    dicomweb_backoff_seconds: float = 0.5
+    dicomweb_timeout_seconds: float = 60.0  # per HTTP request (connect, and between bytes of a retrieve)
 
     def __post_init__(self) -> None:
         if not self.data_dir:
@@ -141,6 +146,12 @@ class Settings:
         if not 1 <= self.cstore_max_per_caller <= self.cstore_max_associations:
             raise ValueError(f"`cstore_max_per_caller` must be between 1 and `cstore_max_associations` "
                              f"({self.cstore_max_associations}), got {self.cstore_max_per_caller}")
+        if self.dicomweb_cursor not in ("qido", "orthanc-changes"):
+            raise ValueError(f"`dicomweb_cursor` must be qido or orthanc-changes, got {self.dicomweb_cursor!r}")
+        if self.dicomweb_lookback_days < 0 or self.dicomweb_retries < 0 or self.dicomweb_backoff_seconds < 0:
+            raise ValueError("`dicomweb_lookback_days`, `dicomweb_retries` and `dicomweb_backoff_seconds` must be >= 0")
+        if self.dicomweb_timeout_seconds <= 0:
+            raise ValueError(f"`dicomweb_timeout_seconds` must be > 0, got {self.dicomweb_timeout_seconds}")
         if self.vacuum_retention_hours < 168:
             raise ValueError(f"`vacuum_retention_hours` must be >= 168 (7 days: readers of recent versions and "
                              f"concurrent writers keep their files), got {self.vacuum_retention_hours}")
@@ -164,7 +175,10 @@ class Settings:
         ``HCA_EXECUTOR`` (one of :data:`EXECUTORS`); ``HCA_WORK_DIR`` (the local working copy of an object-store
         root; default ``~/.cache/hca/<hash of the root>``); the C-STORE listener's ``HCA_CSTORE_STABLE_SECONDS``
         (a study is complete when its associations ended and nothing arrived for this long),
-        ``HCA_CSTORE_MAX_ASSOCIATIONS`` and ``HCA_CSTORE_MAX_PER_CALLER`` (concurrent associations, per calling AE)."""
+        ``HCA_CSTORE_MAX_ASSOCIATIONS`` and ``HCA_CSTORE_MAX_PER_CALLER`` (concurrent associations, per calling AE); the DICOMweb
+        poller's ``HCA_DICOMWEB_CURSOR`` (qido | orthanc-changes), ``HCA_DICOMWEB_LOOKBACK_DAYS``, ``HCA_DICOMWEB_RETRIES``,
+        ``HCA_DICOMWEB_BACKOFF_SECONDS``, ``HCA_DICOMWEB_TIMEOUT_SECONDS`` (its URL and credentials ``HCA_DICOMWEB_URL``,
+        ``HCA_DICOMWEB_USER`` / ``HCA_DICOMWEB_PASSWORD`` or ``HCA_DICOMWEB_TOKEN`` are resources, not settings)."""
         return cls(
             data_dir=os.environ.get("HCA_DATA_DIR", DEFAULT_DATA_DIR),
             landing_dir=os.environ.get("HCA_LANDING_DIR") or None,
@@ -197,6 +211,11 @@ class Settings:
             cstore_stable_seconds=float(os.environ.get("HCA_CSTORE_STABLE_SECONDS", str(cls.cstore_stable_seconds))),
             cstore_max_associations=int(os.environ.get("HCA_CSTORE_MAX_ASSOCIATIONS", str(cls.cstore_max_associations))),
             cstore_max_per_caller=int(os.environ.get("HCA_CSTORE_MAX_PER_CALLER", str(cls.cstore_max_per_caller))),
+            dicomweb_cursor=os.environ.get("HCA_DICOMWEB_CURSOR", cls.dicomweb_cursor),
+            dicomweb_lookback_days=int(os.environ.get("HCA_DICOMWEB_LOOKBACK_DAYS", str(cls.dicomweb_lookback_days))),
+            dicomweb_retries=int(os.environ.get("HCA_DICOMWEB_RETRIES", str(cls.dicomweb_retries))),
+            dicomweb_backoff_seconds=float(os.environ.get("HCA_DICOMWEB_BACKOFF_SECONDS", str(cls.dicomweb_backoff_seconds))),
+            dicomweb_timeout_seconds=float(os.environ.get("HCA_DICOMWEB_TIMEOUT_SECONDS", str(cls.dicomweb_timeout_seconds))),
         )
 
     @property

@@ -11,6 +11,7 @@ from hca_assets.assets.search import embeddings, faiss_index, images, labels, re
 from hca_assets.assets.segmentation import segmentations
 from hca_assets.checks.expectations import EXPECTATION_CHECKS
 from hca_assets.config import Settings
+from hca_assets.dicomweb_sensor import dicomweb_sensor
 from hca_assets.executors import executor_def
 from hca_assets.jobs import index_job, ingest_job
 from hca_assets.resources import default_resources
@@ -36,7 +37,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         asset_checks=EXPECTATION_CHECKS,
         jobs=[ingest_job, index_job, *SCHEDULE_JOBS],
         schedules=SCHEDULES,
-        sensors=[landing_sensor, automation_sensor, *RUN_SENSORS],
+        sensors=[landing_sensor, dicomweb_sensor, automation_sensor, *RUN_SENSORS],
         resources={**default_resources(settings), "dbt": dbt_resource()},
         executor=executor_def(settings.executor),
     )

@@ -46,6 +46,11 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     cstore_stable_seconds: float = Settings.cstore_stable_seconds
     cstore_max_associations: int = Settings.cstore_max_associations
     cstore_max_per_caller: int = Settings.cstore_max_per_caller
+    dicomweb_cursor: str = Settings.dicomweb_cursor
+    dicomweb_lookback_days: int = Settings.dicomweb_lookback_days
+    dicomweb_retries: int = Settings.dicomweb_retries
+    dicomweb_backoff_seconds: float = Settings.dicomweb_backoff_seconds
+    dicomweb_timeout_seconds: float = Settings.dicomweb_timeout_seconds
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HcaStorage:
@@ -89,6 +94,16 @@ class SegmentationEndpoint(dg.ConfigurableResource):  # type: ignore[misc]
     key: str = ""
 
 
+class DicomwebServer(dg.ConfigurableResource):  # type: ignore[misc]
+    """The PACS the DICOMweb sensor pulls from: ``HCA_DICOMWEB_URL`` and ``HCA_DICOMWEB_USER`` /
+    ``HCA_DICOMWEB_PASSWORD`` (basic) or ``HCA_DICOMWEB_TOKEN`` (bearer) through ``EnvVar``; empty url: not configured."""
+
+    url: str = ""
+    user: str = ""
+    password: str = ""
+    token: str = ""
+
+
 class AlertWebhook(dg.ConfigurableResource):  # type: ignore[misc]
     """Where run-failure alerts are POSTed (``HCA_ALERT_WEBHOOK`` through ``EnvVar``: such URLs often carry a
     token); empty: alerts are only logged."""
@@ -105,5 +120,7 @@ def default_resources(settings: Settings | None = None) -> dict[str, dg.Configur
     mip = (SegmentationEndpoint(url=dg.EnvVar("HCA_MIP_ENDPOINT"), key=dg.EnvVar("HCA_MIP_KEY"))
            if os.environ.get("HCA_MIP_ENDPOINT") else SegmentationEndpoint())
     alert = AlertWebhook(url=dg.EnvVar("HCA_ALERT_WEBHOOK")) if os.environ.get("HCA_ALERT_WEBHOOK") else AlertWebhook()
+    dicomweb = DicomwebServer(**{f: dg.EnvVar(f"HCA_DICOMWEB_{f.upper()}") for f in ("url", "user", "password", "token")
+                                 if os.environ.get(f"HCA_DICOMWEB_{f.upper()}")})
     return {"storage": HcaStorage.from_settings(settings), "pseudonym_key": key, "embedding_endpoint": endpoint,
-            "segmentation_endpoint": mip, "alert_webhook": alert}
+            "segmentation_endpoint": mip, "alert_webhook": alert, "dicomweb": dicomweb}

@@ -23,7 +23,6 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG, PRIORITY_TAG, RUN_FAI
 from hca_assets.config import Settings
 from hca_assets.jobs import ingest_job
 from hca_assets.landing import (
-    claim,
     claim_lock,
     committed_batches,
     load_batch,
@@ -36,6 +35,7 @@ from hca_assets.locks import FileLock, is_held, process_alive
 from hca_assets.partitions import INGEST_BATCHES, ingest_batches
 from hca_assets.resources import HcaStorage
 from hca_assets.routing import batch_priority
+from hca_assets.sources.landing_folder import LandingFolder
 
 __all__ = ["ABANDONED_TAG", "LEVEL_TAG", "LOCK_TAG", "BatchState", "BatchStatus", "batch_statuses", "by_priority",
            "priority_tags", "reap_dead_runs", "run_died", "sweep"]
@@ -152,7 +152,7 @@ def sweep(settings: Settings, instance: dg.DagsterInstance, lock: FileLock) -> l
     raw = Path(settings.raw_batches)
     reap_dead_runs(instance)
     recover(raw, lock=lock)
-    claim(Path(settings.landing), raw, settle_seconds=settings.settle_seconds, lock=lock)
+    LandingFolder(settings).claim(lock=lock)
     return batch_statuses(instance, raw, handoff_seconds=settings.handoff_seconds, max_resumes=settings.max_resumes)
 
 
