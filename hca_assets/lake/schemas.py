@@ -298,7 +298,8 @@ STUDY_ARRIVALS = pa.schema(
         pa.field("expected_instances", pa.int64()),  # QIDO's NumberOfStudyRelatedInstances; null when unknown
         pa.field("received_instances", pa.int64(), nullable=False),
         pa.field("complete", pa.bool_(), nullable=False),
-        pa.field("completed_by", pa.string()),  # count_matches | stable_after_release | null while incomplete
+        # count_matches | stable_after_release | stable_after_abort (an association ended without release) | null
+        pa.field("completed_by", pa.string()),  # while incomplete
         pa.field("released", pa.int64(), nullable=False),  # folders moved into landing so far (late instances: > 1)
         pa.field("first_arrival", _TS, nullable=False),
         pa.field("last_arrival", _TS, nullable=False),
