@@ -500,6 +500,8 @@ def listen_cmd(port: int, ae_title: str, allow: tuple[str, ...], host: str) -> N
     import threading
     import time
 
+    import pydicom.config
+
     from hca_assets.keys import KeyRefused
     from hca_assets.lake.keypin import lake_key
     from hca_assets.sources.cstore import CStoreListener
@@ -515,7 +517,9 @@ def listen_cmd(port: int, ae_title: str, allow: tuple[str, ...], host: str) -> N
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger("hca_assets.sources.cstore").addHandler(handler)
     logging.getLogger("hca_assets.sources.cstore").setLevel(logging.INFO)
-    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)  # its messages may quote UIDs
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)  # its messages may quote UIDs, and so may pydicom's
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)  # validation warnings about a peer's values:
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE  # this process only keeps the bytes
     listener = CStoreListener(settings, key, ae_title=ae_title, port=port, host=host, allow=allow)
     try:
         listener.start()

@@ -94,7 +94,7 @@ class _Association:
     studies: set[str] = field(default_factory=set)
     stored: int = 0
     failed: int = 0
-    aborted: bool = False
+    released: bool = False  # by an A-RELEASE; an association that ends otherwise was aborted or broken
 
 
 class CStoreListener:
@@ -132,7 +132,7 @@ class CStoreListener:
         ae.dimse_timeout = 60
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REQUESTED, self._on_requested),
                     (evt.EVT_ESTABLISHED, self._on_established), (evt.EVT_REJECTED, self._on_rejected),
-                    (evt.EVT_ABORTED, self._on_aborted), (evt.EVT_CONN_CLOSE, self._on_closed)]
+                    (evt.EVT_RELEASED, self._on_released), (evt.EVT_CONN_CLOSE, self._on_closed)]
         self._ae = ae
         self._server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
         log.info("listening on %s:%d as %s (%s; at most %d associations)", self.host, self.port, self.ae_title,
@@ -239,11 +239,11 @@ class CStoreListener:
         log.warning("association refused: calling AE %r from %s", requestor.primitive.calling_ae_title.strip(),
                     requestor.address)
 
-    def _on_aborted(self, event: evt.Event) -> None:
+    def _on_released(self, event: evt.Event) -> None:
         with self._lock:
             assoc = self._assocs.get(id(event.assoc))
             if assoc is not None:
-                assoc.aborted = True
+                assoc.released = True
 
     def _on_closed(self, event: evt.Event) -> None:
         """The association ended (released or aborted): its studies may now become stable; one log line."""
@@ -255,10 +255,10 @@ class CStoreListener:
         for study in studies:
             with study.lock:
                 study.open.discard(id(event.assoc))
-                study.aborted |= assoc.aborted
+                study.aborted |= not assoc.released
                 study.dirty = True
         log.info("association from %s at %s %s after %.1f s: %d stored, %d failed, %d studies", assoc.calling,
-                 assoc.peer, "aborted" if assoc.aborted else "released", time.monotonic() - assoc.start,
+                 assoc.peer, "released" if assoc.released else "aborted", time.monotonic() - assoc.start,
                  assoc.stored, assoc.failed, len(assoc.studies))
 
     def _on_store(self, event: evt.Event) -> int:
