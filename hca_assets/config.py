@@ -13,6 +13,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from hca_assets.export.destinations import parse_destination
 from hca_assets.routing import parse_rules
 from hca_assets.segmentation import BACKENDS
 
@@ -108,6 +109,9 @@ class Settings:
     max_file_bytes: int = Limits.max_file_bytes
     file_timeout_seconds: float = Limits.file_timeout_seconds
     priority_rules: str = ""
+    export_destination: str = ""  # STOW-RS root (http(s)://…) or dicom://CALLED_AE@host:port; empty: export off
+    export_calling_ae: str = "HCA"  # our AE title when exporting by C-STORE
+    export_retries: int = 3  # attempts per study, with exponential backoff between them
     vacuum_retention_hours: float = 168.0  # Delta vacuum keeps files a version needed this recently (≥ 7 days)
     executor: str = "default"
     work_dir: str | None = None
@@ -141,6 +145,9 @@ class Settings:
             raise ValueError(f"`executor` must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         self.limits  # noqa: B018 - validates them
         parse_rules(self.priority_rules)  # a malformed rule fails here, not in the sensor
+        parse_destination(self.export_destination, self.export_calling_ae)  # likewise a malformed destination
+        if self.export_retries < 1:
+            raise ValueError(f"`export_retries` must be >= 1, got {self.export_retries}")
         if self.cstore_stable_seconds < 0:
             raise ValueError(f"`cstore_stable_seconds` must be >= 0, got {self.cstore_stable_seconds}")
         if not 1 <= self.cstore_max_per_caller <= self.cstore_max_associations:
@@ -171,6 +178,9 @@ class Settings:
         and ``HCA_MAX_CONSTANT_FRACTION`` (check floors); ``HCA_SEG_REFERENCE_DIR`` (user reference masks ``<series>/<structure>.nii.gz``);
         per-file limits ``HCA_MAX_PIXELS``, ``HCA_MAX_FILE_BYTES``, ``HCA_FILE_TIMEOUT_SECONDS``;
         ``HCA_PRIORITY_RULES`` (``LEVEL:source=value,...``, see :mod:`hca_assets.routing`; empty: no routing);
+        ``HCA_EXPORT_DESTINATION``, ``HCA_EXPORT_CALLING_AE``, ``HCA_EXPORT_RETRIES`` (where the ``export`` asset sends
+        results, :mod:`hca_assets.export.destinations`; its credentials ``HCA_EXPORT_USER`` / ``HCA_EXPORT_PASSWORD``
+        / ``HCA_EXPORT_TOKEN`` are secrets: a resource, not settings);
         ``HCA_VACUUM_RETENTION_HOURS`` (Delta maintenance: files older versions needed are deleted after this, ≥ 168);
         ``HCA_EXECUTOR`` (one of :data:`EXECUTORS`); ``HCA_WORK_DIR`` (the local working copy of an object-store
         root; default ``~/.cache/hca/<hash of the root>``); the C-STORE listener's ``HCA_CSTORE_STABLE_SECONDS``
@@ -205,6 +215,9 @@ class Settings:
             max_file_bytes=int(os.environ.get("HCA_MAX_FILE_BYTES", str(cls.max_file_bytes))),
             file_timeout_seconds=float(os.environ.get("HCA_FILE_TIMEOUT_SECONDS", str(cls.file_timeout_seconds))),
             priority_rules=os.environ.get("HCA_PRIORITY_RULES", cls.priority_rules),
+            export_destination=os.environ.get("HCA_EXPORT_DESTINATION", cls.export_destination),
+            export_calling_ae=os.environ.get("HCA_EXPORT_CALLING_AE", cls.export_calling_ae),
+            export_retries=int(os.environ.get("HCA_EXPORT_RETRIES", str(cls.export_retries))),
             vacuum_retention_hours=float(os.environ.get("HCA_VACUUM_RETENTION_HOURS", str(cls.vacuum_retention_hours))),
             executor=os.environ.get("HCA_EXECUTOR", cls.executor),
             work_dir=os.environ.get("HCA_WORK_DIR") or None,
@@ -284,6 +297,11 @@ class Settings:
     @property
     def images(self) -> str:
         return join(self.local_root, "images")
+
+    @property
+    def exports(self) -> str:
+        """FHIR ImagingStudy JSON of exported studies, one folder per batch (pseudonymous: PHI-free)."""
+        return join(self.local_root, "exports")
 
     @property
     def indexes(self) -> str:

@@ -6,6 +6,7 @@ from hca_assets.assets.catalog import series, studies
 from hca_assets.assets.dbt import analytics, dbt_resource
 from hca_assets.assets.deid import deid_dicom, deid_staged
 from hca_assets.assets.evaluation import segmentation_eval
+from hca_assets.assets.export import export
 from hca_assets.assets.ingest import raw_dicom
 from hca_assets.assets.search import embeddings, faiss_index, images, labels, retrieval_eval
 from hca_assets.assets.segmentation import segmentations
@@ -33,7 +34,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     return dg.Definitions(
         assets=versioned([raw_dicom, deid_staged, deid_dicom, images, embeddings, segmentations, labels, faiss_index,
-                          retrieval_eval, segmentation_eval, analytics, series, studies], settings),
+                          retrieval_eval, segmentation_eval, analytics, series, studies, export], settings),
         asset_checks=EXPECTATION_CHECKS,
         jobs=[ingest_job, index_job, *SCHEDULE_JOBS],
         schedules=SCHEDULES,

@@ -40,6 +40,9 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     max_file_bytes: int = Settings.max_file_bytes
     file_timeout_seconds: float = Settings.file_timeout_seconds
     priority_rules: str = Settings.priority_rules
+    export_destination: str = Settings.export_destination
+    export_calling_ae: str = Settings.export_calling_ae
+    export_retries: int = Settings.export_retries
     vacuum_retention_hours: float = Settings.vacuum_retention_hours
     executor: str = Settings.executor
     work_dir: str | None = None
@@ -104,6 +107,15 @@ class DicomwebServer(dg.ConfigurableResource):  # type: ignore[misc]
     token: str = ""
 
 
+class ExportCredentials(dg.ConfigurableResource):  # type: ignore[misc]
+    """STOW-RS auth of the export destination: basic (``HCA_EXPORT_USER`` / ``HCA_EXPORT_PASSWORD``) or bearer
+    (``HCA_EXPORT_TOKEN``), each through ``EnvVar``; empty: no auth."""
+
+    user: str = ""
+    password: str = ""
+    token: str = ""
+
+
 class AlertWebhook(dg.ConfigurableResource):  # type: ignore[misc]
     """Where run-failure alerts are POSTed (``HCA_ALERT_WEBHOOK`` through ``EnvVar``: such URLs often carry a
     token); empty: alerts are only logged."""
@@ -119,8 +131,10 @@ def default_resources(settings: Settings | None = None) -> dict[str, dg.Configur
                 if os.environ.get("HCA_MI2_ENDPOINT") else EmbeddingEndpoint())
     mip = (SegmentationEndpoint(url=dg.EnvVar("HCA_MIP_ENDPOINT"), key=dg.EnvVar("HCA_MIP_KEY"))
            if os.environ.get("HCA_MIP_ENDPOINT") else SegmentationEndpoint())
+    export = ExportCredentials(**{f: dg.EnvVar(f"HCA_EXPORT_{f.upper()}") for f in ("user", "password", "token")
+                                  if os.environ.get(f"HCA_EXPORT_{f.upper()}")})
     alert = AlertWebhook(url=dg.EnvVar("HCA_ALERT_WEBHOOK")) if os.environ.get("HCA_ALERT_WEBHOOK") else AlertWebhook()
     dicomweb = DicomwebServer(**{f: dg.EnvVar(f"HCA_DICOMWEB_{f.upper()}") for f in ("url", "user", "password", "token")
                                  if os.environ.get(f"HCA_DICOMWEB_{f.upper()}")})
     return {"storage": HcaStorage.from_settings(settings), "pseudonym_key": key, "embedding_endpoint": endpoint,
-            "segmentation_endpoint": mip, "alert_webhook": alert, "dicomweb": dicomweb}
+            "segmentation_endpoint": mip, "alert_webhook": alert, "export_credentials": export, "dicomweb": dicomweb}

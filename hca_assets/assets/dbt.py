@@ -48,6 +48,7 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "index_builds": ("faiss_index",),
     "evaluations": ("retrieval_eval", "segmentation_eval"),
     "segmentations": ("segmentations",),
+    "exports": ("export",),
     "runs": (),
     "study_arrivals": (),
     "audit_log": (),

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from hca_assets.config import Settings
     from hca_assets.lake.delta import WriteResult
 
-__all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "EMBEDDINGS", "EVALUATIONS", "IMAGES",
+__all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "EMBEDDINGS", "EVALUATIONS", "EXPORTS", "IMAGES",
            "INDEX_BUILDS", "LABELS", "QUARANTINE", "RAW_INSTANCES", "RUNS", "SEGMENTATIONS", "SERIES",
            "SERIES_EMBEDDINGS", "STUDIES", "STUDY_ARRIVALS", "TABLES", "VOLUMES", "TableSpec", "lake_tables", "restricted_names", "spec"]
 
@@ -123,6 +123,10 @@ SEGMENTATIONS = TableSpec(
 STUDY_ARRIVALS = TableSpec(
     "study_arrivals", "lake", ("source", "study_key"), partition_by=(),
     description="per network source and study (keyed digest): expected and received instances, complete or not")
+EXPORTS = TableSpec(
+    "exports", "lake", ("batch", "study_instance_uid"),
+    description="per batch and de-identified study: where it was exported (STOW-RS or C-STORE), the outcome, "
+                "counts sent and confirmed, and its FHIR ImagingStudy file")
 RUNS = TableSpec(
     "runs", "lake", ("run_id", "stage"), partition_by=(),
     description="per Dagster run and stage: outcome, rows processed, seconds")
@@ -132,7 +136,7 @@ AUDIT_LOG = TableSpec(
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
     RAW_INSTANCES, QUARANTINE, DEID_INSTANCES, DEID_AUDIT, DEID_CROSSWALK, SERIES, STUDIES, IMAGES, VOLUMES, EMBEDDINGS,
-    SERIES_EMBEDDINGS, LABELS, INDEX_BUILDS, EVALUATIONS, SEGMENTATIONS, STUDY_ARRIVALS, RUNS, AUDIT_LOG)}
+    SERIES_EMBEDDINGS, LABELS, INDEX_BUILDS, EVALUATIONS, SEGMENTATIONS, STUDY_ARRIVALS, EXPORTS, RUNS, AUDIT_LOG)}
 
 
 def spec(name: str) -> TableSpec:

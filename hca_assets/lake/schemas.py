@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "EMBEDDINGS", "EVALUATIONS", "IMAGES",
+__all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "EMBEDDINGS", "EVALUATIONS", "EXPORTS", "IMAGES",
            "INDEX_BUILDS", "LABELS", "PARTITION_COLUMN", "QUARANTINE", "RAW_INSTANCES", "RUNS", "SEGMENTATIONS", "SERIES",
            "SERIES_EMBEDDINGS", "STUDIES", "STUDY_ARRIVALS", "VOLUMES"]
 
@@ -303,6 +303,25 @@ STUDY_ARRIVALS = pa.schema(
         pa.field("released", pa.int64(), nullable=False),  # folders moved into landing so far (late instances: > 1)
         pa.field("first_arrival", _TS, nullable=False),
         pa.field("last_arrival", _TS, nullable=False),
+    ]
+)
+
+EXPORTS = pa.schema(
+    [  # one row per de-identified study of a batch sent to the export destination (hca_assets/export), PHI-free
+        pa.field("batch", pa.string(), nullable=False),
+        pa.field("study_instance_uid", pa.string(), nullable=False),  # pseudonymous
+        pa.field("patient_pseudonym", pa.string(), nullable=False),
+        pa.field("destination_kind", pa.string(), nullable=False),  # stow | cstore
+        pa.field("destination", pa.string(), nullable=False),  # DICOMweb root or CALLED_AE@host:port, no credentials
+        pa.field("status", pa.string(), nullable=False),  # exported | failed
+        pa.field("instances", pa.int32(), nullable=False),  # de-identified instances of the study in the batch
+        pa.field("seg_objects", pa.int32(), nullable=False),  # DICOM SEG results of its series
+        pa.field("accepted", pa.int32(), nullable=False),  # of both, what the destination confirmed
+        pa.field("refused", pa.int32(), nullable=False),  # instances the destination answered with a failure status
+        pa.field("attempts", pa.int32(), nullable=False),
+        pa.field("message", pa.string()),  # why it failed (PHI-free); null when exported
+        pa.field("fhir_path", pa.string(), nullable=False),  # ImagingStudy JSON, relative to the exports zone
+        pa.field("exported_at", _TS, nullable=False),
     ]
 )
 
