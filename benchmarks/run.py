@@ -651,7 +651,7 @@ TITLES = {"generator": "## Synthetic generator", "ingest": "## Ingest", "deid": 
           "mip": "## MedImageParse segmenter against the stub endpoint", "segmentation": "## Segmentation",
           "chaos": "## Chaos and load", "dbt": "## dbt build",
           "sql": "## SQL over the lake", "scaling": "## Scaling run",
-          "objectstore": "## Object-store root (Azurite)"}
+          "objectstore": "## Object-store root (Azurite)", "dicomweb": "## DICOMweb pull"}
 PARTS = tuple(TITLES)
 
 
@@ -747,6 +747,10 @@ def main(parts: list[str]) -> None:
             from benchmarks.objectstore import bench_objectstore
 
             measured["objectstore"] = bench_objectstore(work / "objectstore")
+        if "dicomweb" in chosen:
+            from benchmarks.dicomweb import bench_dicomweb
+
+            measured["dicomweb"] = bench_dicomweb(work / "dicomweb")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     write_results({p: measured[p] for p in PARTS if p in measured})
