@@ -64,15 +64,15 @@ def landed(settings: Settings) -> dict[str, list[str]]:
     return {f.name: [uid(p.read_bytes()) for p in sorted(f.iterdir())] for f in sorted(Path(settings.landing).iterdir())}
 
 
-def today_study(n: int, study: str | None = None) -> list[bytes]:
-    """``n`` instances of one study dated today (a real CT file with new UIDs)."""
+def today_study(n: int, study: str | None = None, date: str | None = None) -> list[bytes]:
+    """``n`` instances of one study dated today or ``date`` (a real CT file with new UIDs)."""
     study = study or generate_uid()
     out = []
     for _ in range(n):
         ds = pydicom.dcmread(CT_SMALL)
         ds.StudyInstanceUID, ds.SOPInstanceUID = study, generate_uid()
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.StudyDate = datetime.now(UTC).strftime("%Y%m%d")
+        ds.StudyDate = date or datetime.now(UTC).strftime("%Y%m%d")
         buf = BytesIO()
         ds.save_as(buf, enforce_file_format=True)
         out.append(buf.getvalue())
@@ -137,7 +137,7 @@ def test_late_instances_land_as_a_new_folder_and_the_landing_claim_makes_batches
 
 def test_an_incomplete_study_stays_visible_then_completes(settings: Settings, pacs: dict[str, object],
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    files = today_study(4)
+    files = today_study(4, date="20000101")  # outside the cursor's window: only its pending mark brings it back
     upload(pacs, files)
     real = dw._count
     monkeypatch.setattr(dw, "_count", lambda study: real(study) + 1)  # QIDO promises one more than it serves
@@ -230,3 +230,13 @@ def test_sensor_keeps_its_cursor_and_hands_studies_to_the_landing_sensor(
         bad = {**resources, "dicomweb": DicomwebServer(url=str(pacs["dicomweb"]), user="hca", password="nope")}
         refused = dicomweb_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources=bad))
         assert "refused the credentials" in str(refused.skip_message)
+
+
+def test_bearer_token_is_preferred_and_no_secret_is_printed(settings: Settings, pacs: dict[str, object]) -> None:
+    creds = Credentials("hca", "pw-secret-1", "tok-secret-2")
+    session = creds.session()
+    assert session.headers["Authorization"] == "Bearer tok-secret-2" and session.auth is None
+    assert "secret" not in repr(creds)
+    with pytest.raises(DicomwebError, match="refused the credentials") as err:  # Orthanc knows no bearer tokens
+        DicomwebPoller(settings, str(pacs["dicomweb"]), creds, KEY).poll()
+    assert "secret" not in str(err.value)

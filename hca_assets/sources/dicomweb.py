@@ -143,7 +143,7 @@ class DicomwebPoller:
 
     def _collect_all(self, counts: dict[str, int | None]) -> None:
         """Collect every study in ``counts`` (UID → expected count) and every study still incomplete."""
-        pending = {s.uid for s in self._states() if not s.complete} - counts.keys()
+        pending = {s.uid for s in self._pending()} - counts.keys()
         counts = counts | {uid: self._expected(uid) for uid in sorted(pending)}
         for uid, expected in counts.items():
             if expected is not None:
@@ -265,9 +265,15 @@ class DicomwebPoller:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         text = json.dumps(state.__dict__)
         atomic_write(self.state_dir / f"{key}.json", lambda tmp: tmp.write_text(text))
+        marker = self.state_dir / f"{key}.pending"
+        if state.complete:
+            marker.unlink(missing_ok=True)
+        else:
+            marker.touch()
 
-    def _states(self) -> list[_Study]:
-        return [_Study(**json.loads(p.read_text())) for p in sorted(self.state_dir.glob("*.json"))]
+    def _pending(self) -> list[_Study]:
+        """Studies an earlier poll left incomplete (each marked ``<key>.pending``: a poll reads only theirs)."""
+        return [s for p in sorted(self.state_dir.glob("*.pending")) if (s := self._load(p.stem))]
 
     def _write_row(self, key: str, state: _Study, expected: int, received: int) -> None:
         row = {"source": SOURCE, "study_key": key, "expected_instances": expected, "received_instances": received,
