@@ -21,7 +21,7 @@ from hca_assets.assets.ingest import raw_dicom
 from hca_assets.assets.search import images
 from hca_assets.assets.segmentation import segmentations
 from hca_assets.config import Settings
-from hca_assets.export.destinations import Credentials, parse_destination
+from hca_assets.export.destinations import Credentials, Destination, parse_destination
 from hca_assets.export.fhir import validate
 from hca_assets.export.run import export_batch, plan_batch
 from hca_assets.lake import registry as tables
@@ -190,3 +190,15 @@ def test_refusing_destinations_fail_their_studies_only(batch: Batch, pacs: dict[
     received = _received(pacs)
     assert set(received) == _expected(batch, exported)
     _assert_clean(batch, received)
+
+
+def test_destination_setting_is_parsed_and_checked() -> None:
+    assert parse_destination("") is None
+    assert parse_destination("dicom://PACS@10.0.0.5:4242", "ME") == Destination(
+        "cstore", host="10.0.0.5", port=4242, called_ae="PACS", calling_ae="ME")
+    assert parse_destination("https://pacs.example/dicom-web/").describe() == "https://pacs.example/dicom-web"
+    for bad in ("https://user:s3cret@pacs/dicom-web", "dicom://pacs:104", "dicom://AE@pacs:99999", "ftp://pacs",
+                "dicom://A_TITLE_LONGER_THAN_16@pacs"):
+        with pytest.raises(ValueError) as error:
+            Settings(export_destination=bad)
+        assert "s3cret" not in str(error.value) and "export_destination" in str(error.value)
