@@ -104,9 +104,8 @@ class DicomwebPoller:
         if self.mode not in CURSOR_MODES:
             raise ValueError(f"`dicomweb_cursor` must be one of {', '.join(CURSOR_MODES)}, got {self.mode!r}")
         self.session = credentials.session()
-        self.client = DICOMwebClient(self.url, session=self.session)
+        self.client = DICOMwebClient(self.url, session=self.session, timeout=settings.dicomweb_timeout_seconds)
         self.client.set_http_retry_params(retry=False)  # retries are ours (_call), with connection errors too
-        self.client._timeout = settings.dicomweb_timeout_seconds  # no public setter
         self.incoming = Incoming(Path(settings.incoming), Path(settings.landing), SOURCE)
         self.state_dir = Path(settings.incoming) / ".state" / SOURCE
         self.cursor = self._own_cursor(cursor)
@@ -124,17 +123,19 @@ class DicomwebPoller:
         """Retrieve new and incomplete studies, release the complete ones; returns how many were released.
         ``self.cursor`` advances as work is done (also when a failure stops the poll half-way)."""
         self.stats = PollStats()
+        pending = {s.uid for s in self._pending()}  # studies an earlier poll left incomplete: looked at again
         if self.mode == "qido":
             since = (datetime.now(UTC) - timedelta(days=self.settings.dicomweb_lookback_days)).strftime("%Y%m%d")
-            self._collect_all(self._qido_counts(json.loads(self.cursor)["qido"] if self.cursor else None))
+            counts = self._qido_counts(json.loads(self.cursor)["qido"] if self.cursor else None)
+            self._collect_all(counts | {uid: self._expected(uid) for uid in sorted(pending - counts.keys())})
             self.cursor = json.dumps({"qido": since})
         else:
-            self._collect_all({})  # studies left incomplete by an earlier poll
+            self._collect_all({uid: self._expected(uid) for uid in sorted(pending)})
             seq = json.loads(self.cursor)["changes"] if self.cursor else 0
             while True:
                 page = self._call("reading the change feed", lambda since=seq: self._changes(since))
-                uids = {u for c in page["Changes"] if c["ChangeType"] == "StableStudy" and (u := self._orthanc_uid(c["ID"]))}
-                self._collect_all({u: self._expected(u) for u in uids})
+                ids = sorted({c["ID"] for c in page["Changes"] if c["ChangeType"] == "StableStudy"})
+                self._collect_all({uid: self._expected(uid) for i in ids if (uid := self._orthanc_uid(i))})
                 seq = int(page["Last"])
                 self.cursor = json.dumps({"changes": seq})
                 if page["Done"]:
@@ -142,9 +143,7 @@ class DicomwebPoller:
         return self.stats.released
 
     def _collect_all(self, counts: dict[str, int | None]) -> None:
-        """Collect every study in ``counts`` (UID → expected count) and every study still incomplete."""
-        pending = {s.uid for s in self._pending()} - counts.keys()
-        counts = counts | {uid: self._expected(uid) for uid in sorted(pending)}
+        """Collect every study of ``counts`` (UID → expected count; None: the server has no count for it)."""
         for uid, expected in counts.items():
             if expected is not None:
                 self._collect(uid, expected)
@@ -193,7 +192,8 @@ class DicomwebPoller:
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as err:
                 reason, wait = type(err).__name__, None
             if attempt + 1 < attempts:
-                time.sleep(max(wait or 0.0, self.settings.dicomweb_backoff_seconds * 2 ** attempt))
+                backoff = self.settings.dicomweb_backoff_seconds * 2 ** attempt  # Retry-After honoured up to a timeout
+                time.sleep(max(min(wait or 0.0, self.settings.dicomweb_timeout_seconds), backoff))
         raise DicomwebError(f"DICOMweb server failed {attempts} times while {what} (last: {reason}); "
                             "the poll resumes from its cursor next time") from None
 
