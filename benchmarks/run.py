@@ -651,7 +651,8 @@ TITLES = {"generator": "## Synthetic generator", "ingest": "## Ingest", "deid": 
           "mip": "## MedImageParse segmenter against the stub endpoint", "segmentation": "## Segmentation",
           "chaos": "## Chaos and load", "dbt": "## dbt build",
           "sql": "## SQL over the lake", "scaling": "## Scaling run",
-          "objectstore": "## Object-store root (Azurite)", "dicomweb": "## DICOMweb pull"}
+          "objectstore": "## Object-store root (Azurite)", "dicomweb": "## DICOMweb pull",
+          "cstore": "## C-STORE listener"}
 PARTS = tuple(TITLES)
 
 
@@ -751,6 +752,10 @@ def main(parts: list[str]) -> None:
             from benchmarks.dicomweb import bench_dicomweb
 
             measured["dicomweb"] = bench_dicomweb(work / "dicomweb")
+        if "cstore" in chosen:
+            from benchmarks.cstore import bench_cstore
+
+            measured["cstore"] = bench_cstore(work / "cstore", REPEATS)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     write_results({p: measured[p] for p in PARTS if p in measured})
