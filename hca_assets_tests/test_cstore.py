@@ -243,6 +243,13 @@ def test_full_disk_is_answered_out_of_resources(listener: CStoreListener, small_
     assert assoc.send_c_store(ds).Status == 0x0000  # space again: the peer's retry is kept
     assoc.release()
     assert (listener.stats.stored, listener.stats.failed) == (1, 1)
+    with monkeypatch.context() as m:  # the lake refuses the study_arrivals row: the study is released anyway
+        m.setattr(CStoreListener, "_write_row", full)
+        _released(listener, 1)
+    assert tables.STUDY_ARRIVALS.read(listener.settings).num_rows == 0
+    listener.poll()  # and the row is written at the next poll
+    [row] = tables.STUDY_ARRIVALS.read(listener.settings).to_pylist()
+    assert (row["received_instances"], row["complete"], row["released"]) == (1, True, 1)
 
 
 def test_a_flood_is_refused_beyond_the_bounds_and_others_get_through(

@@ -115,6 +115,7 @@ class CStoreListener:
         self._studies: dict[str, _Study] = {}
         self._assocs: dict[int, _Association] = {}
         self._server: ThreadedAssociationServer | None = None
+        self._unwritten: list[tuple[_Study, tuple[int, float, float, bool, bool]]] = []  # rows for study_arrivals
         self._adopt_held()
 
     # the server -----------------------------------------------------------------------------------------------
@@ -178,20 +179,34 @@ class CStoreListener:
                 done = not study.open and now - study.last_mono >= self.stable_seconds
                 if study.released or not (study.dirty or done):
                     continue
-                if done and self.incoming.release(study.key) is not None:
-                    study.released = True
-                    released += 1
-                snapshot = (len(study.names), study.first, study.last, study.aborted, study.released)
+                moved = done and self.incoming.release(study.key) is not None
+                study.released = done  # done with nothing held (every write failed): it just leaves
+                if study.dirty or moved:
+                    self._unwritten.append((study, (len(study.names), study.first, study.last, study.aborted, moved)))
                 study.dirty = False
-            self._write_row(study, *snapshot)
-            if study.released:
+            released += moved
+            if done:
                 with self._lock:
                     if self._studies.get(study.key) is study:
                         del self._studies[study.key]
+        self._write_rows()
         if released:
             with self._lock:
                 self.stats.released += released
         return released
+
+    def _write_rows(self) -> None:
+        """Write the rows waiting, in order; one the lake refuses now (full disk?) waits for the next poll."""
+        waiting, self._unwritten = self._unwritten, []
+        for i, (study, snapshot) in enumerate(waiting):
+            if not snapshot[0]:
+                continue  # no instance kept: nothing to report
+            try:
+                self._write_row(study, *snapshot)
+            except Exception as exc:  # noqa: BLE001 - the listener keeps receiving; the row is written later
+                log.error("study_arrivals not written (%s); trying again at the next poll", type(exc).__name__)
+                self._unwritten = waiting[i:] + self._unwritten
+                return
 
     def _write_row(self, study: _Study, received: int, first: float, last: float, aborted: bool,
                    released: bool) -> None:
