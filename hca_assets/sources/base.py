@@ -24,7 +24,7 @@ from typing import Protocol
 from hca_assets.files import atomic_write
 from hca_assets.keys import keyed_digest
 
-__all__ = ["DicomSource", "Incoming", "StudyState", "study_key"]
+__all__ = ["DicomSource", "Incoming", "StudyState", "instance_name", "study_key"]
 
 
 def study_key(key: bytes, study_uid: str) -> str:
@@ -32,7 +32,8 @@ def study_key(key: bytes, study_uid: str) -> str:
     return keyed_digest(key, "study", study_uid)[:32]
 
 
-def _instance_name(sop_uid: str) -> str:
+def instance_name(sop_uid: str) -> str:
+    """The file name of an instance in its study folder (a digest of the SOP Instance UID: no UID in paths)."""
     return hashlib.sha256(sop_uid.encode()).hexdigest()[:32] + ".dcm"
 
 
@@ -66,7 +67,7 @@ class Incoming:
         """Keep one instance of ``study`` (atomic; the same SOP instance twice keeps one file)."""
         folder = self.root / study
         folder.mkdir(parents=True, exist_ok=True)
-        return atomic_write(folder / _instance_name(sop_uid), lambda tmp: tmp.write_bytes(data))
+        return atomic_write(folder / instance_name(sop_uid), lambda tmp: tmp.write_bytes(data))
 
     def studies(self) -> list[StudyState]:
         """The studies held now, with their file counts and last arrival times (expected count unknown here)."""
