@@ -20,6 +20,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE, StoragePresentationContexts
 
 from hca_assets.config import Settings
+from hca_assets.ingest import IngestOutcome, ingest_batch
 from hca_assets.lake import registry as tables
 from hca_assets.landing import claim, load_batch
 from hca_assets.sources import cstore
@@ -111,6 +112,13 @@ def _claimed_uids(settings: Settings) -> list[str]:
     return [str(pydicom.dcmread(loaded.files_dir / f, stop_before_pixels=True).SOPInstanceUID) for f in loaded.files]
 
 
+def _ingest(settings: Settings, known: dict[str, str]) -> IngestOutcome:
+    """Claim the landing zone and ingest the batch (``known``: instances earlier batches ingested)."""
+    batch = claim(Path(settings.landing), Path(settings.raw_batches), settle_seconds=0)
+    assert batch is not None
+    return ingest_batch(batch, key=KEY, quarantine_root=Path(settings.quarantine), known=known)
+
+
 def test_pynetdicom_peer_sends_synthetic_and_real_files_each_kept_once(
         listener: CStoreListener, small_study: tuple[Path, Path], real_files: list[Path]) -> None:
     files = _synthetic(small_study) + real_files
@@ -130,7 +138,11 @@ def test_pynetdicom_peer_sends_synthetic_and_real_files_each_kept_once(
         sent = originals[str(ds.SOPInstanceUID)]
         assert ds.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID
         assert ds.get("PixelData") == sent.get("PixelData")
-    assert sorted(_claimed_uids(listener.settings)) == sorted(originals)
+    ingested = _ingest(listener.settings, {})
+    assert ingested.received == len(originals)
+    kept = ingested.instances.column("sop_instance_uid").to_pylist()
+    assert len(kept) == len(set(kept)) and set(kept) <= set(originals)
+    assert {str(pydicom.dcmread(f).SOPInstanceUID) for f in _synthetic(small_study)} <= set(kept)
 
     rows = tables.STUDY_ARRIVALS.read(listener.settings).to_pylist()
     assert len(rows) == len(studies) and sum(r["received_instances"] for r in rows) == len(originals)
@@ -165,8 +177,10 @@ def test_completeness_waits_for_release_and_stable_age_and_late_instances_land_a
         [row] = tables.STUDY_ARRIVALS.read(node.settings).to_pylist()
         assert (row["received_instances"], row["complete"], row["completed_by"], row["released"]) == (
             len(ct), True, "stable_after_release", 1)
+        first = _ingest(node.settings, {})
+        assert (first.instances.num_rows, first.quarantine.num_rows) == (len(ct), 0)
 
-        assoc = _associate(node)  # a late instance, and one sent again, after the study was released
+        assoc = _associate(node)  # an instance sent again after the study was released
         assert assoc.send_c_store(pydicom.dcmread(ct[0])).Status == 0
         assoc.release()
         time.sleep(0.3)
@@ -174,8 +188,10 @@ def test_completeness_waits_for_release_and_stable_age_and_late_instances_land_a
         assert node.poll() == 1
         [row] = tables.STUDY_ARRIVALS.read(node.settings).to_pylist()
         assert (row["received_instances"], row["complete"], row["released"]) == (len(ct) + 1, True, 2)
-        folders = sorted(Path(node.settings.landing).iterdir())
-        assert [len(list(f.iterdir())) for f in folders] in ([len(ct), 1], [1, len(ct)])
+        known = dict(zip(first.instances.column("sop_instance_uid").to_pylist(),
+                         first.instances.column("sha256").to_pylist(), strict=True))
+        late = _ingest(node.settings, known)  # lands as a new batch, and ingest keeps nothing twice
+        assert (late.received, late.instances.num_rows, late.reasons) == (1, 0, {"duplicate_instance": 1})
     finally:
         node.stop(grace_seconds=1)
 

@@ -53,6 +53,7 @@ SUCCESS = 0x0000
 TRANSFER_SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
                      ExplicitVRBigEndian, JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1,
                      JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000, RLELossless]
+MAX_PDU_BYTES = 1 << 20  # large PDUs (fewer round trips) while no peer makes the listener hold gigabytes at once
 _REJECT_LOCAL_LIMIT = (0x02, 0x03, 0x02)  # transient, DUL presentation: local limit exceeded
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ class CStoreListener:
             ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         ae.maximum_associations = self.settings.cstore_max_associations
-        ae.maximum_pdu_size = 0  # no limit: the peer sends the largest PDUs it can
+        ae.maximum_pdu_size = MAX_PDU_BYTES
         ae.require_calling_aet = list(self.allow)
         ae.acse_timeout = 10  # a connection that never asks for an association is dropped
         ae.network_timeout = 60  # and an association that goes idle
