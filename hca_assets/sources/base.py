@@ -37,6 +37,14 @@ def instance_name(sop_uid: str) -> str:
     return hashlib.sha256(sop_uid.encode()).hexdigest()[:32] + ".dcm"
 
 
+def _durable(path: Path, data: bytes) -> None:
+    """Write and fsync: a peer deletes its copy once told "stored", so the bytes must survive a power cut."""
+    with path.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 @dataclass(frozen=True)
 class StudyState:
     """One study being collected: files held, expected count (None: unknown), when the last one arrived."""
@@ -67,7 +75,7 @@ class Incoming:
         """Keep one instance of ``study`` (atomic; the same SOP instance twice keeps one file)."""
         folder = self.root / study
         folder.mkdir(parents=True, exist_ok=True)
-        return atomic_write(folder / instance_name(sop_uid), lambda tmp: tmp.write_bytes(data))
+        return atomic_write(folder / instance_name(sop_uid), lambda tmp: _durable(tmp, data))
 
     def studies(self) -> list[StudyState]:
         """The studies held now, with their file counts and last arrival times (expected count unknown here)."""
