@@ -289,10 +289,13 @@ def deid_cmd(input_dir: Path, output_dir: Path, options: tuple[str, ...], basic_
 @main.command("search")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
 @click.option("-k", "k", type=int, default=5, show_default=True)
-@click.option("--level", type=click.Choice(["image", "series"]), default="image", show_default=True)
+@click.option("--level", type=click.Choice(["image", "series", "study"]), default="image", show_default=True)
 @click.option("--text", default=None, help="Search by text (backends that embed text only).")
-def search_cmd(file: Path | None, k: int, level: str, text: str | None) -> None:
+@click.option("--where", default=None, help="SQL condition on the indexed rows (columns: UIDs, patient_pseudonym, modality, "
+              "body_part, batch …; subqueries may read PHI-free tables): search only the rows it keeps.")
+def search_cmd(file: Path | None, k: int, level: str, text: str | None, where: str | None) -> None:
     """Nearest neighbours of FILE (DICOM or PNG) in the FAISS index, with pseudonymous IDs and labels."""
+    from hca_assets.lake.warehouse import QueryRefused
     from hca_assets.search.query import load_query_image, search_similar
 
     if (file is None) == (text is None):
@@ -302,13 +305,16 @@ def search_cmd(file: Path | None, k: int, level: str, text: str | None) -> None:
     except Exception as exc:  # any unreadable query file (pydicom, PIL and numpy raise many types) is the user's
         raise UserError(f"FILE is neither a readable DICOM image nor a PNG/JPEG ({type(exc).__name__})") from exc
     try:
-        found = search_similar(_settings(), image=image, text=text, k=k, level=level)
+        found = search_similar(_settings(), image=image, text=text, k=k, level=level, where=where)
+    except QueryRefused as exc:
+        raise UserError(f"--where refused: {exc}") from exc
     except (ValueError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from exc
     audit_note(results=len(found))
     for rank, n in enumerate(found, 1):
+        series = f"series {n.series_instance_uid}  " if n.series_instance_uid else ""
         click.echo(f"{rank:>2}  {n.similarity:.4f}  {n.modality:<3} {n.body_part or '-':<13} study {n.study_instance_uid}  "
-                   f"series {n.series_instance_uid}  {n.labels or ''}")
+                   f"{series}{n.labels or ''}")
 
 
 @main.command("segment")

@@ -53,8 +53,10 @@ def test_images_embeddings_index_eval_and_search(settings: Settings) -> None:
     evaluations = read_table(settings.table_uri("evaluations")).to_pylist()
     assert len({r["run_id"] for r in evaluations}) == 2
     builds = sorted(tables.INDEX_BUILDS.read(settings).to_pylist(), key=lambda r: (r["built_at"], r["level"]))
-    assert [(b["level"], b["mode"]) for b in builds] == [("image", "built"), ("series", "built"),
-                                                         ("image", "extended by 0"), ("series", "extended by 0")]
+    assert [(b["level"], b["mode"]) for b in builds] == [("image", "built"), ("series", "built"), ("study", "built"),
+                                                         ("image", "extended by 0"), ("series", "extended by 0"),
+                                                         ("study", "built")]  # studies: always rebuilt (few)
+    assert builds[2]["ntotal"] == len({r["study_instance_uid"] for r in image_rows}) == 8
     assert builds[0]["ntotal"] == len(image_rows) and builds[0]["recall_at_10"] is None  # exact: nothing to measure
     assert all((Path(settings.indexes) / b["path"]).is_file() for b in builds)
     assert {"P@1", "P@5", "P@10", "mAP", "top1_accuracy", "top5_majority_accuracy"} <= {r["metric"] for r in evaluations}
@@ -66,6 +68,16 @@ def test_images_embeddings_index_eval_and_search(settings: Settings) -> None:
     series = search_similar(settings, image=load_query_image(Path(settings.images) / ct["path"]), k=2, level="series")
     assert [n.modality for n in series] == ["CT", "CT"]  # a CT slice finds the CT volumes first
     assert ct["series_instance_uid"] in {n.series_instance_uid for n in series}
+    studies = search_similar(settings, image=load_query_image(Path(settings.images) / ct["path"]), k=8, level="study")
+    assert [n.modality for n in studies[:2]] == ["CT", "CT"] and len(studies) == 8  # the CT studies first
+    assert ct["study_instance_uid"] in {n.study_instance_uid for n in studies[:2]}
+    assert all(n.series_instance_uid is None and n.labels for n in studies)
+    mr = search_similar(settings, image=load_query_image(Path(settings.images) / ct["path"]), k=8, level="study",
+                        where="modality = 'MR' AND body_part = 'HEAD'")
+    assert [n.modality for n in mr] == ["MR", "MR"] and [n.similarity for n in mr] == [
+        n.similarity for n in studies if n.modality == "MR"]  # the same scores, only the kept studies
+    study_eval = [r for r in evaluations if r["level"] == "study" and r["label"] == "overall"]
+    assert {r["metric"] for r in study_eval} >= {"P@1", "P@5", "mAP"} and all(r["queries"] == 8 for r in study_eval)
 
     # the same batch re-embedded through the MedImageInsight backend (local stub server), as configured by env
     azure = dataclasses.replace(settings, embedder="azure")

@@ -28,7 +28,7 @@ from hca_assets.models import embedder_code_version, get_embedder
 from hca_assets.models.endpoint import MI2_POOL
 from hca_assets.partitions import ingest_batches
 from hca_assets.resources import EmbeddingEndpoint, HcaStorage
-from hca_assets.search.index import index_builds, index_embeddings
+from hca_assets.search.index import index_builds, index_embeddings, index_studies
 from hca_assets.storage import prune, pull, pull_file, push
 from hca_assets.versions import DEFAULTS
 
@@ -110,17 +110,21 @@ def labels(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Materia
 
 @dg.asset(deps=[embeddings], group_name="search", kinds={"faiss"}, check_specs=INDEX_CHECKS,
           automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
-          description="Exact FAISS indexes (image and series level) per embedding code_version; grows incrementally.")
+          description="Exact FAISS indexes (image, series and study level) per embedding code_version; image and series "
+                      "indexes grow incrementally.")
 def faiss_index(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
     settings = storage.settings()
     version = embedder_code_version(settings.embedder)
     manifests = {}
     pull(settings, settings.indexes)  # the index grows from the files last published
-    for level, spec in (("image", tables.EMBEDDINGS), ("series", tables.SERIES_EMBEDDINGS)):
-        table = spec.read(settings)
+    read = {"image": tables.EMBEDDINGS.read(settings), "series": tables.SERIES_EMBEDDINGS.read(settings)}
+    for level, table in read.items():
         if table.num_rows:
             manifests[level] = index_embeddings(table, level, Path(settings.indexes), version)
-            context.log.info(f"{level} index: {manifests[level]['count']} vectors ({manifests[level]['mode']})")
+    if manifests.get("image", {}).get("count"):  # studies: the mean of their series vectors (3D series) or image vectors (planar)
+        manifests["study"] = index_studies(read["image"], read["series"], Path(settings.indexes), version)
+    for level, m in manifests.items():
+        context.log.info(f"{level} index: {m['count']} vectors ({m['mode']})")
     push(settings, settings.indexes)
     written = tables.INDEX_BUILDS.write(settings, index_builds(manifests, Path(settings.indexes), context.run_id),
                                         match={"run_id": context.run_id})
@@ -133,7 +137,8 @@ def faiss_index(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Ma
 
 @dg.asset(deps=[faiss_index, labels], group_name="search", kinds={"python", "deltalake"}, check_specs=EVAL_CHECKS,
           automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
-          description="Leave-one-out kNN retrieval metrics (no same-patient/series neighbours), image and series level.")
+          description="Leave-one-out kNN retrieval metrics (no same-patient/series neighbours), image, series and study "
+                      "level.")
 def retrieval_eval(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
     settings = storage.settings()
     version = embedder_code_version(settings.embedder)

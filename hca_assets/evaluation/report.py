@@ -1,4 +1,4 @@
-"""Retrieval evaluations of the image and series embeddings, as rows of the ``evaluations`` table."""
+"""Retrieval evaluations of the image, series and study embeddings, as rows of the ``evaluations`` table."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pyarrow as pa
 from hca_assets.evaluation.retrieval import RetrievalMetrics, evaluate_retrieval
 from hca_assets.lake.schemas import EVALUATIONS
 from hca_assets.models.base import vectors_of
+from hca_assets.search.studies import study_vectors
 
 __all__ = ["retrieval_rows"]
 
@@ -26,7 +27,8 @@ def _rows(m: RetrievalMetrics, level: str, target: str, aggregation: str | None,
 
 def retrieval_rows(embeddings: pa.Table, series_embeddings: pa.Table, labels: pa.Table, code_version: str,
                    run_id: str) -> pa.Table:
-    """Image level (class and lesion targets) and series level (per aggregation) leave-one-out kNN metrics."""
+    """Image level (class and lesion targets), series level (per aggregation) and study level leave-one-out kNN
+    metrics."""
     now = datetime.now(UTC)
     by_sop = {r["sop_instance_uid"]: r for r in labels.to_pylist()}
     rows: list[dict[str, object]] = []
@@ -61,4 +63,28 @@ def retrieval_rows(embeddings: pa.Table, series_embeddings: pa.Table, labels: pa
         target = [f"{series_labels[s].most_common(1)[0][0]}:{'lesion' if series_lesion[s] else 'none'}" for s in s_ids]
         rows += _rows(evaluate_retrieval(vectors, target, patients, s_ids), "series", "class_and_lesion", aggregation,
                       code_version, run_id, now)
+    rows += _study_rows(embeddings, series_embeddings, by_sop, code_version, run_id, now)
     return pa.Table.from_pylist(rows, schema=EVALUATIONS)
+
+
+def _study_rows(embeddings: pa.Table, series_embeddings: pa.Table, by_sop: dict[str, dict[str, object]],
+                code_version: str, run_id: str, now: datetime) -> list[dict[str, object]]:
+    """Study vectors (mean of series vectors) against 'majority class of the study's labelled instances : lesion or
+    none'; a query never retrieves its own patient's studies."""
+    keys, vectors = study_vectors(embeddings, series_embeddings)
+    study_of = dict(zip(embeddings.column("sop_instance_uid").to_pylist(),
+                        embeddings.column("study_instance_uid").to_pylist(), strict=True))
+    classes: dict[str, Counter[str]] = {}
+    lesion: dict[str, bool] = {}
+    for sop, r in by_sop.items():
+        if sop in study_of:
+            classes.setdefault(study_of[sop], Counter())[str(r["class_label"])] += 1
+            lesion[study_of[sop]] = lesion.get(study_of[sop], False) or bool(r["study_has_lesion"])
+    studies = keys.column("study_instance_uid").to_pylist()
+    keep = [i for i, s in enumerate(studies) if s in classes]
+    if len(keep) < 2:
+        return []
+    target = [f"{classes[studies[i]].most_common(1)[0][0]}:{'lesion' if lesion[studies[i]] else 'none'}" for i in keep]
+    patients = keys.column("patient_pseudonym").to_pylist()
+    m = evaluate_retrieval(vectors[keep], target, [patients[i] for i in keep], [studies[i] for i in keep])
+    return _rows(m, "study", "class_and_lesion", "mean", code_version, run_id, now)

@@ -178,10 +178,10 @@ EVALUATIONS = pa.schema(
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("metric", pa.string(), nullable=False),
         pa.field("value", pa.float64(), nullable=False),
-        pa.field("level", pa.string(), nullable=False),  # image | series
-        pa.field("target", pa.string(), nullable=False),  # which label: class_label | lesion
+        pa.field("level", pa.string(), nullable=False),  # image | series | study
+        pa.field("target", pa.string(), nullable=False),  # which label: class_label | lesion | class_and_lesion
         pa.field("label", pa.string(), nullable=False),  # a class, or "overall"
-        pa.field("aggregation", pa.string()),  # series level only
+        pa.field("aggregation", pa.string()),  # series level (and "mean" at study level)
         pa.field("queries", pa.int32(), nullable=False),
         pa.field("code_version", pa.string(), nullable=False),
         pa.field("evaluated_at", _TS, nullable=False),
@@ -278,7 +278,7 @@ STUDIES = pa.schema(
 INDEX_BUILDS = pa.schema(
     [  # one row per FAISS index build or extension (per run and level)
         pa.field("run_id", pa.string(), nullable=False),
-        pa.field("level", pa.string(), nullable=False),  # image | series
+        pa.field("level", pa.string(), nullable=False),  # image | series | study
         pa.field("code_version", pa.string(), nullable=False),  # embedding version the index belongs to
         pa.field("index_type", pa.string(), nullable=False),
         pa.field("mode", pa.string(), nullable=False),  # built | extended by N

@@ -27,11 +27,14 @@ from hca_assets.lake import registry
 from hca_assets.storage import pull_file
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
 
-__all__ = ["QueryRefused", "connect", "discover_tables", "query_rows", "record_restricted_access", "run_query"]
+__all__ = ["FILTER_VIEW", "QueryRefused", "connect", "discover_tables", "query_rows", "record_restricted_access", "run_query",
+           "select_ids"]
 
 QUERY_TYPES = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)  # what run_query runs: reads only
+FILTER_VIEW = "indexed"  # select_ids: the view of the candidate rows a condition filters
 _T = TypeVar("_T")
 
 SANDBOX = (
@@ -107,24 +110,48 @@ def _run(settings: Settings, query: str, *, restricted: bool, command: str,
         if statements[0].type not in QUERY_TYPES:
             raise QueryRefused(f"only a query runs here (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN), not {statements[0].type.name}")
         marts = _attach_marts(con, settings, taken=set(tables))
-        allowed: list[str] = []
-        for name, uri in _referenced(tables, query, marts).items():
-            files = _native_view(con, name, uri)
-            if files is None:
-                _arrow_view(con, name, uri)
-            allowed += files or []
-        _lock(con, allowed=allowed)
+        _lock(con, allowed=_views(con, _referenced(tables, query, marts)))
         if hidden is not None:  # the restricted tables written so far: what the query could read
             record_restricted_access(settings, command=command, query=query, tables=hidden)
         return fetch(con, statements[0].query)
-    except duckdb.CatalogException as exc:
-        named = sorted(t for t in registry.restricted_names() if t in query and not restricted)
-        hint = f" ({', '.join(named)} is restricted: pass --restricted)" if named else ""
-        raise QueryRefused(f"{_first_line(exc)}{hint}") from None
     except duckdb.Error as exc:
-        raise QueryRefused(_first_line(exc)) from None
+        raise _refusal(exc, query, None if restricted else ": pass --restricted") from None
     finally:
         con.close()
+
+
+def select_ids(settings: Settings, candidates: pa.Table, where: str) -> np.ndarray:
+    """The ``id`` of each row of ``candidates`` (the view ``indexed``) for which the SQL condition ``where`` holds.
+
+    The condition is parsed as one expression, never spliced into a statement, and evaluated in the sandbox: it may
+    read the PHI-free tables and marts it names (subqueries), no restricted table and no file. Raises
+    :class:`QueryRefused` (one line) for anything but one condition, or a DuckDB error.
+    """
+    tables = {name: uri for name, uri in _tables(settings, None).items() if name != FILTER_VIEW}
+    con = duckdb.connect()
+    try:
+        statements = con.extract_statements(f"SELECT id FROM {FILTER_VIEW} WHERE {where}")
+        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+            raise QueryRefused(f"give one SQL condition, not {len(statements)} statements")
+        marts = _attach_marts(con, settings, taken=set(tables) | {FILTER_VIEW})
+        allowed = _views(con, _referenced(tables, where, marts, every_if_none=False))
+        con.register("_candidates", candidates)
+        con.execute(f'CREATE VIEW "{FILTER_VIEW}" AS SELECT * FROM "_candidates"')
+        _lock(con, allowed=allowed)
+        return con.table(FILTER_VIEW).filter(where).project("id").fetchnumpy()["id"]
+    except duckdb.Error as exc:
+        raise _refusal(exc, where, ": a filter reads PHI-free tables only") from None
+    finally:
+        con.close()
+
+
+def _refusal(exc: duckdb.Error, query: str, restricted_hint: str | None) -> QueryRefused:
+    """DuckDB's error in one line; naming the restricted tables the query mentions (then ``restricted_hint``) when
+    it failed on a missing table."""
+    named = sorted(t for t in registry.restricted_names() if t in query)
+    if isinstance(exc, duckdb.CatalogException) and named and restricted_hint is not None:
+        return QueryRefused(f"{_first_line(exc)} ({', '.join(named)} is restricted{restricted_hint})")
+    return QueryRefused(_first_line(exc))
 
 
 def record_restricted_access(settings: Settings, *, command: str, query: str, tables: Iterable[str]) -> None:
@@ -152,12 +179,24 @@ def _tables(settings: Settings, restricted_found: dict[str, str] | None) -> dict
     return {t.name: t.uri(settings) for t in specs} | discover_tables(settings.lake) | (restricted_found or {})
 
 
-def _referenced(tables: dict[str, str], query: str, marts: list[str]) -> dict[str, str]:
+def _referenced(tables: dict[str, str], query: str, marts: list[str], *, every_if_none: bool = True) -> dict[str, str]:
     """The tables ``query`` names (as a word, any case); when it names none and no mart either (SHOW TABLES,
-    information_schema), all of them. Opening a table costs its Delta log: a query pays only for what it reads."""
+    information_schema), all of them unless not ``every_if_none``. Opening a table costs its Delta log: a query
+    pays only for what it reads."""
     words = {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", query)}
     named = {name: uri for name, uri in tables.items() if name.lower() in words}
-    return named if named or words & {m.lower() for m in marts} else tables
+    return named if named or words & {m.lower() for m in marts} or not every_if_none else tables
+
+
+def _views(con: duckdb.DuckDBPyConnection, tables: dict[str, str]) -> list[str]:
+    """A view per table (native where it can be, else over Arrow); returns the Parquet files the native ones read."""
+    allowed: list[str] = []
+    for name, uri in tables.items():
+        files = _native_view(con, name, uri)
+        if files is None:
+            _arrow_view(con, name, uri)
+        allowed += files or []
+    return allowed
 
 
 def _native_view(con: duckdb.DuckDBPyConnection, name: str, uri: str) -> list[str] | None:

@@ -19,7 +19,10 @@ import pyarrow.parquet as pq
 
 from hca_assets.files import atomic_write
 
-__all__ = ["IndexFiles", "build_or_extend", "index_builds", "load_index", "search", "self_recall", "stable_id"]
+__all__ = ["LEVELS", "IndexFiles", "build_or_extend", "index_builds", "index_studies", "load_index", "search", "self_recall",
+           "stable_id"]
+
+LEVELS = ("image", "series", "study")  # what an index is built over: images (frames), 3D series, studies
 
 
 def stable_id(*keys: str) -> int:
@@ -92,11 +95,12 @@ def ivf_index(vectors: np.ndarray, ids: np.ndarray, *, seed: int = 0, train_size
     return index, {"nlist": nlist, "nprobe": int(index.nprobe), "recall_at_10": recall, "accepted": recall >= MIN_RECALL}
 
 
-def build_or_extend(files: IndexFiles, vectors: np.ndarray, keys: pa.Table, code_version: str) -> dict[str, object]:
+def build_or_extend(files: IndexFiles, vectors: np.ndarray, keys: pa.Table, code_version: str, *,
+                    incremental: bool = True) -> dict[str, object]:
     """Make the index hold exactly ``vectors`` (rows keyed by ``keys``, whose column ``id`` is int64).
 
-    When an index of this version exists and holds a subset of the ids, only the new rows are added
-    (incremental growth); otherwise it is rebuilt: exact up to ``EXACT_LIMIT`` rows, beyond that IVF if it
+    When ``incremental`` and an index of this version exists and holds a subset of the ids, only the new rows are
+    added (incremental growth: an existing id's vector must not have changed); otherwise it is rebuilt: exact up to ``EXACT_LIMIT`` rows, beyond that IVF if it
     passes the recall@10 ≥ 0.95 test against exact search, else exact. Returns the manifest.
     """
     ids = keys.column("id").to_numpy()
@@ -104,7 +108,7 @@ def build_or_extend(files: IndexFiles, vectors: np.ndarray, keys: pa.Table, code
         raise ValueError("duplicate ids: every embedding row must have its own key")
     files.root.mkdir(parents=True, exist_ok=True)
     index, mode = None, "built"
-    if files.index.exists() and files.ids.exists():
+    if incremental and files.index.exists() and files.ids.exists():
         existing = set(pq.read_table(files.ids).column("id").to_pylist())
         if existing <= set(ids.tolist()) and json.loads(files.manifest.read_text()).get("code_version") == code_version:
             index = faiss.read_index(str(files.index))
@@ -159,6 +163,19 @@ def index_embeddings(table: pa.Table, level: str, indexes_root: Path, code_versi
     return build_or_extend(IndexFiles.for_version(indexes_root, code_version, level), vectors, keys, code_version)
 
 
+def index_studies(embeddings: pa.Table, series_embeddings: pa.Table, indexes_root: Path,
+                  code_version: str) -> dict[str, object]:
+    """Index one code_version's study vectors (:func:`~hca_assets.search.studies.study_vectors`); returns the manifest.
+    Always rebuilt: a study's vector changes when a later batch brings it another series (studies are few)."""
+    from hca_assets.models.base import of_version
+    from hca_assets.search.studies import study_vectors
+
+    keys, vectors = study_vectors(of_version(embeddings, code_version), of_version(series_embeddings, code_version))
+    ids = pa.array([stable_id("study", s) for s in keys.column("study_instance_uid").to_pylist()], pa.int64())
+    return build_or_extend(IndexFiles.for_version(indexes_root, code_version, "study"), vectors,
+                           keys.append_column("id", ids), code_version, incremental=False)
+
+
 def index_builds(manifests: dict[str, dict[str, object]], indexes_root: Path, run_id: str) -> pa.Table:
     """Rows of the ``index_builds`` table for the indexes one run built or extended (manifests by level)."""
     from datetime import UTC, datetime
@@ -186,9 +203,30 @@ def load_index(files: IndexFiles) -> tuple[faiss.Index, pa.Table, dict[str, obje
     return faiss.read_index(str(files.index)), pq.read_table(files.ids), manifest
 
 
-def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(similarities, ids) of the k nearest neighbours of each query."""
-    return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+def search(index: faiss.Index, queries: np.ndarray, k: int,
+           allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(similarities, ids) of the k nearest neighbours of each query; with ``allowed`` (int64 ids), among those only.
+
+    The filter runs inside FAISS (an ``IDSelectorBatch``): an exact index scores only allowed rows; an IVF index
+    probes ``nprobe / kept fraction`` lists (as many allowed candidates as an unfiltered search sees), and every
+    list for a query that still finds fewer than ``min(k, allowed)`` neighbours. Missing neighbours are id -1.
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if allowed is None:
+        return index.search(queries, k)
+    allowed = np.ascontiguousarray(allowed, dtype=np.int64)
+    selector = faiss.IDSelectorBatch(len(allowed), faiss.swig_ptr(allowed))
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None:
+        return index.search(queries, k, params=faiss.SearchParameters(sel=selector))
+    fraction = max(len(allowed), 1) / max(index.ntotal, 1)
+    nprobe = min(ivf.nlist, int(np.ceil(ivf.nprobe / fraction)))
+    sims, found = index.search(queries, k, params=faiss.SearchParametersIVF(sel=selector, nprobe=nprobe))
+    short = (found >= 0).sum(axis=1) < min(k, len(allowed))
+    if short.any() and nprobe < ivf.nlist:
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nlist)
+        sims[short], found[short] = index.search(queries[short], k, params=params)
+    return sims, found
 
 
 def self_recall(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, sample: int = 500, seed: int = 0) -> float:
