@@ -308,6 +308,11 @@ class Settings:
         return join(self.local_root, "indexes")
 
     @property
+    def feedback(self) -> str:
+        """The drop folder of reviewer verdict CSVs (``hca_assets.evaluation.feedback``), read by the feedback asset."""
+        return join(self.local_root, "feedback")
+
+    @property
     def dagster_home(self) -> str:
         return join(self.local_root, "dagster_home")
 

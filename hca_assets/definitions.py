@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from hca_assets.assets.adapter import feedback, retrieval_adapter
 from hca_assets.assets.catalog import series, studies
 from hca_assets.assets.dbt import analytics, dbt_resource
 from hca_assets.assets.deid import deid_dicom, deid_staged
@@ -34,7 +35,8 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     return dg.Definitions(
         assets=versioned([raw_dicom, deid_staged, deid_dicom, images, embeddings, segmentations, labels, faiss_index,
-                          retrieval_eval, segmentation_eval, analytics, series, studies, export], settings),
+                          retrieval_eval, segmentation_eval, analytics, series, studies, export,
+                          feedback, retrieval_adapter], settings),
         asset_checks=EXPECTATION_CHECKS,
         jobs=[ingest_job, index_job, *SCHEDULE_JOBS],
         schedules=SCHEDULES,

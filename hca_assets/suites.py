@@ -164,12 +164,20 @@ EXTRA: dict[str, tuple[Expect, ...]] = {
     ),
     "labels": (*_uids("sop_instance_uid", "series_instance_uid"),),
     "evaluations": (
-        Expect("ExpectColumnValuesToBeInSet", {"column": "metric", "value_set": [*RETRIEVAL_METRICS, *SEGMENTATION_METRICS]}),
+        Expect("ExpectColumnValuesToBeInSet", {"column": "metric", "value_set": [*RETRIEVAL_METRICS, *SEGMENTATION_METRICS,
+                                                                          "reviewed_accuracy"]}),
         Expect("ExpectColumnValuesToBeInSet", {"column": "level", "value_set": ["image", "series"]}),
-        Expect("ExpectColumnValuesToBeInSet", {"column": "target", "value_set": ["class_label", "lesion", "class_and_lesion", "segmentation"]}),
+        Expect("ExpectColumnValuesToBeInSet", {"column": "target", "value_set": ["class_label", "lesion", "class_and_lesion", "segmentation",
+                                                                          "class_label_heldout", "lesion_heldout",
+                                                                          "reviewed"]}),
         Expect("ExpectColumnValuesToBeBetween", _when("metric", "!=", "hd95_mm", column="value", **UNIT)),
         Expect("ExpectColumnValuesToBeBetween", _when("metric", "==", "hd95_mm", column="value", min_value=0.0)),
         *_at_least(0, "queries"),
+    ),
+    "feedback": (
+        Expect("ExpectColumnValuesToBeInSet", {"column": "kind", "value_set": ["search_hit", "mask"]}),
+        Expect("ExpectColumnValuesToBeInSet", {"column": "verdict", "value_set": ["correct", "wrong", "corrected"]}),
+        Expect("ExpectColumnValuesToNotBeNull", _when("verdict", "==", "corrected", column="corrected_label")),
     ),
     "segmentations": (
         _MODALITY, *_uids("series_instance_uid"),

@@ -29,5 +29,6 @@ def test_definitions_load_and_jobs_resolve() -> None:
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} >= {"raw_dicom", "deid_staged", "deid_dicom",
                                                                                  "segmentations"}
     index = {k.to_user_string() for k in defs.resolve_job_def("index_job").asset_layer.selected_asset_keys}
-    assert {k for k in index if not k.startswith("analytics/")} == {"faiss_index", "retrieval_eval", "segmentation_eval"}
+    assert {k for k in index if not k.startswith("analytics/")} == {"faiss_index", "retrieval_eval", "segmentation_eval",
+                                                                  "feedback", "retrieval_adapter"}
     assert {"analytics/study_catalog", "analytics/ingest_ledger"} <= index  # the dbt marts, rebuilt after every index

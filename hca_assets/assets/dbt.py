@@ -46,9 +46,10 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "series_embeddings": ("embeddings",),
     "labels": ("labels",),
     "index_builds": ("faiss_index",),
-    "evaluations": ("retrieval_eval", "segmentation_eval"),
+    "evaluations": ("retrieval_eval", "segmentation_eval", "retrieval_adapter", "feedback"),
     "segmentations": ("segmentations",),
     "exports": ("export",),
+    "feedback": ("feedback",),  # and `hca feedback`
     "runs": (),
     "study_arrivals": (),
     "audit_log": (),

@@ -40,6 +40,8 @@ TABLES_OF: dict[str, dict[str, Slice]] = {
     "labels": {"labels": _batch()},
     "segmentations": {"segmentations": _batch()},
     "retrieval_eval": {"evaluations": _run},
+    "retrieval_adapter": {"evaluations": _run},
+    "feedback": {"feedback": lambda context: {}, "evaluations": _run},
     "segmentation_eval": {"evaluations": _run},
 }
 
@@ -77,8 +79,9 @@ def _gx_check(asset: str, tables: Mapping[str, Slice]) -> dg.AssetChecksDefiniti
         if asset == "embeddings":  # the vectors must have the configured model's dimension
             params["model_dim"] = get_embedder(settings.embedder, url=embedding_endpoint.url, key=embedding_endpoint.key).dim
         version = code_versions(settings).get(asset)  # tables keyed by code_version hold other versions' rows too
+        # (a run's evaluations, keyed by run, may hold several versions: base and adapted vectors)
         wheres = {name: {**where(context), **({"code_version": version} if version and "code_version" in spec(name).keys
-                                               else {})} for name, where in tables.items()}
+                                               and name != "evaluations" else {})} for name, where in tables.items()}
         results = [validate(name, spec(name).read(settings, where=w), params) for name, w in wheres.items()]
         for s in results:
             context.log.info(f"{s.table}: {len(s.results) - len(s.failed)}/{len(s.results)} expectations met on {s.rows} rows")

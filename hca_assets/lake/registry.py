@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from hca_assets.config import Settings
     from hca_assets.lake.delta import WriteResult
 
-__all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "EMBEDDINGS", "EVALUATIONS", "EXPORTS", "IMAGES",
-           "INDEX_BUILDS", "LABELS", "QUARANTINE", "RAW_INSTANCES", "RUNS", "SEGMENTATIONS", "SERIES",
+__all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "EMBEDDINGS", "EVALUATIONS", "EXPORTS", "FEEDBACK",
+           "IMAGES", "INDEX_BUILDS", "LABELS", "QUARANTINE", "RAW_INSTANCES", "RUNS", "SEGMENTATIONS", "SERIES",
            "SERIES_EMBEDDINGS", "STUDIES", "STUDY_ARRIVALS", "TABLES", "VOLUMES", "TableSpec", "lake_tables", "restricted_names", "spec"]
 
 Zone = Literal["lake", "restricted"]
@@ -115,7 +115,7 @@ INDEX_BUILDS = TableSpec(
     "index_builds", "lake", ("run_id", "level"), partition_by=(),
     description="every FAISS index build or extension: version, level, type, size, recall where measured, file")
 EVALUATIONS = TableSpec(
-    "evaluations", "lake", ("run_id", "metric", "level", "target", "label", "aggregation"),
+    "evaluations", "lake", ("run_id", "metric", "level", "target", "label", "aggregation", "code_version"),
     partition_by=(), description="retrieval and segmentation metrics per run and code_version")
 SEGMENTATIONS = TableSpec(
     "segmentations", "lake", ("series_instance_uid", "sop_instance_uid", "structure", "code_version"),
@@ -134,9 +134,14 @@ AUDIT_LOG = TableSpec(
     "audit_log", "lake", ("event_id",), partition_by=(),
     description="PHI-free record of restricted reads, CLI actions and run outcomes (who, when, counts)")
 
+FEEDBACK = TableSpec(
+    "feedback", "lake", ("feedback_id",), partition_by=(),
+    description="reviewer verdicts on search hits and masks (correct, wrong, corrected label): pseudonymous ids, "
+                "reviewer and time")
+
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
     RAW_INSTANCES, QUARANTINE, DEID_INSTANCES, DEID_AUDIT, DEID_CROSSWALK, SERIES, STUDIES, IMAGES, VOLUMES, EMBEDDINGS,
-    SERIES_EMBEDDINGS, LABELS, INDEX_BUILDS, EVALUATIONS, SEGMENTATIONS, STUDY_ARRIVALS, EXPORTS, RUNS, AUDIT_LOG)}
+    SERIES_EMBEDDINGS, LABELS, INDEX_BUILDS, EVALUATIONS, SEGMENTATIONS, STUDY_ARRIVALS, EXPORTS, RUNS, AUDIT_LOG, FEEDBACK)}
 
 
 def spec(name: str) -> TableSpec:

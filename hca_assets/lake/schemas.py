@@ -338,3 +338,20 @@ RUNS = pa.schema(
         pa.field("finished_at", _TS),
     ]
 )
+
+FEEDBACK = pa.schema(
+    [  # one row per reviewer verdict (hca feedback, or a CSV in <data>/feedback/): pseudonymous ids only
+        pa.field("feedback_id", pa.string(), nullable=False),  # sha256 prefix of the verdict's content
+        pa.field("kind", pa.string(), nullable=False),  # search_hit | mask
+        pa.field("sop_instance_uid", pa.string()),  # the hit (search_hit), or the image a 2D mask is on
+        pa.field("series_instance_uid", pa.string()),  # the mask's series (mask)
+        pa.field("structure", pa.string()),  # the mask's structure (mask)
+        pa.field("query_sop_instance_uid", pa.string()),  # the query the hit answered, when known
+        pa.field("verdict", pa.string(), nullable=False),  # correct | wrong | corrected
+        pa.field("corrected_label", pa.string()),  # verdict corrected: the right class label
+        pa.field("code_version", pa.string()),  # the embedding (hit) or segmenter (mask) version under review
+        pa.field("reviewer", pa.string(), nullable=False),
+        pa.field("reviewed_at", _TS, nullable=False),
+        pa.field("source", pa.string(), nullable=False),  # cli, or csv:<file name>
+    ]
+)
