@@ -18,8 +18,10 @@ HCA = str(Path(sys.executable).parent / "hca")
 
 def _demo(env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run([HCA, "demo", "--fresh", "--patients", "2", "--seed", "0"], env=env, check=True,
-                   capture_output=True, timeout=1800)
+    done = subprocess.run([HCA, "demo", "--fresh", "--patients", "2", "--seed", "0"], env=env, check=False,
+                          capture_output=True, text=True, timeout=1800)
+    if done.returncode:
+        raise RuntimeError(f"hca demo failed under {env['HCA_DATA_DIR']}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return time.perf_counter() - start
 
 
