@@ -652,7 +652,7 @@ TITLES = {"generator": "## Synthetic generator", "ingest": "## Ingest", "deid": 
           "chaos": "## Chaos and load", "dbt": "## dbt build",
           "sql": "## SQL over the lake", "scaling": "## Scaling run",
           "objectstore": "## Object-store root (Azurite)", "dicomweb": "## DICOMweb pull",
-          "cstore": "## C-STORE listener"}
+          "cstore": "## C-STORE listener", "adapter": "## Retrieval adapter"}
 PARTS = tuple(TITLES)
 
 
@@ -756,6 +756,10 @@ def main(parts: list[str]) -> None:
             from benchmarks.cstore import bench_cstore
 
             measured["cstore"] = bench_cstore(work / "cstore", REPEATS)
+        if "adapter" in chosen:
+            from benchmarks.adapter import bench_adapter
+
+            measured["adapter"] = bench_adapter(work / "adapter")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     write_results({p: measured[p] for p in PARTS if p in measured})

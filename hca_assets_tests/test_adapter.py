@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
+from benchmarks.adapter import patient_effect_corpus as corpus
 from hca_assets.assets.adapter import feedback, retrieval_adapter
 from hca_assets.checks.expectations import EXPECTATION_CHECKS
 from hca_assets.cli import main
@@ -35,26 +36,6 @@ from hca_assets.search.adapter import (
 from hca_assets.search.index import IndexFiles, load_index
 
 FAST = AdapterConfig(hidden=64, out_dim=32, epochs=25)
-
-
-def corpus(patients: int = 10, classes: int = 4, per_class: int = 6, dim: int = 48, seed: int = 0) -> dict[str, list]:  # type: ignore[type-arg]
-    """Vectors where a per-patient offset in a few shared directions (as scanner or site effects) outweighs a
-    weak class signal: kNN on them is poor across patients, and an adapter can learn to ignore those directions."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(0, 1, (classes, dim))
-    nuisance = np.linalg.qr(rng.normal(size=(dim, 4)))[0]
-    rows: dict[str, list] = {"vectors": [], "classes": [], "patients": [], "series": [], "lesion": []}  # type: ignore[type-arg]
-    for p in range(patients):
-        offset = nuisance @ rng.normal(0, 1.5 * np.sqrt(dim), 4)
-        for c in range(classes):
-            for i in range(per_class):
-                v = 0.6 * centres[c] + offset + rng.normal(0, 0.5, dim)
-                rows["vectors"].append(v / np.linalg.norm(v))
-                rows["classes"].append(f"class{c}")
-                rows["patients"].append(f"PSN{p:03d}")
-                rows["series"].append(f"2.25.{p}.{c}")
-                rows["lesion"].append(bool(i % 2))
-    return rows
 
 
 def test_split_is_by_patient_never_by_image() -> None:
@@ -195,7 +176,7 @@ def test_feedback_round_trip_refusal_and_adapter_asset(settings: Settings, monke
     adapter_file = Path(settings.indexes) / str(meta["retrieval_adapter"]["adapter_file"].value)
     sidecar = json.loads(adapter_file.with_suffix(".json").read_text())
     assert adapted_version.endswith(sidecar["sha256"][:8]) and sidecar["base_code_version"] == base
-    index, ids, manifest = load_index(IndexFiles.for_version(Path(settings.indexes), adapted_version, "image"))
+    index, _, manifest = load_index(IndexFiles.for_version(Path(settings.indexes), adapted_version, "image"))
     assert index.ntotal == len(c["sops"]) and manifest["code_version"] == adapted_version and index.d == 128
 
 
