@@ -137,7 +137,8 @@ def record_feedback(settings: Settings, row: dict[str, object]) -> dict[str, obj
 
 @dataclass(frozen=True)
 class FeedbackRun:
-    """Drop-folder files taken (name → verdicts) and refused (name → one-line reason), and the evaluation rows."""
+    """Drop-folder files taken (name → verdicts) and refused (name → one-line reason naming the file), and the
+    evaluation rows."""
 
     taken: dict[str, int]
     refused: dict[str, str]
@@ -159,7 +160,7 @@ def ingest_feedback(settings: Settings, run_id: str) -> FeedbackRun:
             rows = read_csv(path, source, _versions(settings))
             validate(rows, instances, masks)
         except FeedbackError as exc:
-            refused[path.name] = str(exc)
+            refused[path.name] = str(exc) if str(exc).startswith(path.name) else f"{path.name}: {exc}"
             continue
         tables.FEEDBACK.write(settings, feedback_table(rows), match={"source": source})
         taken[path.name] = len(rows)

@@ -17,8 +17,8 @@ from hca_assets.resources import HcaStorage
 def feedback(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
     settings = storage.settings()
     out = ingest_feedback(settings, context.run.run_id)
-    for name, reason in out.refused.items():
-        context.log.warning(f"feedback file refused: {reason}" if reason.startswith(name) else f"{name}: {reason}")
+    for reason in out.refused.values():
+        context.log.warning(f"feedback file refused whole: {reason}")
     lines = ["| kind (level) | code_version | reviewed | accuracy |", "|---|---|---:|---:|"] + [
         f"| {r['level']} | {r['code_version']} | {r['queries']} | {r['value']:.3f} |" for r in out.evaluations.to_pylist()]
     return dg.MaterializeResult(metadata={
