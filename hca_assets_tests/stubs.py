@@ -256,3 +256,48 @@ class MipStub(ScoringStub):
                         "text_features": [next((c for k, c in _CATEGORIES.items() if k in p.lower()), "other")
                                           for p in prompts]})
         return out
+
+
+CXR_COLUMNS = ("frontal_image", "lateral_image", "prior_image", "indication", "technique", "comparison", "prior_report")
+CXR_FINDINGS = [["The heart size is normal.", None], ["Opacity in the left lower lobe.", [[0.6, 0.55, 0.85, 0.8]]]]
+
+
+class CxrStub(ScoringStub):
+    """CXRReportGen: columns any subset of :data:`CXR_COLUMNS` with ``frontal_image``; images PNG; replies the live
+    shape ``[{"output": "<JSON string>"}]`` (fault "bare": the docs' ``{"output": [[...]]}``). ``columns`` keeps what
+    each request sent."""
+
+    max_rows = 10
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.columns: list[list[str]] = []
+
+    def parse(self, body: bytes) -> list[list[object]]:
+        try:
+            request = json.loads(body)
+            data = request["input_data"]
+            columns, rows = data["columns"], data["data"]
+        except (ValueError, KeyError, TypeError):
+            raise BadRequest("body must be {input_data: {columns, index, data}}") from None
+        if "frontal_image" not in columns or set(columns) - set(CXR_COLUMNS) or len(set(columns)) != len(columns):
+            raise BadRequest(f"columns must include frontal_image and be among {CXR_COLUMNS}")
+        if not isinstance(rows, list) or not 1 <= len(rows) <= self.max_rows or data["index"] != list(range(len(rows))):
+            raise BadRequest(f"data must hold 1..{self.max_rows} rows indexed 0..n-1")
+        for i, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) != len(columns):
+                raise BadRequest(f"row {i} must have one value per column")
+            for name, value in zip(columns, row, strict=True):
+                if name.endswith("_image"):
+                    _png(value, f"row {i} {name}")
+                elif not isinstance(value, str):
+                    raise BadRequest(f"row {i} {name} must be a string")
+        with self._lock:
+            self.columns.append(list(columns))
+        return [[row[0], ""] for row in rows]
+
+    def answer(self, rows: list[list[object]], fault: str | None) -> list[dict[str, object]]:
+        return [{"output": CXR_FINDINGS if fault == "bare" else json.dumps(CXR_FINDINGS)} for _ in rows]
+
+    def shape(self, rows: list[dict[str, object]], fault: str | None) -> object:
+        return rows[0] if fault == "bare" else rows

@@ -152,9 +152,11 @@ class Endpoint:
     def __repr__(self) -> str:  # never shows the key
         return f"Endpoint(url={self.url!r}, deployment={self.deployment!r})"
 
-    def score(self, rows: Sequence[Sequence[object]], params: Mapping[str, object] | None = None) -> object:
-        """The parsed JSON reply to ``rows`` (each ``[image_b64, text]``); raises an ``EndpointError``."""
-        body = json.dumps({"input_data": {"columns": COLUMNS, "index": list(range(len(rows))), "data": list(rows)},
+    def score(self, rows: Sequence[Sequence[object]], params: Mapping[str, object] | None = None, *,
+              columns: Sequence[str] = COLUMNS) -> object:
+        """The parsed JSON reply to ``rows`` (each holds the ``columns``' values: ``[image_b64, text]`` for MI2 and
+        MedImageParse); raises an ``EndpointError``."""
+        body = json.dumps({"input_data": {"columns": list(columns), "index": list(range(len(rows))), "data": list(rows)},
                            "params": dict(params or {})}).encode()
         retrying = Retrying(stop=stop_after_attempt(self.attempts), wait=self._wait, reraise=True,
                             retry=retry_if_exception(self._worth_retrying), before_sleep=self._log_retry)
