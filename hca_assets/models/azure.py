@@ -69,6 +69,14 @@ class AzureMedImageInsight:
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         return self._batched([["", t] for t in texts], "text_features")
 
+    def scaling_factor(self, text: str) -> float:
+        """The model's logit scale (zero-shot logits are ``exp(scaling_factor) · (image · text)``), asked with ``text``."""
+        rows = reply_rows(self.endpoint.score([["", text]], {"get_scaling_factor": True}))
+        value = rows[0].get("scaling_factor") if len(rows) == 1 else None
+        if not isinstance(value, int | float) or not np.isfinite(value):
+            raise ContractError("reply has no finite scaling_factor")
+        return float(value)
+
     def _batched(self, rows: list[list[str]], key: str) -> np.ndarray:
         parts = [_features(self.endpoint.score(batch, {"get_scaling_factor": True}), key, len(batch))
                  for batch in (rows[i:i + self.batch_size] for i in range(0, len(rows), self.batch_size))]
