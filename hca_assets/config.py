@@ -123,6 +123,14 @@ class Settings:
     dicomweb_retries: int = 4  # retries of a DICOMweb request on 429/5xx/connection errors (backoff doubles each time)
     dicomweb_backoff_seconds: float = 0.5
     dicomweb_timeout_seconds: float = 60.0  # per HTTP request (connect, and between bytes of a retrieve)
+    drift_reference_batches: int = 3  # the earliest N batches of an embedding code_version are the drift reference
+    drift_alpha: float = 0.01  # drift needs a permutation p-value below this …
+    drift_min_mmd2: float = 0.02  # … and an MMD² above the reference's own spread, never below this floor
+    drift_permutations: int = 200
+    drift_max_samples: int = 1000  # vectors per side the MMD test samples (its cost grows with the square)
+    ood_k: int = 5  # an instance's OOD score is its distance to the k-th nearest reference vector
+    ood_quantile: float = 0.99  # of the reference's own leave-one-patient-out distances: the OOD threshold
+    ood_max_fraction: float = 0.5  # the blocking check fails a batch with more OOD instances than this
 
     def __post_init__(self) -> None:
         if not self.data_dir:
@@ -159,6 +167,14 @@ class Settings:
             raise ValueError("`dicomweb_lookback_days`, `dicomweb_retries` and `dicomweb_backoff_seconds` must be >= 0")
         if self.dicomweb_timeout_seconds <= 0:
             raise ValueError(f"`dicomweb_timeout_seconds` must be > 0, got {self.dicomweb_timeout_seconds}")
+        if self.drift_reference_batches < 1 or self.drift_permutations < 1 or self.drift_max_samples < 2 or self.ood_k < 1:
+            raise ValueError("`drift_reference_batches`, `drift_permutations` and `ood_k` must be >= 1, "
+                             "`drift_max_samples` >= 2")
+        for name in ("drift_alpha", "ood_quantile", "ood_max_fraction"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"`{name}` must be in (0, 1], got {getattr(self, name)}")
+        if self.drift_min_mmd2 < 0:
+            raise ValueError(f"`drift_min_mmd2` must be >= 0, got {self.drift_min_mmd2}")
         if self.vacuum_retention_hours < 168:
             raise ValueError(f"`vacuum_retention_hours` must be >= 168 (7 days: readers of recent versions and "
                              f"concurrent writers keep their files), got {self.vacuum_retention_hours}")
@@ -188,7 +204,9 @@ class Settings:
         ``HCA_CSTORE_MAX_ASSOCIATIONS`` and ``HCA_CSTORE_MAX_PER_CALLER`` (concurrent associations, per calling AE); the DICOMweb
         poller's ``HCA_DICOMWEB_CURSOR`` (qido | orthanc-changes), ``HCA_DICOMWEB_LOOKBACK_DAYS``, ``HCA_DICOMWEB_RETRIES``,
         ``HCA_DICOMWEB_BACKOFF_SECONDS``, ``HCA_DICOMWEB_TIMEOUT_SECONDS`` (its URL and credentials ``HCA_DICOMWEB_URL``,
-        ``HCA_DICOMWEB_USER`` / ``HCA_DICOMWEB_PASSWORD`` or ``HCA_DICOMWEB_TOKEN`` are resources, not settings)."""
+        ``HCA_DICOMWEB_USER`` / ``HCA_DICOMWEB_PASSWORD`` or ``HCA_DICOMWEB_TOKEN`` are resources, not settings); embedding drift
+        (:mod:`hca_assets.evaluation.drift`): ``HCA_DRIFT_REFERENCE_BATCHES``, ``HCA_DRIFT_ALPHA``, ``HCA_DRIFT_MIN_MMD2``,
+        ``HCA_DRIFT_PERMUTATIONS``, ``HCA_DRIFT_MAX_SAMPLES``, ``HCA_OOD_K``, ``HCA_OOD_QUANTILE``, ``HCA_OOD_MAX_FRACTION``."""
         return cls(
             data_dir=os.environ.get("HCA_DATA_DIR", DEFAULT_DATA_DIR),
             landing_dir=os.environ.get("HCA_LANDING_DIR") or None,
@@ -229,6 +247,14 @@ class Settings:
             dicomweb_retries=int(os.environ.get("HCA_DICOMWEB_RETRIES", str(cls.dicomweb_retries))),
             dicomweb_backoff_seconds=float(os.environ.get("HCA_DICOMWEB_BACKOFF_SECONDS", str(cls.dicomweb_backoff_seconds))),
             dicomweb_timeout_seconds=float(os.environ.get("HCA_DICOMWEB_TIMEOUT_SECONDS", str(cls.dicomweb_timeout_seconds))),
+            drift_reference_batches=int(os.environ.get("HCA_DRIFT_REFERENCE_BATCHES", str(cls.drift_reference_batches))),
+            drift_alpha=float(os.environ.get("HCA_DRIFT_ALPHA", str(cls.drift_alpha))),
+            drift_min_mmd2=float(os.environ.get("HCA_DRIFT_MIN_MMD2", str(cls.drift_min_mmd2))),
+            drift_permutations=int(os.environ.get("HCA_DRIFT_PERMUTATIONS", str(cls.drift_permutations))),
+            drift_max_samples=int(os.environ.get("HCA_DRIFT_MAX_SAMPLES", str(cls.drift_max_samples))),
+            ood_k=int(os.environ.get("HCA_OOD_K", str(cls.ood_k))),
+            ood_quantile=float(os.environ.get("HCA_OOD_QUANTILE", str(cls.ood_quantile))),
+            ood_max_fraction=float(os.environ.get("HCA_OOD_MAX_FRACTION", str(cls.ood_max_fraction))),
         )
 
     @property

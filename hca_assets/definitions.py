@@ -6,6 +6,7 @@ from hca_assets.assets.adapter import feedback, retrieval_adapter
 from hca_assets.assets.catalog import series, studies
 from hca_assets.assets.dbt import analytics, dbt_resource
 from hca_assets.assets.deid import deid_dicom, deid_staged
+from hca_assets.assets.drift import embedding_drift
 from hca_assets.assets.evaluation import segmentation_eval
 from hca_assets.assets.export import export
 from hca_assets.assets.ingest import raw_dicom
@@ -36,7 +37,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=versioned([raw_dicom, deid_staged, deid_dicom, images, embeddings, segmentations, labels, faiss_index,
                           retrieval_eval, segmentation_eval, analytics, series, studies, export,
-                          feedback, retrieval_adapter], settings),
+                          feedback, retrieval_adapter, embedding_drift], settings),
         asset_checks=EXPECTATION_CHECKS,
         jobs=[ingest_job, index_job, *SCHEDULE_JOBS],
         schedules=SCHEDULES,

@@ -54,6 +54,14 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     dicomweb_retries: int = Settings.dicomweb_retries
     dicomweb_backoff_seconds: float = Settings.dicomweb_backoff_seconds
     dicomweb_timeout_seconds: float = Settings.dicomweb_timeout_seconds
+    drift_reference_batches: int = Settings.drift_reference_batches
+    drift_alpha: float = Settings.drift_alpha
+    drift_min_mmd2: float = Settings.drift_min_mmd2
+    drift_permutations: int = Settings.drift_permutations
+    drift_max_samples: int = Settings.drift_max_samples
+    ood_k: int = Settings.ood_k
+    ood_quantile: float = Settings.ood_quantile
+    ood_max_fraction: float = Settings.ood_max_fraction
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HcaStorage:

@@ -163,6 +163,17 @@ EXTRA: dict[str, tuple[Expect, ...]] = {
         Expect("ExpectColumnValuesToBeBetween", {"column": "vector_dim", "min_value": MODEL_DIM, "max_value": MODEL_DIM}),
     ),
     "labels": (*_uids("sop_instance_uid", "series_instance_uid"),),
+    "drift": (
+        Expect("ExpectColumnValuesToBeInSet", {"column": "status", "value_set": ["compared", "no_reference", "empty"]}),
+        Expect("ExpectColumnValuesToNotBeNull", _when("status", "==", "compared", column="mmd2")),
+        Expect("ExpectColumnValuesToBeBetween", {"column": "p_value", **UNIT}),
+        Expect("ExpectColumnValuesToBeBetween", {"column": "ood_fraction", **UNIT}),
+        *_at_least(0, "rows", "reference_rows", "threshold", "bandwidth", "ood_threshold"),
+    ),
+    "ood_scores": (
+        _MODALITY, *_uids("sop_instance_uid"), *_at_least(0, "frame", "kth_distance", "score"),
+        Expect("ExpectColumnValuesToBeBetween", {"column": "percentile", **UNIT}),
+    ),
     "evaluations": (
         Expect("ExpectColumnValuesToBeInSet", {"column": "metric", "value_set": [*RETRIEVAL_METRICS, *SEGMENTATION_METRICS,
                                                                           "reviewed_accuracy"]}),

@@ -23,12 +23,13 @@ class StaleDefinition(RuntimeError):
 
 def code_versions(settings: Settings) -> dict[str, str]:
     """Asset name -> code_version under ``settings``: de-identification (profile options), images (preprocessing),
-    embeddings (backend, model, preprocessing), segmentations (backend, prompt strategies, preprocessing) and
+    embeddings (backend, model, preprocessing) and their drift, segmentations (backend, prompt strategies, preprocessing) and
     their evaluation."""
     deid = f"deid-1+{profile_from_settings(settings).name}"
     segmentation = segmenter_code_version(settings)
     return {"deid_staged": deid, "deid_dicom": deid, "images": f"images-1+{pixels.PREPROCESSING_VERSION}",
-            "embeddings": embedder_code_version(settings.embedder), "segmentations": segmentation,
+            "embeddings": embedder_code_version(settings.embedder),
+            "embedding_drift": f"drift-1+{embedder_code_version(settings.embedder)}", "segmentations": segmentation,
             "segmentation_eval": f"seg-eval-1+{segmentation}"}
 
 

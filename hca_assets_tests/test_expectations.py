@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 import pytest
 
 from hca_assets.assets.deid import deid_dicom, deid_staged
+from hca_assets.assets.drift import embedding_drift
 from hca_assets.assets.evaluation import segmentation_eval
 from hca_assets.assets.ingest import raw_dicom
 from hca_assets.assets.search import embeddings, faiss_index, images, labels, retrieval_eval
@@ -28,7 +29,7 @@ from hca_assets.suites import suite, validate
 from hca_assets.synthetic import generate
 from hca_assets_tests.conftest import SMALL, TEST_KEY
 
-PER_BATCH = [raw_dicom, deid_staged, deid_dicom, images, embeddings, labels, segmentations]
+PER_BATCH = [raw_dicom, deid_staged, deid_dicom, images, embeddings, labels, segmentations, embedding_drift]
 WHOLE = [faiss_index, retrieval_eval, segmentation_eval]
 
 

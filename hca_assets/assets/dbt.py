@@ -49,6 +49,8 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "evaluations": ("retrieval_eval", "segmentation_eval", "retrieval_adapter", "feedback"),
     "segmentations": ("segmentations",),
     "exports": ("export",),
+    "drift": ("embedding_drift",),
+    "ood_scores": ("embedding_drift",),
     "feedback": ("feedback",),  # and `hca feedback`
     "runs": (),
     "study_arrivals": (),

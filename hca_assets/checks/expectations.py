@@ -37,6 +37,7 @@ TABLES_OF: dict[str, dict[str, Slice]] = {
     "deid_dicom": {"deid_instances": _batch(), "deid_audit": _batch()},
     "images": {"images": _batch(), "volumes": _batch(), "quarantine": _batch(stage=RENDER_STAGE)},
     "embeddings": {"embeddings": _batch(), "series_embeddings": _batch()},
+    "embedding_drift": {"drift": _batch(), "ood_scores": _batch()},
     "labels": {"labels": _batch()},
     "segmentations": {"segmentations": _batch()},
     "retrieval_eval": {"evaluations": _run},

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from hca_assets.config import Settings
     from hca_assets.lake.delta import WriteResult
 
-__all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "EMBEDDINGS", "EVALUATIONS", "EXPORTS", "FEEDBACK",
-           "IMAGES", "INDEX_BUILDS", "LABELS", "QUARANTINE", "RAW_INSTANCES", "RUNS", "SEGMENTATIONS", "SERIES",
+__all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "DRIFT", "EMBEDDINGS", "EVALUATIONS", "EXPORTS", "FEEDBACK",
+           "IMAGES", "INDEX_BUILDS", "LABELS", "OOD_SCORES", "QUARANTINE", "RAW_INSTANCES", "RUNS", "SEGMENTATIONS", "SERIES",
            "SERIES_EMBEDDINGS", "STUDIES", "STUDY_ARRIVALS", "TABLES", "VOLUMES", "TableSpec", "lake_tables", "restricted_names", "spec"]
 
 Zone = Literal["lake", "restricted"]
@@ -139,9 +139,17 @@ FEEDBACK = TableSpec(
     description="reviewer verdicts on search hits and masks (correct, wrong, corrected label): pseudonymous ids, "
                 "reviewer and time")
 
+DRIFT = TableSpec(
+    "drift", "lake", ("batch", "code_version"),
+    description="per batch and embedding code_version: MMD² (permutation p-value) against the reference window, "
+                "its calibrated threshold, per-dimension mean/variance shift and the out-of-distribution fraction")
+OOD_SCORES = TableSpec(
+    "ood_scores", "lake", ("sop_instance_uid", "frame", "code_version"),
+    description="per image and embedding code_version: distance to the k-th nearest reference vector, calibrated")
+
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
     RAW_INSTANCES, QUARANTINE, DEID_INSTANCES, DEID_AUDIT, DEID_CROSSWALK, SERIES, STUDIES, IMAGES, VOLUMES, EMBEDDINGS,
-    SERIES_EMBEDDINGS, LABELS, INDEX_BUILDS, EVALUATIONS, SEGMENTATIONS, STUDY_ARRIVALS, EXPORTS, RUNS, AUDIT_LOG, FEEDBACK)}
+    SERIES_EMBEDDINGS, LABELS, INDEX_BUILDS, EVALUATIONS, SEGMENTATIONS, STUDY_ARRIVALS, EXPORTS, RUNS, AUDIT_LOG, FEEDBACK, DRIFT, OOD_SCORES)}
 
 
 def spec(name: str) -> TableSpec:

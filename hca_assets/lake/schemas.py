@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "EMBEDDINGS", "EVALUATIONS", "EXPORTS", "IMAGES",
-           "INDEX_BUILDS", "LABELS", "PARTITION_COLUMN", "QUARANTINE", "RAW_INSTANCES", "RUNS", "SEGMENTATIONS", "SERIES",
+__all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "DRIFT", "EMBEDDINGS", "EVALUATIONS", "EXPORTS", "IMAGES",
+           "INDEX_BUILDS", "LABELS", "OOD_SCORES", "PARTITION_COLUMN", "QUARANTINE", "RAW_INSTANCES", "RUNS", "SEGMENTATIONS", "SERIES",
            "SERIES_EMBEDDINGS", "STUDIES", "STUDY_ARRIVALS", "VOLUMES"]
 
 PARTITION_COLUMN = "batch"
@@ -187,6 +187,44 @@ EVALUATIONS = pa.schema(
         pa.field("evaluated_at", _TS, nullable=False),
     ]
 )
+
+DRIFT = pa.schema(
+    [  # one row per batch and embedding code_version: how far its vectors are from the reference window (drift.py)
+        pa.field("batch", pa.string(), nullable=False),
+        pa.field("code_version", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),  # compared | no_reference | empty
+        pa.field("reference_batches", pa.list_(pa.string()), nullable=False),
+        pa.field("reference_rows", pa.int64(), nullable=False),
+        pa.field("rows", pa.int64(), nullable=False),
+        pa.field("mmd2", pa.float64()),  # unbiased MMD², RBF kernel (median-heuristic bandwidth of the reference)
+        pa.field("p_value", pa.float64()),  # permutation test
+        pa.field("threshold", pa.float64()),  # calibrated on the reference window
+        pa.field("bandwidth", pa.float64()),
+        pa.field("drifted", pa.bool_(), nullable=False),
+        pa.field("mean_shift", pa.float64()),  # mean over dimensions of |Δμ| / σ_ref
+        pa.field("max_mean_shift", pa.float64()),
+        pa.field("shifted_dims", pa.int32()),  # dimensions with |Δμ| / σ_ref > 3
+        pa.field("max_log_var_ratio", pa.float64()),
+        pa.field("ood_threshold", pa.float64()),  # k-th neighbour distance the reference's own quantile gives
+        pa.field("ood_fraction", pa.float64()),
+        pa.field("computed_at", _TS, nullable=False),
+    ]
+)
+
+OOD_SCORES = pa.schema(
+    [  # one row per image and embedding code_version of a batch compared with its reference window
+        pa.field("batch", pa.string(), nullable=False),
+        pa.field("sop_instance_uid", pa.string(), nullable=False),
+        pa.field("frame", pa.int32(), nullable=False),
+        pa.field("code_version", pa.string(), nullable=False),
+        pa.field("modality", pa.string(), nullable=False),
+        pa.field("kth_distance", pa.float64(), nullable=False),  # to the k-th nearest reference vector
+        pa.field("score", pa.float64(), nullable=False),  # kth_distance / threshold: > 1 is out of distribution
+        pa.field("percentile", pa.float64(), nullable=False),  # among the reference's own leave-one-patient-out distances
+        pa.field("ood", pa.bool_(), nullable=False),
+    ]
+)
+
 
 AUDIT_LOG = pa.schema(
     [  # one row per restricted read (written before it runs), CLI action and Dagster run outcome (lake/audit.py)
