@@ -52,24 +52,26 @@ def drift_batch(settings: Settings, batch: str, version: str) -> DriftOutcome:
     row: dict[str, object] = {"batch": batch, "code_version": version, "reference_batches": window,
                               "reference_rows": reference.num_rows, "rows": current.num_rows, "drifted": False,
                               "computed_at": datetime.now(UTC)}
-    empty_ood = tables.OOD_SCORES.schema.empty_table()
-    if current.num_rows < 2 or reference.num_rows < 2:
-        row["status"] = "empty" if current.num_rows < 2 else "no_reference"
-        return DriftOutcome(pa.Table.from_pylist([row], schema=tables.DRIFT.schema), empty_ood)
+    if current.num_rows == 0 or reference.num_rows < 2:
+        row["status"] = "empty" if current.num_rows == 0 else "no_reference"
+        return DriftOutcome(pa.Table.from_pylist([row], schema=tables.DRIFT.schema), tables.OOD_SCORES.schema.empty_table())
     x, y = vectors_of(reference), vectors_of(current)
     seed, cap = 0, settings.drift_max_samples
-    bandwidth = rbf_bandwidth(x, max_samples=cap, seed=seed)
-    test = mmd_test(x, y, bandwidth=bandwidth, permutations=settings.drift_permutations, seed=seed, max_samples=cap)
-    ref_batches = np.asarray(reference.column("batch").to_pylist())
-    threshold = reference_threshold([x[ref_batches == b] for b in window], bandwidth=bandwidth,
-                                    floor=settings.drift_min_mmd2, seed=seed, max_samples=cap)
     ood = OodReference.fit(x, reference.column("patient_pseudonym").to_pylist(), k=settings.ood_k,
                            quantile=settings.ood_quantile, max_samples=2 * cap, seed=seed)
     kth, score, percentile = ood.score(y)
     flags = score > 1.0
-    row |= {"status": "compared", "mmd2": test.statistic, "p_value": test.p_value, "threshold": threshold,
-            "bandwidth": bandwidth, "drifted": test.statistic > threshold and test.p_value < settings.drift_alpha,
-            **shift_summary(x, y), "ood_threshold": ood.threshold, "ood_fraction": float(flags.mean())}
+    row |= {"status": "ood_only", "ood_threshold": ood.threshold, "ood_fraction": float(flags.mean())}
+    if current.num_rows >= 2:  # one image (a single-study batch) has OOD scores but no distribution to compare
+        bandwidth = rbf_bandwidth(x, max_samples=cap, seed=seed)
+        test = mmd_test(x, y, bandwidth=bandwidth, permutations=settings.drift_permutations, seed=seed,
+                        max_samples=cap)
+        ref_batches = np.asarray(reference.column("batch").to_pylist())
+        threshold = reference_threshold([x[ref_batches == b] for b in window], bandwidth=bandwidth,
+                                        floor=settings.drift_min_mmd2, seed=seed, max_samples=cap)
+        row |= {"status": "compared", "mmd2": test.statistic, "p_value": test.p_value, "threshold": threshold,
+                "bandwidth": bandwidth, "drifted": test.statistic > threshold and test.p_value < settings.drift_alpha,
+                **shift_summary(x, y)}
     scores = pa.table({"batch": current.column("batch"), "sop_instance_uid": current.column("sop_instance_uid"),
                        "frame": current.column("frame"), "code_version": [version] * current.num_rows,
                        "modality": current.column("modality"), "kth_distance": kth, "score": score,

@@ -164,7 +164,7 @@ EXTRA: dict[str, tuple[Expect, ...]] = {
     ),
     "labels": (*_uids("sop_instance_uid", "series_instance_uid"),),
     "drift": (
-        Expect("ExpectColumnValuesToBeInSet", {"column": "status", "value_set": ["compared", "no_reference", "empty"]}),
+        Expect("ExpectColumnValuesToBeInSet", {"column": "status", "value_set": ["compared", "ood_only", "no_reference", "empty"]}),
         Expect("ExpectColumnValuesToNotBeNull", _when("status", "==", "compared", column="mmd2")),
         Expect("ExpectColumnValuesToBeBetween", {"column": "p_value", **UNIT}),
         Expect("ExpectColumnValuesToBeBetween", {"column": "ood_fraction", **UNIT}),

@@ -20,8 +20,9 @@ from hca_assets.assets.deid import deid_dicom, deid_staged
 from hca_assets.assets.drift import embedding_drift
 from hca_assets.assets.ingest import raw_dicom
 from hca_assets.assets.search import embeddings, images
-from hca_assets.checks.drift import DRIFT_FLAG, OOD_MAJORITY
+from hca_assets.checks.drift import DRIFT_FLAG, OOD_MAJORITY, drift_checks
 from hca_assets.config import Settings
+from hca_assets.drift_run import drift_batch
 from hca_assets.evaluation.drift import (
     OodReference,
     mmd_test,
@@ -170,3 +171,10 @@ def _asset_through_dagster(corpus: Settings, tmp_path: Path) -> None:
     for table in (tables.DRIFT, tables.OOD_SCORES):  # the Great Expectations suites hold on the slice a run owns
         result = validate(table, table.read(settings, where={"batch": "x-corrupted"}))
         assert result.success, result.failed
+    for name, table, ood in (("x-one-ct", fresh, False), ("x-one-mr", mr, True)):  # a single-image batch: OOD only
+        _rekey(settings, table.slice(0, 1), name)
+        one = drift_batch(settings, name, fresh.column("code_version")[0].as_py())
+        row = one.drift.to_pylist()[0]
+        assert row["status"] == "ood_only" and row["mmd2"] is None and one.ood.column("ood").to_pylist() == [ood]
+        checks = {c.check_name: c.passed for c in drift_checks(settings, row)}
+        assert checks == {DRIFT_FLAG: True, OOD_MAJORITY: not ood}, name

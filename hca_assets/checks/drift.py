@@ -20,17 +20,21 @@ DRIFT_CHECKS = [
 
 
 def drift_checks(settings: Settings, row: Mapping[str, object]) -> list[dg.AssetCheckResult]:
-    """The two check results for one ``drift`` row (a batch without a reference passes both, saying so)."""
-    if row["status"] != "compared":
-        note = {"note": f"{row['status']}: nothing to compare", "reference_batches": len(row["reference_batches"])}
-        return [dg.AssetCheckResult(check_name=name, passed=True, metadata=note) for name in (DRIFT_FLAG, OOD_MAJORITY)]
+    """The two check results for one ``drift`` row; what could not be measured (no reference yet, or one image:
+    no distribution) passes, saying so."""
+    note = {"note": f"{row['status']}: nothing to compare", "reference_batches": len(row["reference_batches"]),
+            "images": int(row["rows"])}
+    if row["mmd2"] is None:
+        drift = dg.AssetCheckResult(check_name=DRIFT_FLAG, passed=True, metadata=note)
+    else:
+        drift = dg.AssetCheckResult(
+            check_name=DRIFT_FLAG, passed=not row["drifted"], severity=dg.AssetCheckSeverity.WARN,
+            metadata={"mmd2": round(float(row["mmd2"]), 5), "threshold": round(float(row["threshold"]), 5),
+                      "p_value": round(float(row["p_value"]), 4), "alpha": settings.drift_alpha})
+    if row["ood_fraction"] is None:
+        return [drift, dg.AssetCheckResult(check_name=OOD_MAJORITY, passed=True, metadata=note)]
     ood = float(row["ood_fraction"])
-    return [
-        dg.AssetCheckResult(check_name=DRIFT_FLAG, passed=not row["drifted"], severity=dg.AssetCheckSeverity.WARN,
-                            metadata={"mmd2": round(float(row["mmd2"]), 5), "threshold": round(float(row["threshold"]), 5),
-                                      "p_value": round(float(row["p_value"]), 4), "alpha": settings.drift_alpha}),
-        dg.AssetCheckResult(check_name=OOD_MAJORITY, passed=ood <= settings.ood_max_fraction,
-                            severity=dg.AssetCheckSeverity.ERROR,
-                            metadata={"ood_fraction": round(ood, 4), "max_fraction": settings.ood_max_fraction,
-                                      "images": int(row["rows"])}),
-    ]
+    return [drift, dg.AssetCheckResult(check_name=OOD_MAJORITY, passed=ood <= settings.ood_max_fraction,
+                                       severity=dg.AssetCheckSeverity.ERROR,
+                                       metadata={"ood_fraction": round(ood, 4), "max_fraction": settings.ood_max_fraction,
+                                                 "images": int(row["rows"])})]

@@ -192,7 +192,7 @@ DRIFT = pa.schema(
     [  # one row per batch and embedding code_version: how far its vectors are from the reference window (drift.py)
         pa.field("batch", pa.string(), nullable=False),
         pa.field("code_version", pa.string(), nullable=False),
-        pa.field("status", pa.string(), nullable=False),  # compared | no_reference | empty
+        pa.field("status", pa.string(), nullable=False),  # compared | ood_only (one image) | no_reference | empty
         pa.field("reference_batches", pa.list_(pa.string()), nullable=False),
         pa.field("reference_rows", pa.int64(), nullable=False),
         pa.field("rows", pa.int64(), nullable=False),
