@@ -648,6 +648,7 @@ def bench_faiss(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), dim: int 
 # the parts `python -m benchmarks.run [part ...]` runs, in RESULTS.md's order, and the heading each writes
 TITLES = {"generator": "## Synthetic generator", "ingest": "## Ingest", "deid": "## De-identification",
           "ocr": "## Burned-in text detection", "images": "## Images", "embeddings": "## Embeddings", "faiss": "## FAISS",
+          "filtered_search": "## Filtered search",
           "mip": "## MedImageParse segmenter against the stub endpoint", "segmentation": "## Segmentation",
           "chaos": "## Chaos and load", "dbt": "## dbt build",
           "sql": "## SQL over the lake", "scaling": "## Scaling run",
@@ -720,6 +721,10 @@ def main(parts: list[str]) -> None:
             measured["embeddings"] = bench_embeddings(synthetic)
         if "faiss" in chosen:
             measured["faiss"] = bench_faiss()
+        if "filtered_search" in chosen:
+            from benchmarks.filtered_search import bench_filtered_search
+
+            measured["filtered_search"] = bench_filtered_search()
         if "mip" in chosen:
             from benchmarks.mip import bench_mip
 

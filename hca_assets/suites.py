@@ -177,7 +177,7 @@ EXTRA: dict[str, tuple[Expect, ...]] = {
     "evaluations": (
         Expect("ExpectColumnValuesToBeInSet", {"column": "metric", "value_set": [*RETRIEVAL_METRICS, *SEGMENTATION_METRICS,
                                                                           "reviewed_accuracy"]}),
-        Expect("ExpectColumnValuesToBeInSet", {"column": "level", "value_set": ["image", "series"]}),
+        Expect("ExpectColumnValuesToBeInSet", {"column": "level", "value_set": ["image", "series", "study"]}),
         Expect("ExpectColumnValuesToBeInSet", {"column": "target", "value_set": ["class_label", "lesion", "class_and_lesion", "segmentation",
                                                                           "class_label_heldout", "lesion_heldout",
                                                                           "reviewed"]}),
