@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 import dagster as dg
 
 from hca_assets.deid_run import STAGE as DEID_STAGE
+from hca_assets.evaluation.feedback import REVIEWED_TARGET
 from hca_assets.images_run import RENDER_STAGE
 from hca_assets.ingest import STAGE as INGEST_STAGE
 from hca_assets.lake.registry import spec
@@ -42,7 +43,8 @@ TABLES_OF: dict[str, dict[str, Slice]] = {
     "segmentations": {"segmentations": _batch()},
     "retrieval_eval": {"evaluations": _run},
     "retrieval_adapter": {"evaluations": _run},
-    "feedback": {"feedback": lambda context: {}, "evaluations": _run},
+    "feedback": {"feedback": lambda context: {},  # the whole table: CLI verdicts too
+                 "evaluations": lambda context: {**_run(context), "target": REVIEWED_TARGET}},
     "segmentation_eval": {"evaluations": _run},
 }
 
