@@ -127,7 +127,7 @@ class Settings:
     drift_alpha: float = 0.01  # drift needs a permutation p-value below this …
     drift_min_mmd2: float = 0.02  # … and an MMD² above the reference's own spread, never below this floor
     drift_permutations: int = 200
-    drift_max_samples: int = 1000  # vectors per side the MMD test samples (its cost grows with the square)
+    drift_max_samples: int = 1000  # vectors per side the MMD test samples (cost ∝ square); OOD keeps twice as many
     ood_k: int = 5  # an instance's OOD score is its distance to the k-th nearest reference vector
     ood_quantile: float = 0.99  # of the reference's own leave-one-patient-out distances: the OOD threshold
     ood_max_fraction: float = 0.5  # the blocking check fails a batch with more OOD instances than this
