@@ -99,6 +99,8 @@ class Settings:
     mip_concurrency: int = 2
     mip_model_version: str = "medimageparse-1"
     mip_deployment: str | None = None
+    cxr_model_version: str = "cxrreportgen-1"
+    cxr_deployment: str | None = None
     seg_onnx_model: str | None = None
     seg_onnx_labels: str | None = None
     eval_min_p5: float = 0.9
@@ -189,7 +191,8 @@ class Settings:
         ``HCA_DEID_OCR`` (all | candidates | off: which images are screened for burned-in text), ``HCA_DEID_UID_MAP`` / ``HCA_DEID_PATIENT_MAP`` (CSV);
         ``HCA_EMBEDDER`` (backend); ``HCA_SEGMENTER`` (local | azure | onnx) with ``HCA_MIP_CONCURRENCY`` (slice
         requests in flight per series), ``HCA_MIP_MODEL_VERSION``, ``HCA_MIP_DEPLOYMENT`` (the endpoint's URL and key,
-        ``HCA_MIP_ENDPOINT`` / ``HCA_MIP_KEY``, are secrets: resources, not settings), ``HCA_SEG_ONNX_MODEL`` and
+        ``HCA_MIP_ENDPOINT`` / ``HCA_MIP_KEY``, are secrets: resources, not settings); ``HCA_CXR_MODEL_VERSION`` and ``HCA_CXR_DEPLOYMENT``
+        (CXRReportGen; its ``HCA_CXR_ENDPOINT`` / ``HCA_CXR_KEY`` are resources too), ``HCA_SEG_ONNX_MODEL`` and
         ``HCA_SEG_ONNX_LABELS`` (default: the model's path with ``.json``); ``HCA_EVAL_MIN_P5``, ``HCA_SEG_MIN_DICE``
         and ``HCA_MAX_CONSTANT_FRACTION`` (check floors); ``HCA_SEG_REFERENCE_DIR`` (user reference masks ``<series>/<structure>.nii.gz``);
         per-file limits ``HCA_MAX_PIXELS``, ``HCA_MAX_FILE_BYTES``, ``HCA_FILE_TIMEOUT_SECONDS``;
@@ -223,6 +226,8 @@ class Settings:
             mip_concurrency=int(os.environ.get("HCA_MIP_CONCURRENCY", str(cls.mip_concurrency))),
             mip_model_version=os.environ.get("HCA_MIP_MODEL_VERSION", cls.mip_model_version),
             mip_deployment=os.environ.get("HCA_MIP_DEPLOYMENT") or None,
+            cxr_model_version=os.environ.get("HCA_CXR_MODEL_VERSION", cls.cxr_model_version),
+            cxr_deployment=os.environ.get("HCA_CXR_DEPLOYMENT") or None,
             seg_onnx_model=os.environ.get("HCA_SEG_ONNX_MODEL") or None,
             seg_onnx_labels=os.environ.get("HCA_SEG_ONNX_LABELS") or None,
             eval_min_p5=float(os.environ.get("HCA_EVAL_MIN_P5", str(cls.eval_min_p5))),

@@ -10,8 +10,10 @@ from hca_assets.assets.drift import embedding_drift
 from hca_assets.assets.evaluation import segmentation_eval
 from hca_assets.assets.export import export
 from hca_assets.assets.ingest import raw_dicom
+from hca_assets.assets.reports import reports
 from hca_assets.assets.search import embeddings, faiss_index, images, labels, retrieval_eval
 from hca_assets.assets.segmentation import segmentations
+from hca_assets.assets.zero_shot import zero_shot_eval
 from hca_assets.checks.expectations import EXPECTATION_CHECKS
 from hca_assets.config import Settings
 from hca_assets.dicomweb_sensor import dicomweb_sensor
@@ -36,8 +38,8 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     return dg.Definitions(
         assets=versioned([raw_dicom, deid_staged, deid_dicom, images, embeddings, segmentations, labels, faiss_index,
-                          retrieval_eval, segmentation_eval, analytics, series, studies, export,
-                          feedback, retrieval_adapter, embedding_drift], settings),
+                          retrieval_eval, segmentation_eval, analytics, series, studies, export, reports, embedding_drift,
+                          feedback, retrieval_adapter, zero_shot_eval], settings),
         asset_checks=EXPECTATION_CHECKS,
         jobs=[ingest_job, index_job, *SCHEDULE_JOBS],
         schedules=SCHEDULES,

@@ -30,6 +30,8 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     mip_concurrency: int = Settings.mip_concurrency
     mip_model_version: str = Settings.mip_model_version
     mip_deployment: str | None = None
+    cxr_model_version: str = Settings.cxr_model_version
+    cxr_deployment: str | None = None
     seg_onnx_model: str | None = None
     seg_onnx_labels: str | None = None
     eval_min_p5: float = Settings.eval_min_p5
@@ -98,6 +100,14 @@ class EmbeddingEndpoint(dg.ConfigurableResource):  # type: ignore[misc]
     key: str = ""
 
 
+class ReportEndpoint(dg.ConfigurableResource):  # type: ignore[misc]
+    """URL and key of the CXRReportGen endpoint (``HCA_CXR_ENDPOINT`` / ``HCA_CXR_KEY`` through ``EnvVar``);
+    empty: not configured, and the ``reports`` asset is skipped."""
+
+    url: str = ""
+    key: str = ""
+
+
 class SegmentationEndpoint(dg.ConfigurableResource):  # type: ignore[misc]
     """URL and key of the MedImageParse endpoint (``HCA_MIP_ENDPOINT`` / ``HCA_MIP_KEY`` through ``EnvVar``)."""
 
@@ -141,8 +151,10 @@ def default_resources(settings: Settings | None = None) -> dict[str, dg.Configur
            if os.environ.get("HCA_MIP_ENDPOINT") else SegmentationEndpoint())
     export = ExportCredentials(**{f: dg.EnvVar(f"HCA_EXPORT_{f.upper()}") for f in ("user", "password", "token")
                                   if os.environ.get(f"HCA_EXPORT_{f.upper()}")})
+    cxr = (ReportEndpoint(url=dg.EnvVar("HCA_CXR_ENDPOINT"), key=dg.EnvVar("HCA_CXR_KEY"))
+           if os.environ.get("HCA_CXR_ENDPOINT") else ReportEndpoint())
     alert = AlertWebhook(url=dg.EnvVar("HCA_ALERT_WEBHOOK")) if os.environ.get("HCA_ALERT_WEBHOOK") else AlertWebhook()
     dicomweb = DicomwebServer(**{f: dg.EnvVar(f"HCA_DICOMWEB_{f.upper()}") for f in ("url", "user", "password", "token")
                                  if os.environ.get(f"HCA_DICOMWEB_{f.upper()}")})
     return {"storage": HcaStorage.from_settings(settings), "pseudonym_key": key, "embedding_endpoint": endpoint,
-            "segmentation_endpoint": mip, "alert_webhook": alert, "export_credentials": export, "dicomweb": dicomweb}
+            "segmentation_endpoint": mip, "report_endpoint": cxr, "alert_webhook": alert, "export_credentials": export, "dicomweb": dicomweb}

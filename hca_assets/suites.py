@@ -23,6 +23,8 @@ from hca_assets.dicom.burned_in import BurnedInStatus
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.dicom.pixels import WINDOWS
 from hca_assets.evaluation.retrieval import KS
+from hca_assets.evaluation.zero_shot import METRICS as ZERO_SHOT_METRICS
+from hca_assets.evaluation.zero_shot import TARGET as ZERO_SHOT
 from hca_assets.images_run import RENDER_STAGE
 from hca_assets.ingest import STAGE as INGEST_STAGE
 from hca_assets.lake.registry import TableSpec, spec
@@ -176,11 +178,11 @@ EXTRA: dict[str, tuple[Expect, ...]] = {
     ),
     "evaluations": (
         Expect("ExpectColumnValuesToBeInSet", {"column": "metric", "value_set": [*RETRIEVAL_METRICS, *SEGMENTATION_METRICS,
-                                                                          "reviewed_accuracy"]}),
+                                                                          "reviewed_accuracy", *ZERO_SHOT_METRICS]}),
         Expect("ExpectColumnValuesToBeInSet", {"column": "level", "value_set": ["image", "series", "study"]}),
         Expect("ExpectColumnValuesToBeInSet", {"column": "target", "value_set": ["class_label", "lesion", "class_and_lesion", "segmentation",
                                                                           "class_label_heldout", "lesion_heldout",
-                                                                          "reviewed"]}),
+                                                                          "reviewed", ZERO_SHOT]}),
         Expect("ExpectColumnValuesToBeBetween", _when("metric", "!=", "hd95_mm", column="value", **UNIT)),
         Expect("ExpectColumnValuesToBeBetween", _when("metric", "==", "hd95_mm", column="value", min_value=0.0)),
         *_at_least(0, "queries"),
@@ -189,6 +191,13 @@ EXTRA: dict[str, tuple[Expect, ...]] = {
         Expect("ExpectColumnValuesToBeInSet", {"column": "kind", "value_set": ["search_hit", "mask"]}),
         Expect("ExpectColumnValuesToBeInSet", {"column": "verdict", "value_set": ["correct", "wrong", "corrected"]}),
         Expect("ExpectColumnValuesToNotBeNull", _when("verdict", "==", "corrected", column="corrected_label")),
+    ),
+    "reports": (
+        *_uids("study_instance_uid", "frontal_sop_instance_uid"),
+        Expect("ExpectColumnValuesToBeInSet", {"column": "status", "value_set": ["reported", "failed"]}),
+        Expect("ExpectColumnValuesToNotBeNull", _when("status", "==", "reported", column="sentence")),
+        Expect("ExpectColumnValuesToNotBeNull", _when("status", "==", "failed", column="reason")),
+        *_at_least(0, "finding_index"),
     ),
     "segmentations": (
         _MODALITY, *_uids("series_instance_uid"),

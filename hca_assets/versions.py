@@ -30,7 +30,7 @@ def code_versions(settings: Settings) -> dict[str, str]:
     return {"deid_staged": deid, "deid_dicom": deid, "images": f"images-1+{pixels.PREPROCESSING_VERSION}",
             "embeddings": embedder_code_version(settings.embedder),
             "embedding_drift": f"drift-1+{embedder_code_version(settings.embedder)}", "segmentations": segmentation,
-            "segmentation_eval": f"seg-eval-1+{segmentation}"}
+            "segmentation_eval": f"seg-eval-1+{segmentation}", "reports": f"reports-1+{settings.cxr_model_version}"}
 
 
 DEFAULTS = code_versions(Settings())

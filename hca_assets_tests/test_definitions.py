@@ -30,5 +30,5 @@ def test_definitions_load_and_jobs_resolve() -> None:
                                                                                  "segmentations"}
     index = {k.to_user_string() for k in defs.resolve_job_def("index_job").asset_layer.selected_asset_keys}
     assert {k for k in index if not k.startswith("analytics/")} == {"faiss_index", "retrieval_eval", "segmentation_eval",
-                                                                  "feedback", "retrieval_adapter"}
+                                                                  "feedback", "retrieval_adapter", "zero_shot_eval"}
     assert {"analytics/study_catalog", "analytics/ingest_ledger"} <= index  # the dbt marts, rebuilt after every index

@@ -54,6 +54,7 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "feedback": ("feedback",),  # and `hca feedback`
     "runs": (),
     "study_arrivals": (),
+    "reports": ("reports",),
     "audit_log": (),
 }
 

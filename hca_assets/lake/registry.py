@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from hca_assets.lake.delta import WriteResult
 
 __all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "DRIFT", "EMBEDDINGS", "EVALUATIONS", "EXPORTS", "FEEDBACK",
-           "IMAGES", "INDEX_BUILDS", "LABELS", "OOD_SCORES", "QUARANTINE", "RAW_INSTANCES", "RUNS", "SEGMENTATIONS", "SERIES",
+           "IMAGES", "INDEX_BUILDS", "LABELS", "OOD_SCORES", "QUARANTINE", "RAW_INSTANCES", "REPORTS", "RUNS", "SEGMENTATIONS", "SERIES",
            "SERIES_EMBEDDINGS", "STUDIES", "STUDY_ARRIVALS", "TABLES", "VOLUMES", "TableSpec", "lake_tables", "restricted_names", "spec"]
 
 Zone = Literal["lake", "restricted"]
@@ -120,6 +120,9 @@ EVALUATIONS = TableSpec(
 SEGMENTATIONS = TableSpec(
     "segmentations", "lake", ("series_instance_uid", "sop_instance_uid", "structure", "code_version"),
     description="one row per series (3D) or image (2D) and prompted structure, with its mask files")
+REPORTS = TableSpec(
+    "reports", "lake", ("study_instance_uid", "finding_index", "code_version"),
+    description="CXRReportGen findings per chest X-ray study: sentence, boxes (0-1 and pixels), or a failed study")
 STUDY_ARRIVALS = TableSpec(
     "study_arrivals", "lake", ("source", "study_key"), partition_by=(),
     description="per network source and study (keyed digest): expected and received instances, complete or not")
@@ -134,11 +137,6 @@ AUDIT_LOG = TableSpec(
     "audit_log", "lake", ("event_id",), partition_by=(),
     description="PHI-free record of restricted reads, CLI actions and run outcomes (who, when, counts)")
 
-FEEDBACK = TableSpec(
-    "feedback", "lake", ("feedback_id",), partition_by=(),
-    description="reviewer verdicts on search hits and masks (correct, wrong, corrected label): pseudonymous ids, "
-                "reviewer and time")
-
 DRIFT = TableSpec(
     "drift", "lake", ("batch", "code_version"),
     description="per batch and embedding code_version: MMD² (permutation p-value) against the reference window, "
@@ -147,9 +145,14 @@ OOD_SCORES = TableSpec(
     "ood_scores", "lake", ("sop_instance_uid", "frame", "code_version"),
     description="per image and embedding code_version: distance to the k-th nearest reference vector, calibrated")
 
+FEEDBACK = TableSpec(
+    "feedback", "lake", ("feedback_id",), partition_by=(),
+    description="reviewer verdicts on search hits and masks (correct, wrong, corrected label): pseudonymous ids, "
+                "reviewer and time")
+
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
     RAW_INSTANCES, QUARANTINE, DEID_INSTANCES, DEID_AUDIT, DEID_CROSSWALK, SERIES, STUDIES, IMAGES, VOLUMES, EMBEDDINGS,
-    SERIES_EMBEDDINGS, LABELS, INDEX_BUILDS, EVALUATIONS, SEGMENTATIONS, STUDY_ARRIVALS, EXPORTS, RUNS, AUDIT_LOG, FEEDBACK, DRIFT, OOD_SCORES)}
+    SERIES_EMBEDDINGS, LABELS, INDEX_BUILDS, EVALUATIONS, SEGMENTATIONS, REPORTS, STUDY_ARRIVALS, EXPORTS, RUNS, AUDIT_LOG, FEEDBACK, DRIFT, OOD_SCORES)}
 
 
 def spec(name: str) -> TableSpec:

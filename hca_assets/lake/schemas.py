@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 __all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "DRIFT", "EMBEDDINGS", "EVALUATIONS", "EXPORTS", "IMAGES",
-           "INDEX_BUILDS", "LABELS", "OOD_SCORES", "PARTITION_COLUMN", "QUARANTINE", "RAW_INSTANCES", "RUNS", "SEGMENTATIONS", "SERIES",
+           "INDEX_BUILDS", "LABELS", "OOD_SCORES", "PARTITION_COLUMN", "QUARANTINE", "RAW_INSTANCES", "REPORTS", "RUNS", "SEGMENTATIONS", "SERIES",
            "SERIES_EMBEDDINGS", "STUDIES", "STUDY_ARRIVALS", "VOLUMES"]
 
 PARTITION_COLUMN = "batch"
@@ -225,7 +225,6 @@ OOD_SCORES = pa.schema(
     ]
 )
 
-
 AUDIT_LOG = pa.schema(
     [  # one row per restricted read (written before it runs), CLI action and Dagster run outcome (lake/audit.py)
         pa.field("accessed_at", _TS, nullable=False),
@@ -326,6 +325,24 @@ INDEX_BUILDS = pa.schema(
         pa.field("path", pa.string(), nullable=False),  # relative to the indexes zone
         pa.field("sha256", pa.string(), nullable=False),
         pa.field("built_at", _TS, nullable=False),
+    ]
+)
+
+REPORTS = pa.schema(
+    [  # CXRReportGen: one row per finding of a chest X-ray study (or one `failed` row per study), PHI-free
+        pa.field("batch", pa.string(), nullable=False),
+        pa.field("study_instance_uid", pa.string(), nullable=False),  # pseudonymous
+        pa.field("frontal_sop_instance_uid", pa.string()),
+        pa.field("lateral_sop_instance_uid", pa.string()),
+        pa.field("status", pa.string(), nullable=False),  # reported | failed
+        pa.field("reason", pa.string()),  # why a study failed (HTTP status, model error), never request content
+        pa.field("finding_index", pa.int32()),
+        pa.field("sentence", pa.string()),
+        pa.field("boxes", pa.list_(pa.list_(pa.float64()))),  # [x0, y0, x1, y1] in 0-1 of the frontal centre crop
+        pa.field("boxes_px", pa.list_(pa.list_(pa.float64()))),  # the same boxes in pixels of the frontal image
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("code_version", pa.string(), nullable=False),
+        pa.field("reported_at", _TS, nullable=False),
     ]
 )
 
