@@ -18,9 +18,10 @@ if TYPE_CHECKING:
     from hca_assets.config import Settings
     from hca_assets.lake.delta import WriteResult
 
-__all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "DRIFT", "EMBEDDINGS", "EVALUATIONS", "EXPORTS", "FEEDBACK",
-           "IMAGES", "INDEX_BUILDS", "LABELS", "OOD_SCORES", "QUARANTINE", "RAW_INSTANCES", "REPORTS", "RUNS", "SEGMENTATIONS", "SERIES",
-           "SERIES_EMBEDDINGS", "STUDIES", "STUDY_ARRIVALS", "TABLES", "VOLUMES", "TableSpec", "lake_tables", "restricted_names", "spec"]
+__all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "DRIFT", "EMBEDDINGS", "EVALUATIONS", "EXPORTS",
+           "FEEDBACK", "IMAGES", "INDEX_BUILDS", "LABELS", "OOD_SCORES", "QUARANTINE", "RAW_INSTANCES", "REPORTS", "RUNS",
+           "SEGMENTATIONS", "SERIES", "SERIES_EMBEDDINGS", "STUDIES", "STUDY_ARRIVALS", "TABLES", "VOLUMES", "TableSpec",
+           "lake_tables", "restricted_names", "spec"]
 
 Zone = Literal["lake", "restricted"]
 
