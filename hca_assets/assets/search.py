@@ -5,6 +5,7 @@ from collections import Counter
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from hca_assets.assets import _metadata as md
@@ -19,16 +20,19 @@ from hca_assets.checks.search import (
     image_checks,
     index_checks,
 )
+from hca_assets.config import Settings
 from hca_assets.embedding_run import aggregate_series, embed_images
 from hca_assets.evaluation.labels import labels_from_truth
 from hca_assets.evaluation.report import retrieval_rows
 from hca_assets.images_run import RENDER_STAGE, render_batch, render_quarantine
 from hca_assets.lake import registry as tables
 from hca_assets.models import embedder_code_version, get_embedder
+from hca_assets.models.base import vectors_of
 from hca_assets.models.endpoint import MI2_POOL
 from hca_assets.partitions import ingest_batches
 from hca_assets.resources import EmbeddingEndpoint, HcaStorage
 from hca_assets.search.index import index_builds, index_embeddings, index_studies
+from hca_assets.search.sheet import neighbour_sheet
 from hca_assets.storage import prune, pull, pull_file, push
 from hca_assets.versions import DEFAULTS
 
@@ -135,6 +139,22 @@ def faiss_index(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Ma
     )
 
 
+def _neighbours(settings: Settings, emb: pa.Table) -> bytes | None:
+    """The neighbour sheet of the evaluated images (labelled, first frames), thumbnails from the images zone."""
+    labels = {r["sop_instance_uid"]: r["class_label"] for r in tables.LABELS.read(settings).to_pylist()}
+    paths = {(r["sop_instance_uid"], r["frame"]): r["path"] for r in
+             tables.IMAGES.read(settings, columns=["sop_instance_uid", "frame", "path"]).to_pylist()}
+    meta = emb.select(["sop_instance_uid", "frame", "patient_pseudonym"]).to_pylist()
+    keep = [i for i, r in enumerate(meta) if r["sop_instance_uid"] in labels and (r["sop_instance_uid"], r["frame"]) in paths
+            and (Path(settings.images) / paths[(r["sop_instance_uid"], r["frame"])]).is_file()]  # working copy may lack some
+    if not keep:
+        return None
+    rows = [meta[i] for i in keep]
+    return neighbour_sheet(vectors_of(emb.take(keep)), [labels[r["sop_instance_uid"]] for r in rows],
+                           [r["patient_pseudonym"] for r in rows],
+                           [Path(settings.images) / paths[(r["sop_instance_uid"], r["frame"])] for r in rows])
+
+
 @dg.asset(deps=[faiss_index, labels], group_name="search", kinds={"python", "deltalake"}, check_specs=EVAL_CHECKS,
           automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
           description="Leave-one-out kNN retrieval metrics (no same-patient/series neighbours), image, series and study "
@@ -154,6 +174,7 @@ def retrieval_eval(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg
         f"| {r['target']} | {r['metric']} | {r['value']:.3f} |" for r in overall]
     return dg.MaterializeResult(
         metadata={**md.written(written, rows=table.num_rows), "image_level": dg.MetadataValue.md("\n".join(lines)),
-                  "code_version": version},
+                  "code_version": version, "neighbours": md.md_png(_neighbours(settings, emb),
+                                                                   "queries and their 5 nearest other-patient images")},
         check_results=eval_checks(settings, context.run.run_id),
     )
