@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from hca_assets.assets.adapter import feedback, retrieval_adapter
 from hca_assets.assets.deid import deid_dicom, deid_staged
 from hca_assets.assets.drift import embedding_drift
 from hca_assets.assets.evaluation import segmentation_eval
@@ -30,7 +31,7 @@ from hca_assets.synthetic import generate
 from hca_assets_tests.conftest import SMALL, TEST_KEY
 
 PER_BATCH = [raw_dicom, deid_staged, deid_dicom, images, embeddings, labels, segmentations, embedding_drift]
-WHOLE = [faiss_index, retrieval_eval, segmentation_eval]
+WHOLE = [faiss_index, retrieval_eval, segmentation_eval, retrieval_adapter, feedback]
 
 
 def _resources(settings: Settings) -> dict[str, object]:

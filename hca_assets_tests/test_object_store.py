@@ -84,10 +84,10 @@ def test_an_outage_fails_in_one_phi_free_line_after_its_retries(connected: Fault
     start = time.monotonic()
     with pytest.raises(StoreError) as failed:
         store.push(tmp_path, "raw")
-    assert 1.0 < time.monotonic() - start < 30
+    assert time.monotonic() - start < 30
     message = str(failed.value)
     assert "HTTP 503" in message and secret_name not in message and "Doe" not in message and "\n" not in message
-    assert connected.failed > 1  # retried before giving up
+    assert connected.failed >= 3  # retried with backoff before giving up
 
 
 def test_wrong_credentials_and_unreachable_store_fail_clearly(monkeypatch: pytest.MonkeyPatch, blob_port: int) -> None:
