@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from hca_assets.models.endpoint import ContractError, Endpoint, reply_rows
+from hca_assets.models.endpoint import ContractError, Endpoint, single_row_field
 
 __all__ = ["CxrReportGenClient", "Finding", "crop_box_to_pixels", "decode_findings", "png_b64"]
 
@@ -55,15 +54,7 @@ def _box(value: object) -> tuple[float, float, float, float]:
 
 def decode_findings(reply: object) -> list[Finding]:
     """The findings of a one-study reply (``output`` a JSON string or a list); anything else is a ``ContractError``."""
-    rows = reply_rows(reply)
-    if len(rows) != 1:
-        raise ContractError(f"expected one reply row for one study, got {len(rows)}")
-    output = rows[0].get("output")
-    if isinstance(output, str):
-        try:
-            output = json.loads(output)
-        except ValueError:
-            raise ContractError("CXRReportGen `output` is not JSON") from None
+    output = single_row_field(reply, "output", "study")
     if not isinstance(output, list):
         raise ContractError("CXRReportGen reply has no `output` list")
     findings = []

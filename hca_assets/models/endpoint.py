@@ -18,7 +18,7 @@ import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 __all__ = ["MI2_POOL", "MIP_POOL", "CircuitBreaker", "CircuitOpenError", "ContractError", "Endpoint", "EndpointError",
-           "TransientEndpointError", "reply_rows", "resolve_endpoint"]
+           "TransientEndpointError", "reply_rows", "resolve_endpoint", "single_row_field"]
 
 # Dagster concurrency pools, one per endpoint (each deployment has its own max_concurrent_requests × instances):
 # `dagster instance concurrency set <pool> <n>`.
@@ -128,6 +128,21 @@ def reply_rows(reply: object) -> list[dict[str, object]]:
     if not rows or not all(isinstance(r, dict) for r in rows):
         raise ContractError("reply is neither an object nor a list of objects")
     return rows
+
+
+def single_row_field(reply: object, field: str, what: str) -> object:
+    """``field`` of the one reply row a request for one ``what`` gets, JSON-decoded when the service sent it as a
+    string (MedImageParse's ``image_features``, CXRReportGen's ``output``); a ``ContractError`` otherwise."""
+    rows = reply_rows(reply)
+    if len(rows) != 1:
+        raise ContractError(f"expected one reply row for one {what}, got {len(rows)}")
+    value = rows[0].get(field)
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ContractError(f"'{field}' is not valid JSON") from None
+    return value
 
 
 class Endpoint:

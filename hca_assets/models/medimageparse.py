@@ -8,12 +8,11 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 
 import numpy as np
 from PIL import Image
 
-from hca_assets.models.endpoint import ContractError, Endpoint, reply_rows
+from hca_assets.models.endpoint import ContractError, Endpoint, single_row_field
 
 __all__ = ["MASK_THRESHOLD", "PROMPT_SEPARATOR", "SIZE", "MedImageParseClient"]
 
@@ -52,15 +51,7 @@ def _check_prompts(prompts: list[str]) -> str:
 def decode_masks(reply: object, n_prompts: int) -> np.ndarray:
     """bool[n_prompts, 1024, 1024] from a reply (list of rows or bare object; ``image_features`` a JSON string
     or an object ``{"data": b64, "shape": [...], "dtype": "uint8"}``); anything else is a ``ContractError``."""
-    rows = reply_rows(reply)
-    if len(rows) != 1:
-        raise ContractError(f"expected one reply row for one image, got {len(rows)}")
-    features = rows[0].get("image_features")
-    if isinstance(features, str):
-        try:
-            features = json.loads(features)
-        except ValueError:
-            raise ContractError("'image_features' is not valid JSON") from None
+    features = single_row_field(reply, "image_features", "image")
     if not isinstance(features, dict) or not {"data", "shape", "dtype"} <= features.keys():
         raise ContractError("reply row has no 'image_features' with data, shape and dtype")
     expected = (n_prompts, SIZE, SIZE)
