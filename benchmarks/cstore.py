@@ -110,7 +110,7 @@ def bench_cstore(work: Path, repeats: int) -> list[str]:
         "",
         "| receiver | seconds | instances/s | MB/s |",
         "|---|---|---|---|",
-        f"| `hca listen` (pynetdicom; each instance written atomically — rename, no fsync — before its status) | "
+        f"| `hca listen` (pynetdicom; each instance written, fsynced and renamed before its status) | "
         f"{best['listener']:.2f} | {rate['listener']:.0f} | {megabytes / best['listener']:.0f} |",
         f"| Orthanc {_orthanc_version()} (Debian, SQLite index, no compression; `TCP_NODELAY=1`) | "
         f"{best['orthanc']:.2f} | {rate['orthanc']:.0f} | {megabytes / best['orthanc']:.0f} |",

@@ -51,6 +51,8 @@ def bench_objectstore(work: Path) -> list[str]:
         finally:
             del os.environ["AZURE_STORAGE_CONNECTION_STRING"]
     return [
+        "## Object-store root (Azurite)",
+        "",
         "`hca demo --patients 2` (the whole graph: ingest → de-id → images → embeddings → index → segmentation → "
         "evaluation → dbt), one process tree, wall clock:",
         "",
