@@ -16,8 +16,11 @@ SMALL = GeneratorOptions(patients=1, seed=7, ct_slices=12, ct_size=64, cxr_size=
 
 
 @pytest.fixture(autouse=True)
-def _fixed_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def _fixed_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A fixed key, and a data folder of the test's own (the `settings` fixture's): no test, nor a CLI it starts,
+    writes into the checkout's data/, where `make` points HCA_DATA_DIR (a later `make demo` would refuse it)."""
     monkeypatch.setenv("HCA_DEID_KEY", TEST_KEY)
+    monkeypatch.setenv("HCA_DATA_DIR", str(tmp_path / "data"))
 
 
 @pytest.fixture
