@@ -139,20 +139,25 @@ def faiss_index(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Ma
     )
 
 
-def _neighbours(settings: Settings, emb: pa.Table) -> bytes | None:
-    """The neighbour sheet of the evaluated images (labelled, first frames), thumbnails from the images zone."""
-    labels = {r["sop_instance_uid"]: r["class_label"] for r in tables.LABELS.read(settings).to_pylist()}
+def _neighbours(settings: Settings, emb: pa.Table, label_rows: pa.Table) -> bytes | None:
+    """The neighbour sheet of the evaluated (labelled) images, thumbnails from the images zone; only the images the
+    sheet considers are looked for on disk (the working copy of an object-store root may lack some)."""
+    labels = dict(zip(label_rows.column("sop_instance_uid").to_pylist(), label_rows.column("class_label").to_pylist(),
+                      strict=True))
     paths = {(r["sop_instance_uid"], r["frame"]): r["path"] for r in
              tables.IMAGES.read(settings, columns=["sop_instance_uid", "frame", "path"]).to_pylist()}
     meta = emb.select(["sop_instance_uid", "frame", "patient_pseudonym"]).to_pylist()
-    keep = [i for i, r in enumerate(meta) if r["sop_instance_uid"] in labels and (r["sop_instance_uid"], r["frame"]) in paths
-            and (Path(settings.images) / paths[(r["sop_instance_uid"], r["frame"])]).is_file()]  # working copy may lack some
+    keep = [i for i, r in enumerate(meta) if r["sop_instance_uid"] in labels and (r["sop_instance_uid"], r["frame"]) in paths]
     if not keep:
         return None
     rows = [meta[i] for i in keep]
+
+    def path_of(i: int) -> Path | None:
+        path = Path(settings.images) / paths[(rows[i]["sop_instance_uid"], rows[i]["frame"])]
+        return path if path.is_file() else None
+
     return neighbour_sheet(vectors_of(emb.take(keep)), [labels[r["sop_instance_uid"]] for r in rows],
-                           [r["patient_pseudonym"] for r in rows],
-                           [Path(settings.images) / paths[(r["sop_instance_uid"], r["frame"])] for r in rows])
+                           [r["patient_pseudonym"] for r in rows], path_of)
 
 
 @dg.asset(deps=[faiss_index, labels], group_name="search", kinds={"python", "deltalake"}, check_specs=EVAL_CHECKS,
@@ -164,7 +169,8 @@ def retrieval_eval(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg
     version = embedder_code_version(settings.embedder)
     emb = tables.EMBEDDINGS.read(settings, where={"code_version": version})  # this version's rows only, at read time
     series = tables.SERIES_EMBEDDINGS.read(settings, where={"code_version": version})
-    table = retrieval_rows(emb, series, tables.LABELS.read(settings), version, context.run_id)
+    label_rows = tables.LABELS.read(settings)
+    table = retrieval_rows(emb, series, label_rows, version, context.run_id)
     targets = sorted(set(table.column("target").to_pylist())) or ["class_label"]  # no labels: an empty commit
     written = [tables.EVALUATIONS.write(settings, table.filter(pc.field("target") == target),  # segmentation_eval
                                         match={"run_id": context.run_id, "target": target})  # owns 'segmentation'
@@ -174,7 +180,7 @@ def retrieval_eval(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg
         f"| {r['target']} | {r['metric']} | {r['value']:.3f} |" for r in overall]
     return dg.MaterializeResult(
         metadata={**md.written(written, rows=table.num_rows), "image_level": dg.MetadataValue.md("\n".join(lines)),
-                  "code_version": version, "neighbours": md.md_png(_neighbours(settings, emb),
+                  "code_version": version, "neighbours": md.md_png(_neighbours(settings, emb, label_rows),
                                                                    "queries and their 5 nearest other-patient images")},
         check_results=eval_checks(settings, context.run.run_id),
     )

@@ -4,7 +4,8 @@ patients, as thumbnails of the rendered (de-identified) PNGs, outlined green whe
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,22 +30,26 @@ def _tile(path: Path, label: str, colour: tuple[int, int, int]) -> Image.Image:
     return tile
 
 
-def neighbour_sheet(vectors: np.ndarray, labels: Sequence[str], patients: Sequence[str], paths: Sequence[Path], *,
-                    queries: int = 3, k: int = 5) -> bytes | None:
+def neighbour_sheet(vectors: np.ndarray, labels: Sequence[str], patients: Sequence[str],
+                    path_of: Callable[[int], Path | None], *, queries: int = 3, k: int = 5) -> bytes | None:
     """PNG with one row per query (the first image of up to ``queries`` classes, in label order): the query, then
-    its ``k`` most similar images of other patients (cosine on L2-normalised ``vectors``). None without two patients."""
+    its ``k`` most similar images of other patients (cosine on L2-normalised ``vectors``). ``path_of(i)`` is image
+    ``i``'s PNG, or None when it cannot be shown (asked only for the images the sheet considers). None without two
+    patients."""
     if len(set(patients)) < 2:
         return None
-    firsts = {}
+    firsts: dict[str, int] = {}
     for i, label in enumerate(labels):
-        firsts.setdefault(label, i)
+        if label not in firsts and path_of(i) is not None:
+            firsts[label] = i
     chosen = [firsts[label] for label in sorted(firsts)][:queries]
     sims = vectors[chosen] @ vectors.T
     rows = []
     for q, row in zip(chosen, sims, strict=True):
-        others = [j for j in np.argsort(-row, kind="stable") if patients[j] != patients[q]][:k]
-        rows.append([_tile(paths[q], f"query {labels[q]}", QUERY)] +
-                    [_tile(paths[j], f"{row[j]:.2f} {labels[j]}", GOOD if labels[j] == labels[q] else BAD) for j in others])
+        shown = ((j, path_of(j)) for j in np.argsort(-row, kind="stable") if patients[j] != patients[q])
+        others = list(itertools.islice(((j, p) for j, p in shown if p is not None), k))
+        rows.append([_tile(path_of(q), f"query {labels[q]}", QUERY)] +  # type: ignore[arg-type]  # chosen: has a path
+                    [_tile(p, f"{row[j]:.2f} {labels[j]}", GOOD if labels[j] == labels[q] else BAD) for j, p in others])
     sheet = Image.new("RGB", (TILE * (k + 1), (TILE + CAPTION) * len(rows)), "white")
     for r, tiles in enumerate(rows):
         for c, tile in enumerate(tiles):

@@ -23,10 +23,16 @@ def test_rows_are_queries_and_borders_tell_right_from_wrong(tmp_path: Path) -> N
     for i in range(8):
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(np.full((40, 60), 30 * i, np.uint8)).save(paths[-1])
-    png = neighbour_sheet(vectors, labels, patients, paths, queries=2, k=4)
+    png = neighbour_sheet(vectors, labels, patients, paths.__getitem__, queries=2, k=4)
     sheet = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
     assert sheet.shape == (2 * (TILE + CAPTION), 5 * TILE, 3)
     border = [tuple(int(v) for v in sheet[r * (TILE + CAPTION) + 2, c * TILE + TILE // 2]) for r in range(2) for c in range(5)]
     # each query (p1) has 3 other-patient images of its class, then the nearest of the other class
     assert border == [QUERY, GOOD, GOOD, GOOD, BAD] * 2
-    assert neighbour_sheet(vectors, labels, ["p1"] * 8, paths) is None  # one patient: no other-patient neighbour
+    assert neighbour_sheet(vectors, labels, ["p1"] * 8, paths.__getitem__) is None  # one patient: no other-patient one
+    # an image the working copy lacks is passed over: the next nearest takes its place
+    missing = {2}
+    png = neighbour_sheet(vectors, labels, patients, lambda i: None if i in missing else paths[i], queries=2, k=4)
+    sheet = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    border = [tuple(int(v) for v in sheet[r * (TILE + CAPTION) + 2, c * TILE + TILE // 2]) for r in range(2) for c in range(5)]
+    assert border == [QUERY, GOOD, GOOD, BAD, BAD, QUERY, GOOD, GOOD, GOOD, BAD]  # image 2 (class a) is missing
