@@ -230,11 +230,13 @@ def run_sql(settings: Settings, query: str, *, restricted: bool, fmt: str, comma
               help="CSV id_old,id_new for patient IDs.")
 @click.option("--ocr", type=click.Choice(["all", "candidates", "off"]), default="all", show_default=True,
               help="Which images are screened for burned-in text: all, only modalities that commonly carry it, none.")
+@click.option("--net/--no-net", default=True, show_default=True,
+              help="A learned text detector reads every single-frame image and a sample of each series, whatever the screen says.")
 @click.option("--workers", type=int, default=None, help="Worker processes [default: HCA_WORKERS or 2].")
 @click.option("--quarantine", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Copy inputs that fail de-identification here (named by sha256).")
 def deid_cmd(input_dir: Path, output_dir: Path, options: tuple[str, ...], basic_only: bool, uid_map: Path | None,
-             patient_map: Path | None, ocr: str, workers: int | None, quarantine: Path | None) -> None:
+             patient_map: Path | None, ocr: str, net: bool, workers: int | None, quarantine: Path | None) -> None:
     """De-identify every DICOM file under INPUT_DIR into OUTPUT_DIR/<study>/<series>/<instance>.dcm.
 
     Same engine as the deid_dicom asset; each output is verified before it is renamed into place.
@@ -242,7 +244,7 @@ def deid_cmd(input_dir: Path, output_dir: Path, options: tuple[str, ...], basic_
     from hca_assets._parallel import warm_up
 
     chosen = () if basic_only else (options or Settings.deid_options)
-    settings = _settings(deid_options=tuple(chosen), ocr_mode=ocr, uid_map=str(uid_map) if uid_map else None,
+    settings = _settings(deid_options=tuple(chosen), ocr_mode=ocr, deid_net=net, uid_map=str(uid_map) if uid_map else None,
                          patient_map=str(patient_map) if patient_map else None,
                          **({"workers": workers} if workers else {}))
     if settings.workers > 1 or settings.limits.timeout:  # files run in worker processes: start their server

@@ -92,6 +92,8 @@ class Settings:
     workers: int = 2
     deid_options: tuple[str, ...] = ("rtn_long_modif_dates", "rtn_pat_chars")
     ocr_mode: str = "all"
+    deid_net: bool = True
+    deid_net_every: int = 10
     uid_map: str | None = None
     patient_map: str | None = None
     embedder: str = "local"
@@ -147,6 +149,8 @@ class Settings:
             raise ValueError(f"`max_resumes` must be >= 0, got {self.max_resumes}")
         if self.workers < 1:
             raise ValueError(f"`workers` must be >= 1, got {self.workers}")
+        if self.deid_net_every < 1:
+            raise ValueError(f"`deid_net_every` must be >= 1, got {self.deid_net_every}")
         if self.segmenter not in BACKENDS:
             raise ValueError(f"`segmenter` must be one of {', '.join(BACKENDS)}, got {self.segmenter!r}")
         if self.mip_concurrency < 1:
@@ -188,7 +192,10 @@ class Settings:
         it instead), ``HCA_MAX_RESUMES`` (how many times a batch whose runs keep dying — out of memory? — is run
         again before it is left failed), ``HCA_WORKERS`` and the
         de-identification choices ``HCA_DEID_OPTIONS`` (comma-separated Table E.1-1 option columns),
-        ``HCA_DEID_OCR`` (all | candidates | off: which images are screened for burned-in text), ``HCA_DEID_UID_MAP`` / ``HCA_DEID_PATIENT_MAP`` (CSV);
+        ``HCA_DEID_OCR`` (all | candidates | off: which images are screened for burned-in text), ``HCA_DEID_NET``
+        (1 | 0: the learned text detector reads every single-frame image and a sample of each series whatever the
+        screen says) and ``HCA_DEID_NET_EVERY`` (of a series the net reads every N-th slice besides first, middle,
+        last and each whose screen result differs from a neighbour's), ``HCA_DEID_UID_MAP`` / ``HCA_DEID_PATIENT_MAP`` (CSV);
         ``HCA_EMBEDDER`` (backend); ``HCA_SEGMENTER`` (local | azure | onnx) with ``HCA_MIP_CONCURRENCY`` (slice
         requests in flight per series), ``HCA_MIP_MODEL_VERSION``, ``HCA_MIP_DEPLOYMENT`` (the endpoint's URL and key,
         ``HCA_MIP_ENDPOINT`` / ``HCA_MIP_KEY``, are secrets: resources, not settings); ``HCA_CXR_MODEL_VERSION`` and ``HCA_CXR_DEPLOYMENT``
@@ -219,6 +226,8 @@ class Settings:
             workers=int(os.environ.get("HCA_WORKERS", str(min(2, os.cpu_count() or 1)))),
             deid_options=tuple(o for o in os.environ.get("HCA_DEID_OPTIONS", ",".join(cls.deid_options)).split(",") if o),
             ocr_mode=os.environ.get("HCA_DEID_OCR", cls.ocr_mode),
+            deid_net=os.environ.get("HCA_DEID_NET", "1").strip().lower() not in ("0", "false", "no", "off"),
+            deid_net_every=int(os.environ.get("HCA_DEID_NET_EVERY", str(cls.deid_net_every))),
             uid_map=os.environ.get("HCA_DEID_UID_MAP") or None,
             patient_map=os.environ.get("HCA_DEID_PATIENT_MAP") or None,
             embedder=os.environ.get("HCA_EMBEDDER", cls.embedder),

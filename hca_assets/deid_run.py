@@ -21,7 +21,14 @@ import pydicom.config
 
 from hca_assets._parallel import ItemFailed, Progress, ordered_map
 from hca_assets.config import DEFAULT_LIMITS, Limits, Settings
-from hca_assets.dicom.burned_in import BurnedInStatus, RapidOcrReader
+from hca_assets.dicom.burned_in import (
+    NET_EVERY,
+    NET_MAX_SIDE,
+    BurnedInStatus,
+    RapidOcrReader,
+    net_sample,
+    screen_changes,
+)
 from hca_assets.dicom.deid import DeidEngine, DeidFailure
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.dicom.io import read_dataset
@@ -45,6 +52,8 @@ class DeidSpec:
     patient_map: Mapping[str, str] = field(default_factory=dict)
     ocr_mode: str = "all"
     date_offsets: Mapping[str, int] = field(default_factory=dict)
+    net: bool = True  # the learned text detector reads what the screen does not flag
+    net_every: int = NET_EVERY
 
     def pseudonymizer(self) -> Pseudonymizer:
         """Keyed pseudonyms with the external mappings; raises ValueError on an invalid key or mapping."""
@@ -52,7 +61,8 @@ class DeidSpec:
 
     def engine(self) -> DeidEngine:
         reader = RapidOcrReader() if self.ocr_mode != "off" else None
-        return DeidEngine(self.profile, self.pseudonymizer(), reader, self.ocr_mode)
+        net = RapidOcrReader(max_side=NET_MAX_SIDE, threads=1) if reader and self.net else None
+        return DeidEngine(self.profile, self.pseudonymizer(), reader, self.ocr_mode, net=net, net_every=self.net_every)
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,10 @@ class DeidRecord:
     date_offset_days: int
     blanked_fraction: float = 0.0  # share of pixels blacked out over burned-in text
     redactions: tuple[tuple[int, int, int, int, int], ...] = ()  # (frame, x0, y0, x1, y1) blacked out
+    frames_screened: int = 0
+    frames_flagged: int = 0  # by the classical screen
+    net_frames: tuple[int, ...] = ()  # frames the learned detector read whatever the screen said
+    net_hits: int = 0  # frames where it found readable text the screen had not flagged
 
 
 @dataclass(frozen=True)
@@ -96,15 +110,17 @@ def _init(spec: DeidSpec) -> None:
     _engine = spec.engine()
 
 
-def _one(args: tuple[str, str]) -> DeidRecord | DeidRejected:
-    source, out_root = args
+def _one(args: tuple[str, str, bool, bool]) -> DeidRecord | DeidRejected:
+    """One input: ``net_all`` asks the net to read all its frames; ``again`` replaces the output this run
+    wrote for it in the first pass (its series' sample asked for the net after all)."""
+    source, out_root, net_all, again = args
     assert _engine is not None
     try:
         data = Path(source).read_bytes()
     except OSError as exc:
         return DeidRejected(source, None, QuarantineReason.UNREADABLE, f"file cannot be read ({type(exc).__name__})")
     try:
-        out, outcome = _engine.deidentify_bytes(data)
+        out, outcome = _engine.deidentify_bytes(data, net_all=net_all)
     except DeidFailure as exc:
         return DeidRejected(source, hashlib.sha256(data).hexdigest(), exc.reason, exc.message)
     except Exception as exc:  # noqa: BLE001 - one bad instance must not stop the others
@@ -112,7 +128,7 @@ def _one(args: tuple[str, str]) -> DeidRecord | DeidRejected:
                             f"unexpected {type(exc).__name__}")
     rel = _engine.output_name(outcome)
     sha = hashlib.sha256(out).hexdigest()
-    existing = _write_new(Path(out_root) / rel, out)
+    existing = _write_new(Path(out_root) / rel, out, replace=again)
     if existing is not None:  # another input with the same SOP Instance UID got there first: never overwritten
         same = existing == sha
         return DeidRejected(source, hashlib.sha256(data).hexdigest(),
@@ -131,15 +147,21 @@ def _one(args: tuple[str, str]) -> DeidRecord | DeidRejected:
         original_sop_uid=outcome.original_sop_uid, date_offset_days=outcome.date_offset_days,
         blanked_fraction=text.blanked_fraction if text else 0.0,
         redactions=tuple((i, *box) for i, box in text.regions) if text else (),
+        frames_screened=text.screened_frames if text else 0, frames_flagged=text.flagged_frames if text else 0,
+        net_frames=text.net_frames if text else (), net_hits=text.net_hits if text else 0,
     )
 
 
-def _write_new(target: Path, data: bytes) -> str | None:
+def _write_new(target: Path, data: bytes, *, replace: bool = False) -> str | None:
     """Write ``data`` to ``target`` atomically unless it exists (then return the existing file's sha256):
-    a hard link from a private temporary name either creates the file whole or fails."""
+    a hard link from a private temporary name either creates the file whole or fails. ``replace``: the
+    file is this run's own first-pass output, renamed over."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(target)
     tmp.write_bytes(data)
+    if replace:
+        os.replace(tmp, target)
+        return None
     try:
         os.link(tmp, target)
     except FileExistsError:
@@ -154,17 +176,75 @@ def deidentify_files(
     timeout: float | None = None,
 ) -> Iterator[DeidRecord | DeidRejected]:
     """De-identify ``sources`` into ``out_root`` (in input order); rejected inputs produce no file, and no
-    existing file is ever replaced. An input past ``timeout`` seconds (or that kills its worker) is rejected."""
-    args = [(str(p), str(out_root)) for p in sources]
+    existing file is ever replaced. An input past ``timeout`` seconds (or that kills its worker) is rejected.
+
+    The net reads every single-frame image except the slices of a multi-slice series, of which it reads a
+    sample (:func:`series_plan`); a second pass reads with it the slices whose screen result differs from a
+    neighbour's, or the whole series once the net found text there that the screen missed."""
+    series = series_plan(sources, spec.net_every) if spec.net and spec.ocr_mode != "off" else []
+    sampled = {i for members, picked in series for i in picked}
+    in_series = {i for members, _ in series for i in members}
+    first = list(_run([(str(p), str(out_root), i not in in_series or i in sampled, False)
+                       for i, p in enumerate(sources)], spec, workers, progress, timeout))
+    again = sorted(_needs_net(series, first))
+    if again:
+        redone = _run([(str(sources[i]), str(out_root), True, True) for i in again], spec, workers, None, timeout)
+        for i, result in zip(again, redone, strict=True):
+            first[i] = result
+    yield from first
+
+
+def _run(args: list[tuple[str, str, bool, bool]], spec: DeidSpec, workers: int, progress: Progress | None,
+         timeout: float | None) -> Iterator[DeidRecord | DeidRejected]:
     results = ordered_map(_one, args, workers=workers, progress=progress, initializer=_init, initargs=(spec,),
                           timeout=timeout)
-    for (source, _), result in zip(args, results, strict=True):
+    for (source, *_), result in zip(args, results, strict=True):
         if isinstance(result, ItemFailed):
-            yield DeidRejected(source, safe_sha256(Path(source)),
-                               lost_reason(result),
-                               result.message)
+            yield DeidRejected(source, safe_sha256(Path(source)), lost_reason(result), result.message)
         else:
             yield result
+
+
+_SERIES_TAGS = ("SeriesInstanceUID", "InstanceNumber", "ImagePositionPatient", "NumberOfFrames", "Rows", "Columns")
+MIN_SERIES = 3  # single-frame slices of one series and size from which the net reads a sample, not each
+
+
+def series_plan(sources: list[Path], every: int) -> list[tuple[list[int], set[int]]]:
+    """Multi-slice series among ``sources`` (indexes in slice order) with the slices the net reads in the first
+    pass: first, middle, last and every ``every``-th. Headers only; an unreadable one stands alone."""
+    groups: dict[tuple[str, int, int], list[tuple[float, float, int]]] = {}
+    for i, path in enumerate(sources):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=list(_SERIES_TAGS))
+            if int(ds.get("NumberOfFrames", 1) or 1) != 1 or not str(ds.get("SeriesInstanceUID", "")):
+                continue
+            position = ds.get("ImagePositionPatient") or (0, 0, 0)
+            key = (str(ds.SeriesInstanceUID), int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0))
+            groups.setdefault(key, []).append((float(ds.get("InstanceNumber", 0) or 0), float(position[2]), i))
+        except Exception:  # noqa: BLE001 - the engine reports what is wrong with it; here it is read alone
+            continue
+    plan = []
+    for slices in groups.values():
+        if len(slices) >= MIN_SERIES:
+            members = [i for *_, i in sorted(slices)]
+            plan.append((members, {members[k] for k in net_sample([False] * len(members), every)}))
+    return plan
+
+
+def _needs_net(series: list[tuple[list[int], set[int]]], results: list[DeidRecord | DeidRejected]) -> set[int]:
+    """Slices to read again with the net: all of a series where the net found text the screen missed, else
+    each whose screen result differs from a neighbour's."""
+    out: set[int] = set()
+    for members, _ in series:
+        records = [r if isinstance(r := results[i], DeidRecord) else None for i in members]
+        unread = {i for i, r in zip(members, records, strict=True) if r is not None and not r.net_frames}
+        if any(r is not None and r.net_hits for r in records):
+            out |= unread
+        else:
+            out |= {members[k] for k in screen_changes([bool(r and r.frames_flagged) for r in records])} & unread
+    return out
 
 
 # --- batch level: stage → check → publish ---------------------------------------------------------
@@ -309,6 +389,8 @@ def spec_from_settings(settings: Settings, key: bytes) -> DeidSpec:
         patient_map={**kept.patients, **(load_mapping(Path(settings.patient_map)) if settings.patient_map else {})},
         ocr_mode=settings.ocr_mode,
         date_offsets=kept.date_offsets,
+        net=settings.deid_net,
+        net_every=settings.deid_net_every,
     )
     spec.pseudonymizer()  # an invalid mapping is refused here, not in every worker
     return spec

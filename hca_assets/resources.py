@@ -23,6 +23,8 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     workers: int = Settings.workers
     deid_options: list[str] = list(Settings.deid_options)  # noqa: RUF012 - pydantic copies field defaults
     ocr_mode: str = Settings.ocr_mode
+    deid_net: bool = Settings.deid_net
+    deid_net_every: int = Settings.deid_net_every
     uid_map: str | None = None
     patient_map: str | None = None
     embedder: str = Settings.embedder

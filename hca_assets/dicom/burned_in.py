@@ -1,6 +1,7 @@
-"""Burned-in text: screen every frame cheaply, read only where text may be, black it out, read again.
+"""Burned-in text: screen every frame cheaply, read where text may be, let a learned net read the rest (or a
+sample of it), black out what is readable, read again.
 
-Three layers, each replaceable:
+Four layers, each replaceable:
 
 - :class:`TextScreen`, a classical glyph-stroke prefilter (morphological gradient → horizontal closing →
   components whose vertical-stroke density is that of type). About 1–2 ms on a 512² slice, so every
@@ -8,6 +9,10 @@ Three layers, each replaceable:
 - a :class:`TextReader` (default :class:`RapidOcrReader`: PP-OCRv4 detection + recognition, ONNX models
   shipped in the wheel, offline), run only on the screened bands; results are cached by band content, so
   text that repeats across the frames of a cine is read once.
+- the net, a second :class:`TextReader` whose learned detector (PP-OCRv4's DB text detector, at most
+  :data:`NET_MAX_SIDE` px, one thread) reads frames whatever the screen says: every single-frame image,
+  and of a series or cine a sample (:func:`net_sample`) that grows to every frame once the net finds text
+  the screen missed, so the screen's blind spot for one kind of type is not the product's.
 - :func:`clean_burned_in_text`: detect → black out (boxes grown by a margin) → re-detect, until no
   *readable* text is left (recognised characters above a confidence, not graphics) or a round limit.
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -41,6 +47,8 @@ __all__ = [
     "clean_burned_in_text",
     "display_frames",
     "needs_text_check",
+    "net_sample",
+    "screen_changes",
 ]
 
 # modalities that commonly carry burned-in annotations (PS3.15 E.3.1 examples and practice)
@@ -49,6 +57,8 @@ OCR_MODES = ("all", "candidates", "off")
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), in pixels
 REDACT_SCORE = 0.5  # a recognised line with a letter or digit at this confidence is blacked out
 READABLE_SCORE = 0.6  # ... and at this confidence with two or more, it is readable text (verification)
+NET_EVERY = 10  # of a multi-slice series or cine the net reads every 10th frame besides first, middle, last
+NET_MAX_SIDE = 768  # the net detects at most at this size (a radiograph's long side is brought down to it)
 _PALETTE_TAGS = (0x00281101, 0x00281102, 0x00281103, 0x00281199, 0x00281201, 0x00281202, 0x00281203,
                  0x00281221, 0x00281222, 0x00281223)
 
@@ -81,21 +91,26 @@ class TextReader(Protocol):
     def read(self, image: np.ndarray) -> list[TextLine]: ...
 
 
+@dataclass(frozen=True)
 class RapidOcrReader:
-    """RapidOCR (ONNX runtime, CPU): detection + recognition, no angle classifier."""
+    """RapidOCR (ONNX runtime, CPU): PP-OCRv4 detection + recognition, no angle classifier. Images whose long
+    side exceeds ``max_side`` are detected at that size; ``threads`` is onnxruntime's (-1: all cores)."""
 
-    name = "rapidocr"
+    max_side: int = 1280
+    threads: int = -1
+    name: str = "rapidocr"
 
     @staticmethod
     @functools.cache
-    def _engine():  # type: ignore[no-untyped-def]
+    def _engine(max_side: int, threads: int):  # type: ignore[no-untyped-def]
         from rapidocr_onnxruntime import RapidOCR
 
         # never upscale what it is given (the default blows a 60-px band up to 736 px), no letterboxing
-        return RapidOCR(det_limit_type="max", det_limit_side_len=1280, width_height_ratio=-1)
+        return RapidOCR(det_limit_type="max", det_limit_side_len=max_side, width_height_ratio=-1,
+                        intra_op_num_threads=threads, inter_op_num_threads=threads)
 
     def read(self, image: np.ndarray) -> list[TextLine]:
-        result, _ = self._engine()(image, use_cls=False)
+        result, _ = self._engine(self.max_side, self.threads)(image, use_cls=False)
         lines = []
         for points, text, score in result or []:
             xs, ys = [p[0] for p in points], [p[1] for p in points]
@@ -169,7 +184,8 @@ class BurnedInStatus(StrEnum):
 
 @dataclass(frozen=True)
 class BurnedInResult:
-    """Outcome of one instance: status, blacked-out regions as (frame, box), share of pixels blanked, rounds."""
+    """Outcome of one instance: status, blacked-out regions as (frame, box), share of pixels blanked, rounds,
+    and what was looked at (frames screened, flagged by the screen, read by the net)."""
 
     status: BurnedInStatus
     regions: tuple[tuple[int, Box], ...] = ()
@@ -178,6 +194,13 @@ class BurnedInResult:
     screened_frames: int = 0
     reads: int = 0
     remaining: int = 0  # readable lines left after the last round (UNVERIFIED only)
+    flagged_frames: int = 0  # frames the classical screen flagged
+    net_frames: tuple[int, ...] = ()  # frames the net read whatever the screen said
+    net_hits: int = 0  # frames where the net found readable text the screen had not flagged
+
+    @property
+    def redacted_frames(self) -> int:
+        return len({i for i, _ in self.regions})
 
 
 def needs_text_check(ds: Dataset, *, mode: str = "all") -> bool:
@@ -243,46 +266,79 @@ def display_frames(frames: np.ndarray, photometric: str) -> np.ndarray:
     return 255 - out if photometric == "MONOCHROME1" else out
 
 
+def net_sample(flags: Sequence[bool], every: int = NET_EVERY) -> set[int]:
+    """Positions of a series or cine the net reads although the screen found nothing there: first, middle,
+    last, every ``every``-th, and each whose screen result differs from a neighbour's."""
+    n = len(flags)
+    return {0, n // 2, n - 1, *range(0, n, max(1, every)), *screen_changes(flags)} if n else set()
+
+
+def screen_changes(flags: Sequence[bool]) -> set[int]:
+    """Positions whose screen result differs from a neighbour's."""
+    return {i for i in range(len(flags)) for j in (i - 1, i + 1) if 0 <= j < len(flags) and flags[i] != flags[j]}
+
+
 @dataclass
 class _Reading:
-    """Reads frames the screen flags, each distinct content once (cine frames repeat their banners)."""
+    """Reads frames the screen flags, and those the net is asked to read whatever the screen says; each
+    distinct content is screened and read once (cine frames repeat their banners, rounds repeat frames)."""
 
     screen: TextScreen
     reader: TextReader
+    net: TextReader | None = None
     cache: dict[bytes, list[TextLine]] = field(default_factory=dict)
+    screened: dict[bytes, list[tuple[int, int]]] = field(default_factory=dict)
     reads: int = 0
 
-    def _read(self, image: np.ndarray, scale: int, y0: int = 0) -> list[TextLine]:
+    def _bands(self, image: np.ndarray) -> list[tuple[int, int]]:
+        key = _content_key(image)
+        if key not in self.screened:
+            self.screened[key] = self.screen.bands(image)
+        return self.screened[key]
+
+    def _read(self, image: np.ndarray, scale: int, y0: int = 0, *, by_net: bool = False) -> list[TextLine]:
         """Lines of ``image`` (read at ``scale`` × its size), boxes in frame pixels, offset by row ``y0``."""
-        key = hashlib.blake2b(image.tobytes(), digest_size=16, salt=np.array(image.shape, "<u8").tobytes()[:16]).digest()
+        reader = self.net if by_net and self.net is not None else self.reader
+        key = _content_key(image) + (b"net" if reader is self.net else b"")
         if key not in self.cache:
             self.reads += 1
-            lines = self.reader.read(_bordered(_upscaled(image, scale)))  # type touching the edge is read too
+            lines = reader.read(_bordered(_upscaled(image, scale)))  # type touching the edge is read too
             self.cache[key] = [TextLine(_unborder(t.box, scale, y0, image.shape), t.text, t.score) for t in lines]
         return self.cache[key]
 
-    def frame(self, grey: np.ndarray) -> list[TextLine]:
-        """All text of a frame the screen flags (read whole: the screen finds type, the reader every line)."""
-        scale = _scale(grey)
-        return self._read(grey, scale) if self.screen.bands(_upscaled(grey, scale)) else []
+    def _whole(self, grey: np.ndarray, scale: int, *, net: bool) -> tuple[list[TextLine], bool]:
+        """All text of a frame the screen flags (read whole: the screen finds type, the reader every line), or
+        the net's reading of it when asked; and whether the screen flagged it."""
+        if self._bands(_upscaled(grey, scale)):
+            return self._read(grey, scale), True
+        return (self._read(grey, scale, by_net=True) if net and self.net is not None else []), False
 
-    def frames(self, grey: np.ndarray) -> list[list[TextLine]]:
-        """Text per frame. Of a cine, what stays put is read once from the static composite; per frame only
-        flagged bands of what moves."""
-        if len(grey) <= 4:
-            return [self.frame(g) for g in grey]
-        static = np.ptp(grey, axis=0) <= _STATIC_TOLERANCE
-        fixed = self.frame(np.where(static, grey[0], 0).astype(np.uint8))
+    def frames(self, grey: np.ndarray, net: Collection[int]) -> tuple[list[list[TextLine]], list[bool]]:
+        """Text per frame and whether the screen flagged each; frames in ``net`` are read by the net too. Of a
+        cine, what stays put is read once from the static composite; per frame only what moves."""
         scale = _scale(grey[0])
-        out = []
-        for g in grey:
+        if len(grey) <= 4:
+            read = [self._whole(g, scale, net=i in net) for i, g in enumerate(grey)]
+            return [lines for lines, _ in read], [flag for _, flag in read]
+        static = np.ptp(grey, axis=0) <= _STATIC_TOLERANCE
+        fixed, fixed_flag = self._whole(np.where(static, grey[0], 0).astype(np.uint8), scale, net=bool(net))
+        out, flags = [], []
+        for i, g in enumerate(grey):
             moving = np.where(static, 0, g).astype(np.uint8)
             lines = list(fixed)
-            for top, bottom in self.screen.bands(_upscaled(moving, scale)):
+            bands = self._bands(_upscaled(moving, scale))
+            for top, bottom in bands:
                 y0, y1 = top // scale, -(-bottom // scale)
                 lines.extend(self._read(moving[y0:y1], scale, y0))
+            if not bands and i in net and self.net is not None:
+                lines.extend(self._read(moving, scale, by_net=True))
             out.append(lines)
-        return out
+            flags.append(bool(bands) or fixed_flag)
+        return out, flags
+
+
+def _content_key(image: np.ndarray) -> bytes:
+    return hashlib.blake2b(image.tobytes(), digest_size=16, salt=np.array(image.shape, "<u8").tobytes()[:16]).digest()
 
 
 _STATIC_TOLERANCE = 24  # grey levels a pixel may vary across cine frames and still count as fixed (lossy codecs)
@@ -316,11 +372,15 @@ def _upscaled(image: np.ndarray, scale: int) -> np.ndarray:
 
 
 def clean_burned_in_text(
-    ds: Dataset, screen: TextScreen, reader: TextReader, *, max_rounds: int = 3, margin: int = 3
+    ds: Dataset, screen: TextScreen, reader: TextReader, *, net: TextReader | None = None, net_all: bool = True,
+    net_every: int = NET_EVERY, max_rounds: int = 3, margin: int = 3,
 ) -> BurnedInResult:
     """Screen every frame, read what the screen flags, black out readable lines (boxes grown by a margin that
     widens each round), and repeat until nothing readable is left or ``max_rounds`` is reached.
 
+    The ``net`` (a learned detector with its recogniser) reads frames whatever the screen says: every frame
+    when ``net_all``, else a sample (:func:`net_sample`); once it finds readable text the screen missed, it
+    reads every frame. Re-reads after a redaction use it too, so the loop converges on what it finds.
     Pixel data are rewritten (uncompressed, Explicit VR Little Endian, in the viewer's colour space) only
     when something was blacked out. Sets BurnedInAnnotation = NO only when the last reading found no
     readable text."""
@@ -328,22 +388,32 @@ def clean_burned_in_text(
         frames, photometric = viewer_pixels(ds)
     except Exception:  # noqa: BLE001 - undecodable pixels cannot be verified
         return BurnedInResult(BurnedInStatus.UNVERIFIED)
-    reading = _Reading(screen, reader)
+    reading = _Reading(screen, reader, net)
     grey = display_frames(frames, photometric)
-    rows, cols = grey.shape[1:3]
+    count, rows, cols = grey.shape[:3]
+    every_frame = set(range(count))
+    lines, flags = reading.frames(grey, every_frame if net_all or net is None else set())
+    net_frames = every_frame if net_all or net is None else net_sample(flags, net_every)
+    if net_frames is not every_frame:
+        lines, _ = reading.frames(grey, net_frames)
+        if any(not flags[i] and any(t.readable() for t in lines[i]) for i in net_frames):
+            net_frames = every_frame  # the screen misses this kind of type here: the net reads every frame
+            lines, _ = reading.frames(grey, net_frames)
+    net_read = tuple(sorted(net_frames)) if net is not None else ()
+    net_hits = sum(1 for i in net_read if not flags[i] and any(t.readable() for t in lines[i]))
+    stats = {"screened_frames": count, "flagged_frames": sum(flags), "net_frames": net_read, "net_hits": net_hits}
     black = frames.max() if photometric == "MONOCHROME1" else (frames.min() if photometric.startswith("MONO") else 0)
     redacted: np.ndarray | None = None
     regions: list[tuple[int, Box]] = []
     rounds = 0
     while True:
-        lines = reading.frames(grey)
         readable = sum(1 for per_frame in lines for t in per_frame if t.readable())
         to_black = [(i, t.box) for i, per_frame in enumerate(lines) for t in per_frame if t.redactable()]
         if readable == 0 and (rounds > 0 or not to_black):
             break
         if rounds == max_rounds:
-            return BurnedInResult(BurnedInStatus.UNVERIFIED, tuple(regions), 0.0, rounds, len(grey), reading.reads,
-                                  readable)
+            return BurnedInResult(BurnedInStatus.UNVERIFIED, tuple(regions), 0.0, rounds, reads=reading.reads,
+                                  remaining=readable, **stats)
         rounds += 1
         if redacted is None:
             redacted = frames.copy()
@@ -353,13 +423,14 @@ def clean_burned_in_text(
             redacted[i, grown[1]:grown[3], grown[0]:grown[2]] = black
             grey[i, grown[1]:grown[3], grown[0]:grown[2]] = 0
             regions.append((i, grown))
+        lines, _ = reading.frames(grey, net_frames)
     if redacted is None:
         ds.BurnedInAnnotation = "NO"
-        return BurnedInResult(BurnedInStatus.NO_TEXT_FOUND, (), 0.0, 0, len(grey), reading.reads)
+        return BurnedInResult(BurnedInStatus.NO_TEXT_FOUND, reads=reading.reads, **stats)
     blanked = _blanked_fraction(regions, redacted.shape[0], rows, cols)
     _write_pixels(ds, redacted, photometric)
     ds.BurnedInAnnotation = "NO"
-    return BurnedInResult(BurnedInStatus.REDACTED, tuple(regions), blanked, rounds, len(grey), reading.reads)
+    return BurnedInResult(BurnedInStatus.REDACTED, tuple(regions), blanked, rounds, reads=reading.reads, **stats)
 
 
 def _blanked_fraction(regions: list[tuple[int, Box]], frames: int, rows: int, cols: int) -> float:

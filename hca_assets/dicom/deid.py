@@ -27,6 +27,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 from hca_assets.dicom import verify
 from hca_assets.dicom.burned_in import (
+    NET_EVERY,
     BurnedInResult,
     BurnedInStatus,
     TextReader,
@@ -333,9 +334,13 @@ class DeidEngine:
     reader: TextReader | None = None
     ocr_mode: str = "all"
     screen: TextScreen = field(default_factory=TextScreen)
+    net: TextReader | None = None
+    net_every: int = NET_EVERY
 
-    def deidentify_bytes(self, data: bytes) -> tuple[bytes, DeidOutcome]:
-        """Read, de-identify, clean burned-in text, write, verify. Raises :class:`DeidFailure`."""
+    def deidentify_bytes(self, data: bytes, *, net_all: bool = True) -> tuple[bytes, DeidOutcome]:
+        """Read, de-identify, clean burned-in text, write, verify. Raises :class:`DeidFailure`. The net reads
+        every frame when ``net_all``, else a sample of the frames (a multi-frame instance, or a slice the
+        batch runner leaves to the sample of its series)."""
         with warnings.catch_warnings(), pydicom.config.disable_value_validation():
             warnings.simplefilter("ignore")
             try:
@@ -354,7 +359,9 @@ class DeidEngine:
             outcome = deidentify_dataset(ds, self.profile, self.pseudo, facts)
             if check_text:
                 assert self.reader is not None
-                result = clean_burned_in_text(ds, self.screen, self.reader)
+                result = clean_burned_in_text(ds, self.screen, self.reader, net=self.net,
+                                              net_all=net_all and int(ds.get("NumberOfFrames", 1) or 1) == 1,
+                                              net_every=self.net_every)
                 outcome.burned_in, outcome.text = result.status, result
                 if result.status == BurnedInStatus.UNVERIFIED and not result.rounds:
                     raise DeidFailure(QuarantineReason.UNDECODABLE_PIXELS, "pixel data cannot be decoded to screen for text")
