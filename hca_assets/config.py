@@ -94,6 +94,7 @@ class Settings:
     ocr_mode: str = "all"
     deid_net: bool = True
     deid_net_every: int = 10
+    deid_check_pixels: int = 8
     uid_map: str | None = None
     patient_map: str | None = None
     embedder: str = "local"
@@ -151,6 +152,8 @@ class Settings:
             raise ValueError(f"`workers` must be >= 1, got {self.workers}")
         if self.deid_net_every < 1:
             raise ValueError(f"`deid_net_every` must be >= 1, got {self.deid_net_every}")
+        if self.deid_check_pixels < 0:
+            raise ValueError(f"`deid_check_pixels` must be >= 0, got {self.deid_check_pixels}")
         if self.segmenter not in BACKENDS:
             raise ValueError(f"`segmenter` must be one of {', '.join(BACKENDS)}, got {self.segmenter!r}")
         if self.mip_concurrency < 1:
@@ -195,7 +198,8 @@ class Settings:
         ``HCA_DEID_OCR`` (all | candidates | off: which images are screened for burned-in text), ``HCA_DEID_NET``
         (1 | 0: the learned text detector reads every single-frame image and a sample of each series whatever the
         screen says) and ``HCA_DEID_NET_EVERY`` (of a series the net reads every N-th slice besides first, middle,
-        last and each whose screen result differs from a neighbour's), ``HCA_DEID_UID_MAP`` / ``HCA_DEID_PATIENT_MAP`` (CSV);
+        last and each whose screen result differs from a neighbour's), ``HCA_DEID_CHECK_PIXELS`` (how many staged files
+        of a batch, at least, ``no_phi_residue`` reads with OCR for PHI of their originals; 0: none), ``HCA_DEID_UID_MAP`` / ``HCA_DEID_PATIENT_MAP`` (CSV);
         ``HCA_EMBEDDER`` (backend); ``HCA_SEGMENTER`` (local | azure | onnx) with ``HCA_MIP_CONCURRENCY`` (slice
         requests in flight per series), ``HCA_MIP_MODEL_VERSION``, ``HCA_MIP_DEPLOYMENT`` (the endpoint's URL and key,
         ``HCA_MIP_ENDPOINT`` / ``HCA_MIP_KEY``, are secrets: resources, not settings); ``HCA_CXR_MODEL_VERSION`` and ``HCA_CXR_DEPLOYMENT``
@@ -228,6 +232,7 @@ class Settings:
             ocr_mode=os.environ.get("HCA_DEID_OCR", cls.ocr_mode),
             deid_net=os.environ.get("HCA_DEID_NET", "1").strip().lower() not in ("0", "false", "no", "off"),
             deid_net_every=int(os.environ.get("HCA_DEID_NET_EVERY", str(cls.deid_net_every))),
+            deid_check_pixels=int(os.environ.get("HCA_DEID_CHECK_PIXELS", str(cls.deid_check_pixels))),
             uid_map=os.environ.get("HCA_DEID_UID_MAP") or None,
             patient_map=os.environ.get("HCA_DEID_PATIENT_MAP") or None,
             embedder=os.environ.get("HCA_EMBEDDER", cls.embedder),

@@ -24,14 +24,17 @@ from hca_assets.config import DEFAULT_LIMITS, Limits, Settings
 from hca_assets.dicom.burned_in import (
     NET_EVERY,
     NET_MAX_SIDE,
+    Box,
     BurnedInStatus,
     RapidOcrReader,
+    TextReader,
     net_sample,
     screen_changes,
 )
 from hca_assets.dicom.deid import DeidEngine, DeidFailure
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.dicom.io import read_dataset
+from hca_assets.dicom.pixel_phi import phi_tokens, read_frames, readable_phi
 from hca_assets.dicom.profile import DeidOption, DeidProfile
 from hca_assets.dicom.pseudonyms import Pseudonymizer, load_mapping
 from hca_assets.dicom.verify import collect_facts, verify_output
@@ -110,17 +113,20 @@ def _init(spec: DeidSpec) -> None:
     _engine = spec.engine()
 
 
-def _one(args: tuple[str, str, bool, bool]) -> DeidRecord | DeidRejected:
-    """One input: ``net_all`` asks the net to read all its frames; ``again`` replaces the output this run
-    wrote for it in the first pass (its series' sample asked for the net after all)."""
-    source, out_root, net_all, again = args
+Job = tuple[str, str, bool, tuple[Box, ...] | None]  # source, output root, read by the net, hints of a second pass
+
+
+def _one(args: Job) -> DeidRecord | DeidRejected:
+    """One input: ``net`` asks the net to read it; ``hints`` (a second pass: its series asked for the net after
+    all) are regions other slices showed text in, and the output replaces the first pass's."""
+    source, out_root, net, hints = args
     assert _engine is not None
     try:
         data = Path(source).read_bytes()
     except OSError as exc:
         return DeidRejected(source, None, QuarantineReason.UNREADABLE, f"file cannot be read ({type(exc).__name__})")
     try:
-        out, outcome = _engine.deidentify_bytes(data, net_all=net_all)
+        out, outcome = _engine.deidentify_bytes(data, net=net, hints=hints or ())
     except DeidFailure as exc:
         return DeidRejected(source, hashlib.sha256(data).hexdigest(), exc.reason, exc.message)
     except Exception as exc:  # noqa: BLE001 - one bad instance must not stop the others
@@ -128,7 +134,7 @@ def _one(args: tuple[str, str, bool, bool]) -> DeidRecord | DeidRejected:
                             f"unexpected {type(exc).__name__}")
     rel = _engine.output_name(outcome)
     sha = hashlib.sha256(out).hexdigest()
-    existing = _write_new(Path(out_root) / rel, out, replace=again)
+    existing = _write_new(Path(out_root) / rel, out, replace=hints is not None)
     if existing is not None:  # another input with the same SOP Instance UID got there first: never overwritten
         same = existing == sha
         return DeidRejected(source, hashlib.sha256(data).hexdigest(),
@@ -184,17 +190,18 @@ def deidentify_files(
     series = series_plan(sources, spec.net_every) if spec.net and spec.ocr_mode != "off" else []
     sampled = {i for members, picked in series for i in picked}
     in_series = {i for members, _ in series for i in members}
-    first = list(_run([(str(p), str(out_root), i not in in_series or i in sampled, False)
+    first = list(_run([(str(p), str(out_root), i not in in_series or i in sampled, None)
                        for i, p in enumerate(sources)], spec, workers, progress, timeout))
-    again = sorted(_needs_net(series, first))
+    again = _second_pass(series, first)
     if again:
-        redone = _run([(str(sources[i]), str(out_root), True, True) for i in again], spec, workers, None, timeout)
-        for i, result in zip(again, redone, strict=True):
+        order = sorted(again)
+        redone = _run([(str(sources[i]), str(out_root), True, again[i]) for i in order], spec, workers, None, timeout)
+        for i, result in zip(order, redone, strict=True):
             first[i] = result
     yield from first
 
 
-def _run(args: list[tuple[str, str, bool, bool]], spec: DeidSpec, workers: int, progress: Progress | None,
+def _run(args: list[Job], spec: DeidSpec, workers: int, progress: Progress | None,
          timeout: float | None) -> Iterator[DeidRecord | DeidRejected]:
     results = ordered_map(_one, args, workers=workers, progress=progress, initializer=_init, initargs=(spec,),
                           timeout=timeout)
@@ -233,17 +240,25 @@ def series_plan(sources: list[Path], every: int) -> list[tuple[list[int], set[in
     return plan
 
 
-def _needs_net(series: list[tuple[list[int], set[int]]], results: list[DeidRecord | DeidRejected]) -> set[int]:
-    """Slices to read again with the net: all of a series where the net found text the screen missed, else
-    each whose screen result differs from a neighbour's."""
-    out: set[int] = set()
+def _second_pass(series: list[tuple[list[int], set[int]]], results: list[DeidRecord | DeidRejected]
+                 ) -> dict[int, tuple[Box, ...]]:
+    """Slices to do again with the net, with the regions other slices of their series showed text in: all the
+    net has not read of a series where it found text the screen missed, else each whose screen result differs
+    from a neighbour's; and, of a series with text, each slice that came out without any (annotation stays put:
+    what it missed over bright anatomy is blacked out where the others showed it)."""
+    out: dict[int, tuple[Box, ...]] = {}
     for members, _ in series:
-        records = [r if isinstance(r := results[i], DeidRecord) else None for i in members]
-        unread = {i for i, r in zip(members, records, strict=True) if r is not None and not r.net_frames}
-        if any(r is not None and r.net_hits for r in records):
-            out |= unread
+        records = {i: r for i in members if isinstance(r := results[i], DeidRecord)}
+        found = tuple(sorted({tuple(box) for r in records.values() for _, *box in r.redactions}))
+        unread = {i for i, r in records.items() if not r.net_frames}
+        if any(r.net_hits for r in records.values()):
+            chosen = set(unread)
         else:
-            out |= {members[k] for k in screen_changes([bool(r and r.frames_flagged) for r in records])} & unread
+            flags = [bool(i in records and records[i].frames_flagged) for i in members]
+            chosen = {members[k] for k in screen_changes(flags)} & unread
+        if found:
+            chosen |= {i for i, r in records.items() if not r.redactions}
+        out |= {i: found for i in chosen}
     return out
 
 
@@ -298,12 +313,25 @@ def load_staged(staging_root: Path, batch: str) -> list[DeidRecord]:
     return [DeidRecord(**json.loads(line)) for line in path.read_text().splitlines() if line]
 
 
-def recheck_staged(staging_root: Path, batch: str, spec: DeidSpec) -> dict[str, int]:
+def pixel_sample(records: list[DeidRecord], size: int) -> set[str]:
+    """Outputs whose pixels the check reads: every one that carried text (redacted), then others in a fixed
+    pseudo-random order (by the pseudonymous output name), ``size`` in all at least."""
+    redacted = [r.output for r in records if r.burned_in == BurnedInStatus.REDACTED]
+    rest = sorted((r.output for r in records if r.burned_in != BurnedInStatus.REDACTED),
+                  key=lambda name: hashlib.blake2b(name.encode(), digest_size=8).digest())
+    return {*redacted, *rest[:max(0, size - len(redacted))]}
+
+
+def recheck_staged(staging_root: Path, batch: str, spec: DeidSpec, *, reader: TextReader | None = None,
+                   pixel_sample_size: int = 8) -> dict[str, int]:
     """Re-verify every staged file against its original, independently of how it was produced:
-    counts of files with PHI residue, wrong or inconsistent pseudonymous UIDs, and missing files."""
+    counts of files with PHI residue, wrong or inconsistent pseudonymous UIDs, and missing files; with a
+    ``reader``, also of sampled files whose pixels show a name part, ID or birth date of their original."""
     pseudo = spec.pseudonymizer()
-    failures = {"phi_residue": 0, "uid_mismatch": 0, "missing": 0}
-    for r in load_staged(staging_root, batch):
+    failures = {"phi_residue": 0, "uid_mismatch": 0, "missing": 0, "pixel_phi": 0, "pixels_read": 0}
+    records = load_staged(staging_root, batch)
+    sample = pixel_sample(records, pixel_sample_size) if reader is not None else set()
+    for r in records:
         path = staging_root / batch / r.output
         if not path.is_file():
             failures["missing"] += 1
@@ -312,8 +340,16 @@ def recheck_staged(staging_root: Path, batch: str, spec: DeidSpec) -> dict[str, 
             warnings.simplefilter("ignore")
             original = read_dataset(Path(r.source).read_bytes())
             output = path.read_bytes()
-            problems = verify_output(collect_facts(original, spec.profile), pydicom.dcmread(io.BytesIO(output)), output,
+            output_ds = pydicom.dcmread(io.BytesIO(output))
+            problems = verify_output(collect_facts(original, spec.profile), output_ds, output,
                                      spec.profile, BurnedInStatus(r.burned_in), lambda original=original: original)
+            if reader is not None and r.output in sample and "PixelData" in output_ds:
+                failures["pixels_read"] += 1
+                try:
+                    shown = readable_phi(read_frames(output_ds, reader), phi_tokens(original))
+                except Exception:  # noqa: BLE001 - pixels the check cannot read cannot be shown PHI-free
+                    shown = 1
+                failures["pixel_phi"] += shown > 0
         if problems:
             failures["phi_residue"] += 1
         originals = (r.original_study_uid, r.original_series_uid, r.original_sop_uid)
@@ -370,6 +406,8 @@ def published_tables(batch: str, records: list[DeidRecord], profile: DeidProfile
          "removed": r.counts.get("X", 0), "emptied": r.counts.get("Z", 0), "dummied": r.counts.get("D", 0),
          "uids_replaced": r.counts.get("U", 0), "cleaned": r.counts.get("C", 0), "kept": r.counts.get("K", 0),
          "private_removed": r.counts.get("X_private", 0), "burned_in": r.burned_in,
+         "frames_screened": r.frames_screened, "frames_flagged": r.frames_flagged, "frames_net_read": len(r.net_frames),
+         "net_hits": r.net_hits, "frames_redacted": len({region[0] for region in r.redactions}),
          "dates_shifted": profile.shifts_dates, "audited_at": now}
         for r in records
     ]

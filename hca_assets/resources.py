@@ -25,6 +25,7 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     ocr_mode: str = Settings.ocr_mode
     deid_net: bool = Settings.deid_net
     deid_net_every: int = Settings.deid_net_every
+    deid_check_pixels: int = Settings.deid_check_pixels
     uid_map: str | None = None
     patient_map: str | None = None
     embedder: str = Settings.embedder

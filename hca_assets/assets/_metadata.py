@@ -34,6 +34,15 @@ def md_counts(counts: Mapping[str, int], header: tuple[str, str]) -> dg.Metadata
     return dg.MetadataValue.md("\n".join(lines) if counts else "_none_")
 
 
+def md_table(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> dg.MetadataValue:
+    """A markdown table: first column text, the others right-aligned numbers."""
+    if not rows:
+        return dg.MetadataValue.md("_none_")
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return dg.MetadataValue.md("\n".join(lines))
+
+
 def md_png(png: bytes | None, caption: str) -> dg.MetadataValue:
     """A PNG shown inline in the UI (markdown image with a data URI)."""
     if png is None:

@@ -15,6 +15,7 @@ from hca_assets.automation import REPROCESS
 from hca_assets.checks.deid import DEID_STAGED_CHECKS, PUBLISH_CHECKS, publish_checks, staged_checks
 from hca_assets.deid_run import (
     STAGE,
+    DeidRecord,
     profile_from_settings,
     publish_batch,
     published_tables,
@@ -72,6 +73,13 @@ def deid_staged(context: dg.AssetExecutionContext, storage: HcaStorage, pseudony
     )
 
 
+def _by_modality(records: list[DeidRecord]) -> dict[str, list[DeidRecord]]:
+    out: dict[str, list[DeidRecord]] = {}
+    for r in records:
+        out.setdefault(r.modality or "-", []).append(r)
+    return out
+
+
 @dg.asset(
     deps=[deid_staged],
     partitions_def=ingest_batches,
@@ -107,9 +115,18 @@ def deid_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym
             ),
             "burned_in": md.md_counts(Counter(r.burned_in for r in records), ("burned-in text", "instances")),
             "max_blanked_share": round(max((r.blanked_fraction for r in records), default=0.0), 4),
+            "pixel_screening": md.md_table(
+                ("modality", "instances", "frames screened", "flagged by the screen", "read by the net",
+                 "net found what the screen missed", "frames redacted"),
+                [(m, len(rs), sum(r.frames_screened for r in rs), sum(r.frames_flagged for r in rs),
+                  sum(len(r.net_frames) for r in rs), sum(r.net_hits for r in rs),
+                  sum(len({x[0] for x in r.redactions}) for r in rs))
+                 for m, rs in sorted(_by_modality(records).items())]),
             "redacted_frames": md.md_png(contact_sheet(
-                (Path(settings.deid) / key / r.output, [(int(i), (x0, y0, x1, y1)) for i, x0, y0, x1, y1 in r.redactions])
-                for r in records if r.redactions), "frames whose burned-in text was blacked out (outlined)"),
+                (Path(settings.deid) / key / r.output, [(int(i), (x0, y0, x1, y1)) for i, x0, y0, x1, y1 in r.redactions],
+                 set(r.net_frames))
+                for r in records if r.redactions),
+                "frames whose burned-in text was blacked out (outlined red; framed blue: read by the net)"),
         },
         check_results=publish_checks(settings, key),
     )

@@ -1,12 +1,14 @@
 """Blocking checks for de-identification: the staged files are re-verified before anything is published."""
 
 import hashlib
+import time
 from pathlib import Path
 
 import dagster as dg
 
 from hca_assets.config import Settings
 from hca_assets.deid_run import STAGE, DeidSpec, recheck_staged
+from hca_assets.dicom.burned_in import RapidOcrReader
 from hca_assets.lake import registry as tables
 
 NO_PHI = "no_phi_residue"
@@ -16,7 +18,9 @@ PUBLISHED = "published_files_match_table"
 
 DEID_STAGED_CHECKS = [
     dg.AssetCheckSpec(NO_PHI, asset="deid_staged", blocking=True,
-                      description="no removed/replaced original value, private tag or unverified burned-in text in any staged file"),
+                      description="no removed/replaced original value, private tag or unverified burned-in text in any staged "
+                                  "file, and no name part, ID or birth date of its original readable by OCR in the "
+                                  "pixels of a sample (every redacted file and HCA_DEID_CHECK_PIXELS in all)"),
     dg.AssetCheckSpec(UIDS, asset="deid_staged", blocking=True,
                       description="every UID replaced by the keyed pseudonym of its original (valid, ≤ 64 chars, consistent)"),
     dg.AssetCheckSpec(COUNTS, asset="deid_staged", blocking=True,
@@ -29,12 +33,20 @@ PUBLISH_CHECKS = [
 
 
 def staged_checks(settings: Settings, spec: DeidSpec, batch: str, *, expected: int) -> list[dg.AssetCheckResult]:
-    failures = recheck_staged(Path(settings.deid_staging), batch, spec)
+    start = time.perf_counter()
+    reader = RapidOcrReader() if settings.deid_check_pixels else None
+    failures = recheck_staged(Path(settings.deid_staging), batch, spec, reader=reader,
+                              pixel_sample_size=settings.deid_check_pixels)
+    seconds = time.perf_counter() - start
     staged = sum(1 for _ in (Path(settings.deid_staging) / batch).rglob("*.dcm"))
     quarantined = tables.QUARANTINE.read(settings, where={"batch": batch, "stage": STAGE}, columns=["batch"]).num_rows
     return [
-        dg.AssetCheckResult(check_name=NO_PHI, passed=failures["phi_residue"] == 0 and failures["missing"] == 0,
-                            metadata={"files_with_residue": failures["phi_residue"], "missing": failures["missing"]}),
+        dg.AssetCheckResult(check_name=NO_PHI,
+                            passed=failures["phi_residue"] == 0 and failures["missing"] == 0 and failures["pixel_phi"] == 0,
+                            metadata={"files_with_residue": failures["phi_residue"], "missing": failures["missing"],
+                                      "files_pixels_read": failures["pixels_read"],
+                                      "files_with_readable_phi_in_pixels": failures["pixel_phi"],
+                                      "seconds": round(seconds, 3)}),
         dg.AssetCheckResult(check_name=UIDS, passed=failures["uid_mismatch"] == 0,
                             metadata={"mismatched": failures["uid_mismatch"]}),
         dg.AssetCheckResult(check_name=COUNTS, passed=staged + quarantined == expected,

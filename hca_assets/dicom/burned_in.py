@@ -58,6 +58,7 @@ Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), in pixels
 REDACT_SCORE = 0.5  # a recognised line with a letter or digit at this confidence is blacked out
 READABLE_SCORE = 0.6  # ... and at this confidence with two or more, it is readable text (verification)
 NET_EVERY = 10  # of a multi-slice series or cine the net reads every 10th frame besides first, middle, last
+NET_FRAMES = ("all", "sample", "none")
 NET_MAX_SIDE = 768  # the net detects at most at this size (a radiograph's long side is brought down to it)
 _PALETTE_TAGS = (0x00281101, 0x00281102, 0x00281103, 0x00281199, 0x00281201, 0x00281202, 0x00281203,
                  0x00281221, 0x00281222, 0x00281223)
@@ -94,9 +95,9 @@ class TextReader(Protocol):
 @dataclass(frozen=True)
 class RapidOcrReader:
     """RapidOCR (ONNX runtime, CPU): PP-OCRv4 detection + recognition, no angle classifier. Images whose long
-    side exceeds ``max_side`` are detected at that size; ``threads`` is onnxruntime's (-1: all cores)."""
+    side exceeds ``max_side`` are read brought down to it; ``threads`` is onnxruntime's (-1: all cores)."""
 
-    max_side: int = 1280
+    max_side: int = 2000
     threads: int = -1
     name: str = "rapidocr"
 
@@ -105,15 +106,22 @@ class RapidOcrReader:
     def _engine(max_side: int, threads: int):  # type: ignore[no-untyped-def]
         from rapidocr_onnxruntime import RapidOCR
 
-        # never upscale what it is given (the default blows a 60-px band up to 736 px), no letterboxing
-        return RapidOCR(det_limit_type="max", det_limit_side_len=max_side, width_height_ratio=-1,
-                        intra_op_num_threads=threads, inter_op_num_threads=threads)
+        # never upscale what it is given (the default blows a 60-px band up to 736 px), no letterboxing; with
+        # limit type "max" RapidOCR detects at the image's own size up to 2000 px (it ignores the side length)
+        return RapidOCR(det_limit_type="max", det_limit_side_len=max_side, max_side_len=max(2000, max_side),
+                        width_height_ratio=-1, intra_op_num_threads=threads, inter_op_num_threads=threads)
 
     def read(self, image: np.ndarray) -> list[TextLine]:
+        import cv2
+
+        factor = min(1.0, self.max_side / max(image.shape[:2]))
+        if factor < 1.0:
+            image = cv2.resize(image, (round(image.shape[1] * factor), round(image.shape[0] * factor)),
+                               interpolation=cv2.INTER_AREA)
         result, _ = self._engine(self.max_side, self.threads)(image, use_cls=False)
         lines = []
         for points, text, score in result or []:
-            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            xs, ys = [p[0] / factor for p in points], [p[1] / factor for p in points]
             box = (int(min(xs)), int(min(ys)), int(np.ceil(max(xs))) + 1, int(np.ceil(max(ys))) + 1)
             lines.append(TextLine(box, str(text), float(score)))
         return lines
@@ -302,16 +310,19 @@ class _Reading:
         key = _content_key(image) + (b"net" if reader is self.net else b"")
         if key not in self.cache:
             self.reads += 1
-            lines = reader.read(_bordered(_upscaled(image, scale)))  # type touching the edge is read too
+            shown = _local_contrast(image) if reader is self.net else image  # faint type over anatomy stands out
+            lines = reader.read(_bordered(_upscaled(shown, scale)))  # type touching the edge is read too
             self.cache[key] = [TextLine(_unborder(t.box, scale, y0, image.shape), t.text, t.score) for t in lines]
         return self.cache[key]
 
     def _whole(self, grey: np.ndarray, scale: int, *, net: bool) -> tuple[list[TextLine], bool]:
-        """All text of a frame the screen flags (read whole: the screen finds type, the reader every line), or
+        """All text of a frame the screen flags (read whole: the screen finds type, the reader every line) and
         the net's reading of it when asked; and whether the screen flagged it."""
-        if self._bands(_upscaled(grey, scale)):
-            return self._read(grey, scale), True
-        return (self._read(grey, scale, by_net=True) if net and self.net is not None else []), False
+        flagged = bool(self._bands(_upscaled(grey, scale)))
+        lines = self._read(grey, scale) if flagged else []
+        if net and self.net is not None:
+            lines = lines + self._read(grey, scale, by_net=True)
+        return lines, flagged
 
     def frames(self, grey: np.ndarray, net: Collection[int]) -> tuple[list[list[TextLine]], list[bool]]:
         """Text per frame and whether the screen flagged each; frames in ``net`` are read by the net too. Of a
@@ -335,6 +346,20 @@ class _Reading:
             out.append(lines)
             flags.append(bool(bands) or fixed_flag)
         return out, flags
+
+    def rows(self, frame: np.ndarray, boxes: list[Box]) -> list[TextLine]:
+        """The rows of ``boxes`` (each grown by its height), read again across the whole width at twice the
+        size: what is left of a line whose pieces were blacked out sits in the same rows."""
+        spans = _merge([(y0 - (y1 - y0), y1 + (y1 - y0)) for _, y0, _, y1 in boxes], limit=frame.shape[0])
+        return [line for y0, y1 in spans for line in self._read(frame[y0:y1], 2, y0, by_net=True)]
+
+
+def _local_contrast(image: np.ndarray) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation: grey type on similar tissue (which a viewer's window
+    would show plainly, and the full-range stretch does not) gets the contrast the detector needs."""
+    import cv2
+
+    return cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(image)
 
 
 def _content_key(image: np.ndarray) -> bytes:
@@ -372,15 +397,17 @@ def _upscaled(image: np.ndarray, scale: int) -> np.ndarray:
 
 
 def clean_burned_in_text(
-    ds: Dataset, screen: TextScreen, reader: TextReader, *, net: TextReader | None = None, net_all: bool = True,
-    net_every: int = NET_EVERY, max_rounds: int = 3, margin: int = 3,
+    ds: Dataset, screen: TextScreen, reader: TextReader, *, net: TextReader | None = None, net_frames: str = "sample",
+    net_every: int = NET_EVERY, hints: Sequence[Box] = (), max_rounds: int = 3, margin: int = 3,
 ) -> BurnedInResult:
     """Screen every frame, read what the screen flags, black out readable lines (boxes grown by a margin that
     widens each round), and repeat until nothing readable is left or ``max_rounds`` is reached.
 
-    The ``net`` (a learned detector with its recogniser) reads frames whatever the screen says: every frame
-    when ``net_all``, else a sample (:func:`net_sample`); once it finds readable text the screen missed, it
-    reads every frame. Re-reads after a redaction use it too, so the loop converges on what it finds.
+    The ``net`` (a learned detector with its recogniser) reads frames whatever the screen says: ``net_frames``
+    is ``all``, ``none`` (a slice its series' sample leaves out) or ``sample`` (:func:`net_sample`, every frame
+    of a single-frame image); once a sample finds readable text the screen missed, it reads every frame. Re-reads after a redaction use it too, so the loop converges on what it finds.
+    Annotation stays put: a region blacked out on one of a few frames is blacked out on all, and ``hints``
+    (regions found on other slices of the series) are blacked out on every frame from the first round.
     Pixel data are rewritten (uncompressed, Explicit VR Little Endian, in the viewer's colour space) only
     when something was blacked out. Sets BurnedInAnnotation = NO only when the last reading found no
     readable text."""
@@ -392,24 +419,28 @@ def clean_burned_in_text(
     grey = display_frames(frames, photometric)
     count, rows, cols = grey.shape[:3]
     every_frame = set(range(count))
-    lines, flags = reading.frames(grey, every_frame if net_all or net is None else set())
-    net_frames = every_frame if net_all or net is None else net_sample(flags, net_every)
-    if net_frames is not every_frame:
-        lines, _ = reading.frames(grey, net_frames)
-        if any(not flags[i] and any(t.readable() for t in lines[i]) for i in net_frames):
-            net_frames = every_frame  # the screen misses this kind of type here: the net reads every frame
-            lines, _ = reading.frames(grey, net_frames)
-    net_read = tuple(sorted(net_frames)) if net is not None else ()
+    if net_frames not in NET_FRAMES:
+        raise ValueError(f"`net_frames` must be one of {', '.join(NET_FRAMES)}; got {net_frames!r}")
+    chosen = every_frame if net_frames == "all" and net is not None else set()
+    lines, flags = reading.frames(grey, chosen)
+    if net_frames == "sample" and net is not None:
+        chosen = net_sample(flags, net_every)
+        lines, _ = reading.frames(grey, chosen)
+        if chosen != every_frame and any(not flags[i] and any(t.readable() for t in lines[i]) for i in chosen):
+            chosen = every_frame  # the screen misses this kind of type here: the net reads every frame
+            lines, _ = reading.frames(grey, chosen)
+    net_read = tuple(sorted(chosen))
     net_hits = sum(1 for i in net_read if not flags[i] and any(t.readable() for t in lines[i]))
     stats = {"screened_frames": count, "flagged_frames": sum(flags), "net_frames": net_read, "net_hits": net_hits}
     black = frames.max() if photometric == "MONOCHROME1" else (frames.min() if photometric.startswith("MONO") else 0)
     redacted: np.ndarray | None = None
     regions: list[tuple[int, Box]] = []
+    pending = list(hints)
     rounds = 0
     while True:
         readable = sum(1 for per_frame in lines for t in per_frame if t.readable())
         to_black = [(i, t.box) for i, per_frame in enumerate(lines) for t in per_frame if t.redactable()]
-        if readable == 0 and (rounds > 0 or not to_black):
+        if readable == 0 and (rounds > 0 or not (to_black or pending)):
             break
         if rounds == max_rounds:
             return BurnedInResult(BurnedInStatus.UNVERIFIED, tuple(regions), 0.0, rounds, reads=reading.reads,
@@ -418,12 +449,23 @@ def clean_burned_in_text(
         if redacted is None:
             redacted = frames.copy()
         grow = margin + 2 * (rounds - 1)
+        grown: dict[int, list[Box]] = {}
         for i, (x0, y0, x1, y1) in to_black:
-            grown = (max(0, x0 - grow), max(0, y0 - grow), min(cols, x1 + grow), min(rows, y1 + grow))
-            redacted[i, grown[1]:grown[3], grown[0]:grown[2]] = black
-            grey[i, grown[1]:grown[3], grown[0]:grown[2]] = 0
-            regions.append((i, grown))
-        lines, _ = reading.frames(grey, net_frames)
+            wide = grow + (y1 - y0) * rounds // 2  # recognisers cut a line's ends: half a glyph height more a round
+            grown.setdefault(i, []).append((max(0, x0 - wide), max(0, y0 - grow), min(cols, x1 + wide), min(rows, y1 + grow)))
+        # a few frames read one by one (not a cine, whose fixed text the composite holds): what one shows in a
+        # place is blacked out on all
+        shared = [*pending, *(box for boxes in grown.values() for box in boxes)] if 1 < count <= 4 else pending
+        pending = []
+        for i in range(count):
+            for x0, y0, x1, y1 in _blocks([*grown.get(i, []), *shared]):
+                if (i, (x0, y0, x1, y1)) not in regions:
+                    redacted[i, y0:y1, x0:x1] = black
+                    grey[i, y0:y1, x0:x1] = 0
+                    regions.append((i, (x0, y0, x1, y1)))
+        lines, _ = reading.frames(grey, chosen)
+        for i, boxes in grown.items() if count <= 4 else ():  # the rows of what each frame itself showed
+            lines[i] = lines[i] + reading.rows(grey[i], boxes)
     if redacted is None:
         ds.BurnedInAnnotation = "NO"
         return BurnedInResult(BurnedInStatus.NO_TEXT_FOUND, reads=reading.reads, **stats)
@@ -431,6 +473,27 @@ def clean_burned_in_text(
     _write_pixels(ds, redacted, photometric)
     ds.BurnedInAnnotation = "NO"
     return BurnedInResult(BurnedInStatus.REDACTED, tuple(regions), blanked, rounds, reads=reading.reads, **stats)
+
+
+def _blocks(boxes: list[Box]) -> list[Box]:
+    """Lines merged into the blocks they form: stacked (less than half a line's height apart), of like line
+    height, overlapping sideways by half the narrower: what lies between the pieces a reader found of a block
+    of annotation is the block's too. Labels side by side stay apart."""
+    merged = [(box, box[3] - box[1]) for box in boxes]  # (box, height of its lines)
+
+    def stacked(p: tuple[Box, int], q: tuple[Box, int]) -> bool:
+        (a, ha), (b, hb) = p, q
+        overlap = min(a[2], b[2]) - max(a[0], b[0])
+        gap = max(a[1], b[1]) - min(a[3], b[3])
+        return max(ha, hb) <= 1.5 * min(ha, hb) and gap < min(ha, hb) / 2 and overlap >= 0.5 * min(a[2] - a[0], b[2] - b[0])
+
+    while True:
+        pair = next(((i, j) for i in range(len(merged)) for j in range(i + 1, len(merged))
+                     if stacked(merged[i], merged[j])), None)
+        if pair is None:
+            return [box for box, _ in merged]
+        (a, ha), (b, hb) = merged[pair[0]], merged.pop(pair[1])
+        merged[pair[0]] = ((min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])), min(ha, hb))
 
 
 def _blanked_fraction(regions: list[tuple[int, Box]], frames: int, rows: int, cols: int) -> float:

@@ -28,6 +28,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 from hca_assets.dicom import verify
 from hca_assets.dicom.burned_in import (
     NET_EVERY,
+    Box,
     BurnedInResult,
     BurnedInStatus,
     TextReader,
@@ -337,10 +338,11 @@ class DeidEngine:
     net: TextReader | None = None
     net_every: int = NET_EVERY
 
-    def deidentify_bytes(self, data: bytes, *, net_all: bool = True) -> tuple[bytes, DeidOutcome]:
+    def deidentify_bytes(self, data: bytes, *, net: bool = True, hints: tuple[Box, ...] = ()) -> tuple[bytes, DeidOutcome]:
         """Read, de-identify, clean burned-in text, write, verify. Raises :class:`DeidFailure`. The net reads
-        every frame when ``net_all``, else a sample of the frames (a multi-frame instance, or a slice the
-        batch runner leaves to the sample of its series)."""
+        a single-frame image, a sample of a multi-frame one's frames, nothing when not ``net`` (a slice its
+        series' sample leaves out); ``hints`` are regions blacked out on every frame (where other slices of
+        the series showed text)."""
         with warnings.catch_warnings(), pydicom.config.disable_value_validation():
             warnings.simplefilter("ignore")
             try:
@@ -360,8 +362,8 @@ class DeidEngine:
             if check_text:
                 assert self.reader is not None
                 result = clean_burned_in_text(ds, self.screen, self.reader, net=self.net,
-                                              net_all=net_all and int(ds.get("NumberOfFrames", 1) or 1) == 1,
-                                              net_every=self.net_every)
+                                              net_frames="sample" if net else "none",
+                                              net_every=self.net_every, hints=hints)
                 outcome.burned_in, outcome.text = result.status, result
                 if result.status == BurnedInStatus.UNVERIFIED and not result.rounds:
                     raise DeidFailure(QuarantineReason.UNDECODABLE_PIXELS, "pixel data cannot be decoded to screen for text")

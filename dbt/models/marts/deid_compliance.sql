@@ -13,7 +13,9 @@ audit as (
            sum(private_removed)::bigint as private_removed, count(*) filter (where dates_shifted) as dates_shifted,
            count(*) filter (where burned_in = 'redacted') as burned_in_redacted,
            count(*) filter (where burned_in = 'no_text_found') as burned_in_none_found,
-           count(*) filter (where burned_in = 'not_checked') as burned_in_not_checked
+           count(*) filter (where burned_in = 'not_checked') as burned_in_not_checked,
+           sum(frames_screened)::bigint as frames_screened, sum(frames_net_read)::bigint as frames_net_read,
+           sum(net_hits)::bigint as net_hits, sum(frames_redacted)::bigint as frames_redacted
     from {{ ref('stg_deid_audit') }} group by batch
 ),
 quarantined as (
@@ -26,6 +28,7 @@ quarantined as (
 select batch, coalesce(p.published, 0) as published, coalesce(a.audited, 0) as audited, a.profiles, a.keys,
        a.removed, a.emptied, a.dummied, a.uids_replaced, a.cleaned, a.kept, a.private_removed, a.dates_shifted,
        a.burned_in_redacted, a.burned_in_none_found, a.burned_in_not_checked,
+       a.frames_screened, a.frames_net_read, a.net_hits, a.frames_redacted,
        coalesce(q.quarantined, 0) as quarantined, coalesce(q.phi_residue, 0) as phi_residue,
        coalesce(q.burned_in_unverified, 0) as burned_in_unverified, coalesce(q.deid_failed, 0) as deid_failed,
        coalesce(p.published, 0) = coalesce(a.audited, 0) and coalesce(p.published_burned_in_unverified, 0) = 0

@@ -1,0 +1,82 @@
+"""Readable PHI in pixels, judged without the engine: the identifying tokens of an original (name parts, IDs,
+birth dates in the spellings scanners burn in) and whether an OCR reading of an output shows any of them.
+
+Used by the blocking check ``no_phi_residue`` on a sample of every batch; tokens and readings stay in memory
+inside the restricted zone, and only counts leave.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import date
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from hca_assets.dicom.burned_in import TextLine, TextReader, display_frames, viewer_pixels
+
+__all__ = ["phi_tokens", "read_frames", "readable_phi"]
+
+_ID_KEYWORDS = ("PatientID", "OtherPatientIDs", "AccessionNumber", "MedicalRecordLocator", "StudyID")
+_NAME_KEYWORDS = ("PatientName", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName")
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+MIN_NAME, MIN_ID = 3, 4  # shorter name parts and IDs match too much that is not them
+_SMALL = 512  # frames with a shorter side are read at twice their size (small type)
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "", text.upper())
+
+
+def _date_tokens(value: str) -> set[str]:
+    digits = re.sub(r"\D", "", value)[:8]
+    try:
+        d = date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
+    except ValueError:
+        return set()
+    y, yy, m, dd, mon = f"{d.year:04d}", f"{d.year % 100:02d}", f"{d.month:02d}", f"{d.day:02d}", _MONTHS[d.month - 1]
+    return {y + m + dd, dd + m + y, m + dd + y, dd + m + yy, m + dd + yy, dd + mon + y, mon + dd + y, y + mon + dd}
+
+
+def _values(ds: Dataset, keyword: str) -> list[str]:
+    value = ds.get(keyword)
+    if value is None:
+        return []
+    items = value if isinstance(value, MultiValue | list | tuple) else [value]
+    return [str(v) for v in items if str(v).strip()]
+
+
+def phi_tokens(original: Dataset) -> tuple[frozenset[str], frozenset[str]]:
+    """(name words, ID and birth-date strings) of the original, upper-case alphanumerics; names are matched as
+    whole words of a reading, IDs and dates anywhere in it."""
+    names = {w for kw in _NAME_KEYWORDS for v in _values(original, kw)
+             for w in re.split(r"[^A-Za-z]+", v) if len(w) >= MIN_NAME}
+    ids = {n for kw in _ID_KEYWORDS for v in _values(original, kw) if len(n := _norm(v)) >= MIN_ID}
+    for v in _values(original, "PatientBirthDate"):
+        ids |= _date_tokens(v)
+    return frozenset(w.upper() for w in names), frozenset(ids)
+
+
+def read_frames(ds: Dataset, reader: TextReader) -> list[TextLine]:
+    """OCR lines of the first, middle and last frame as the viewer shows them (small frames read at 2×)."""
+    import cv2
+
+    grey = display_frames(*viewer_pixels(ds))
+    lines: list[TextLine] = []
+    for i in sorted({0, len(grey) // 2, len(grey) - 1}):
+        frame = grey[i]
+        if min(frame.shape) < _SMALL:
+            frame = cv2.resize(frame, (frame.shape[1] * 2, frame.shape[0] * 2), interpolation=cv2.INTER_LINEAR)
+        lines.extend(reader.read(np.pad(frame, 16)))
+    return lines
+
+
+def readable_phi(lines: Iterable[TextLine], tokens: tuple[frozenset[str], frozenset[str]], *, min_score: float = 0.5) -> int:
+    """How many of the tokens a reading shows (lines at ``min_score`` or more)."""
+    names, ids = tokens
+    texts = [t.text.upper() for t in lines if t.score >= min_score]
+    words = {w for text in texts for w in re.split(r"[^A-Z]+", text) if w}
+    joined = "|".join(_norm(text) for text in texts)
+    return len(names & words) + sum(1 for token in ids if token in joined)
