@@ -314,12 +314,14 @@ def load_staged(staging_root: Path, batch: str) -> list[DeidRecord]:
 
 
 def pixel_sample(records: list[DeidRecord], size: int) -> set[str]:
-    """Outputs whose pixels the check reads: every one that carried text (redacted), then others in a fixed
-    pseudo-random order (by the pseudonymous output name), ``size`` in all at least."""
-    redacted = [r.output for r in records if r.burned_in == BurnedInStatus.REDACTED]
-    rest = sorted((r.output for r in records if r.burned_in != BurnedInStatus.REDACTED),
-                  key=lambda name: hashlib.blake2b(name.encode(), digest_size=8).digest())
-    return {*redacted, *rest[:max(0, size - len(redacted))]}
+    """Outputs whose pixels the check reads: one of every series (the engine's own verdict does not choose),
+    then those that carried text (redacted), then others, in a fixed pseudo-random order (by the pseudonymous
+    output name); ``size`` in all, or one per series when there are more series."""
+    order = sorted(records, key=lambda r: hashlib.blake2b(r.output.encode(), digest_size=8).digest())
+    first = {r.series_instance_uid: r.output for r in reversed(order)}
+    ranked = [*first.values(), *(r.output for r in order if r.burned_in == BurnedInStatus.REDACTED),
+              *(r.output for r in order)]
+    return set(list(dict.fromkeys(ranked))[:max(size, len(first))])
 
 
 def recheck_staged(staging_root: Path, batch: str, spec: DeidSpec, *, reader: TextReader | None = None,

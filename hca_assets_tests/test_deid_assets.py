@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 
@@ -90,3 +91,36 @@ def test_failed_blocking_check_publishes_nothing(settings: Settings, batch: str,
     assert not result.asset_materializations_for_node("deid_dicom")
     assert not Path(settings.deid).exists() or not any(Path(settings.deid).rglob("*.dcm"))
     assert "deid_instances" not in discover_tables(settings.lake)
+
+
+def test_pixel_check_stops_a_batch_whose_pixels_show_its_own_phi(settings: Settings, batch: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's text cleaning sabotaged (it reports no text and leaves the pixels as they were): the headers
+    are clean, so only the check's own OCR of the pixels (names, IDs, birth dates of the originals) can stop it."""
+    from hca_assets.dicom import deid as deid_module
+    from hca_assets.dicom.burned_in import BurnedInResult, BurnedInStatus
+
+    def claims_clean(ds: pydicom.Dataset, *args: object, **kwargs: object) -> BurnedInResult:
+        ds.BurnedInAnnotation = "NO"  # as if it had looked
+        return BurnedInResult(BurnedInStatus.NO_TEXT_FOUND, screened_frames=1)
+
+    monkeypatch.setattr(deid_module, "clean_burned_in_text", claims_clean)
+    in_process = dataclasses.replace(settings, file_timeout_seconds=0, workers=1)  # files run where the patch is
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(INGEST_BATCHES, [batch])
+        result = run(in_process, instance, batch)
+    (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "no_phi_residue"]
+    assert not check.passed and not result.success, {k: v.value for k, v in check.metadata.items()}
+    assert check.metadata["files_with_residue"].value == 0  # headers and bytes: clean
+    assert check.metadata["files_with_readable_phi_in_pixels"].value >= 1  # the ultrasound's banner
+    assert check.metadata["files_pixels_read"].value >= settings.deid_check_pixels
+    assert not result.asset_materializations_for_node("deid_dicom")
+
+
+def test_pixel_check_passes_what_the_engine_cleaned(settings: Settings, batch: str) -> None:
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(INGEST_BATCHES, [batch])
+        result = run(settings, instance, batch)
+    (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "no_phi_residue"]
+    assert check.passed and check.metadata["files_pixels_read"].value >= 1
+    assert check.metadata["files_with_readable_phi_in_pixels"].value == 0

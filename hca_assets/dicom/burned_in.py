@@ -59,7 +59,7 @@ REDACT_SCORE = 0.5  # a recognised line with a letter or digit at this confidenc
 READABLE_SCORE = 0.6  # ... and at this confidence with two or more, it is readable text (verification)
 NET_EVERY = 10  # of a multi-slice series or cine the net reads every 10th frame besides first, middle, last
 NET_FRAMES = ("all", "sample", "none")
-NET_MAX_SIDE = 768  # the net detects at most at this size (a radiograph's long side is brought down to it)
+NET_MAX_SIDE = 2048  # the net reads at most at this size: radiographs at their own (small type shrinks away)
 _PALETTE_TAGS = (0x00281101, 0x00281102, 0x00281103, 0x00281199, 0x00281201, 0x00281202, 0x00281203,
                  0x00281221, 0x00281222, 0x00281223)
 

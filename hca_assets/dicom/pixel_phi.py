@@ -49,8 +49,8 @@ def _values(ds: Dataset, keyword: str) -> list[str]:
 
 
 def phi_tokens(original: Dataset) -> tuple[frozenset[str], frozenset[str]]:
-    """(name words, ID and birth-date strings) of the original, upper-case alphanumerics; names are matched as
-    whole words of a reading, IDs and dates anywhere in it."""
+    """(name words, ID and birth-date strings) of the original, upper-case alphanumerics; short names are matched
+    as whole words of a reading, longer ones, IDs and dates anywhere in it (OCR reads a name's ``^`` as a letter)."""
     names = {w for kw in _NAME_KEYWORDS for v in _values(original, kw)
              for w in re.split(r"[^A-Za-z]+", v) if len(w) >= MIN_NAME}
     ids = {n for kw in _ID_KEYWORDS for v in _values(original, kw) if len(n := _norm(v)) >= MIN_ID}
@@ -79,4 +79,5 @@ def readable_phi(lines: Iterable[TextLine], tokens: tuple[frozenset[str], frozen
     texts = [t.text.upper() for t in lines if t.score >= min_score]
     words = {w for text in texts for w in re.split(r"[^A-Z]+", text) if w}
     joined = "|".join(_norm(text) for text in texts)
-    return len(names & words) + sum(1 for token in ids if token in joined)
+    return (sum(1 for n in names if n in words or (len(n) > MIN_NAME and n in joined))
+            + sum(1 for token in ids if token in joined))
