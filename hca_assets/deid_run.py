@@ -95,6 +95,7 @@ class DeidRecord:
     frames_flagged: int = 0  # by the classical screen
     net_frames: tuple[int, ...] = ()  # frames the learned detector read whatever the screen said
     net_hits: int = 0  # frames where it found readable text the screen had not flagged
+    text_frames: int = 0  # frames where the first reading found readable text
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ def _one(args: Job) -> DeidRecord | DeidRejected:
         redactions=tuple((i, *box) for i, box in text.regions) if text else (),
         frames_screened=text.screened_frames if text else 0, frames_flagged=text.flagged_frames if text else 0,
         net_frames=text.net_frames if text else (), net_hits=text.net_hits if text else 0,
+        text_frames=text.text_frames if text else 0,
     )
 
 
@@ -244,8 +246,8 @@ def _second_pass(series: list[tuple[list[int], set[int]]], results: list[DeidRec
                  ) -> dict[int, tuple[Box, ...]]:
     """Slices to do again with the net, with the regions other slices of their series showed text in: all the
     net has not read of a series where it found text the screen missed, else each whose screen result differs
-    from a neighbour's; and, of a series with text, each slice that came out without any (annotation stays put:
-    what it missed over bright anatomy is blacked out where the others showed it)."""
+    from a neighbour's; and, of a series with readable text on two slices or more, each slice that came out without any
+    (annotation stays put: what it missed over bright anatomy is blacked out where the others showed it)."""
     out: dict[int, tuple[Box, ...]] = {}
     for members, _ in series:
         records = {i: r for i in members if isinstance(r := results[i], DeidRecord)}
@@ -256,7 +258,7 @@ def _second_pass(series: list[tuple[list[int], set[int]]], results: list[DeidRec
         else:
             flags = [bool(i in records and records[i].frames_flagged) for i in members]
             chosen = {members[k] for k in screen_changes(flags)} & unread
-        if found:
+        if sum(bool(r.text_frames) for r in records.values()) >= 2:
             chosen |= {i for i, r in records.items() if not r.redactions}
         out |= {i: found for i in chosen}
     return out

@@ -25,7 +25,7 @@ def code_versions(settings: Settings) -> dict[str, str]:
     """Asset name -> code_version under ``settings``: de-identification (profile options), images (preprocessing),
     embeddings (backend, model, preprocessing) and their drift, segmentations (backend, prompt strategies, preprocessing) and
     their evaluation."""
-    net = f"+net{settings.deid_net_every}" if settings.deid_net and settings.ocr_mode != "off" else ""
+    net = f"+net{settings.deid_net_every}" if settings.deid_net else ""
     deid = f"deid-2+{profile_from_settings(settings).name}{net}"
     segmentation = segmenter_code_version(settings)
     return {"deid_staged": deid, "deid_dicom": deid, "images": f"images-1+{pixels.PREPROCESSING_VERSION}",

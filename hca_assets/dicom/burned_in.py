@@ -59,7 +59,7 @@ REDACT_SCORE = 0.5  # a recognised line with a letter or digit at this confidenc
 READABLE_SCORE = 0.6  # ... and at this confidence with two or more, it is readable text (verification)
 NET_EVERY = 10  # of a multi-slice series or cine the net reads every 10th frame besides first, middle, last
 NET_FRAMES = ("all", "sample", "none")
-NET_MAX_SIDE = 2048  # the net reads at most at this size: radiographs at their own (small type shrinks away)
+NET_MAX_SIDE = 4096  # the net reads images at their own size up to this (brought down, small type vanishes)
 _PALETTE_TAGS = (0x00281101, 0x00281102, 0x00281103, 0x00281199, 0x00281201, 0x00281202, 0x00281203,
                  0x00281221, 0x00281222, 0x00281223)
 
@@ -205,10 +205,7 @@ class BurnedInResult:
     flagged_frames: int = 0  # frames the classical screen flagged
     net_frames: tuple[int, ...] = ()  # frames the net read whatever the screen said
     net_hits: int = 0  # frames where the net found readable text the screen had not flagged
-
-    @property
-    def redacted_frames(self) -> int:
-        return len({i for i, _ in self.regions})
+    text_frames: int = 0  # frames where the first reading found readable text
 
 
 def needs_text_check(ds: Dataset, *, mode: str = "all") -> bool:
@@ -321,8 +318,12 @@ class _Reading:
         flagged = bool(self._bands(_upscaled(grey, scale)))
         lines = self._read(grey, scale) if flagged else []
         if net and self.net is not None:
-            lines = lines + self._read(grey, scale, by_net=True)
+            lines = lines + self._net_lines(grey, scale)
         return lines, flagged
+
+    def _net_lines(self, image: np.ndarray, scale: int) -> list[TextLine]:
+        """The net's readable lines (where the screen saw no type, a lone glyph-like mark is anatomy)."""
+        return [t for t in self._read(image, scale, by_net=True) if t.readable()]
 
     def frames(self, grey: np.ndarray, net: Collection[int]) -> tuple[list[list[TextLine]], list[bool]]:
         """Text per frame and whether the screen flagged each; frames in ``net`` are read by the net too. Of a
@@ -342,16 +343,18 @@ class _Reading:
                 y0, y1 = top // scale, -(-bottom // scale)
                 lines.extend(self._read(moving[y0:y1], scale, y0))
             if not bands and i in net and self.net is not None:
-                lines.extend(self._read(moving, scale, by_net=True))
+                lines.extend(self._net_lines(moving, scale))
             out.append(lines)
             flags.append(bool(bands) or fixed_flag)
         return out, flags
 
     def rows(self, frame: np.ndarray, boxes: list[Box]) -> list[TextLine]:
-        """The rows of ``boxes`` (each grown by its height), read again across the whole width at twice the
-        size: what is left of a line whose pieces were blacked out sits in the same rows."""
+        """The rows of ``boxes`` (each grown by its height), read again at twice the size: what is left of a
+        line whose pieces were blacked out sits in the same rows, within two glyph heights of them."""
         spans = _merge([(y0 - (y1 - y0), y1 + (y1 - y0)) for _, y0, _, y1 in boxes], limit=frame.shape[0])
-        return [line for y0, y1 in spans for line in self._read(frame[y0:y1], 2, y0, by_net=True)]
+        found = [line for y0, y1 in spans for line in self._read(frame[y0:y1], 2, y0, by_net=True)]
+        return [t for t in found if any(t.box[0] < x1 + 2 * (y1 - y0) and t.box[2] > x0 - 2 * (y1 - y0)
+                                        and t.box[1] < y1 and t.box[3] > y0 for x0, y0, x1, y1 in boxes)]
 
 
 def _local_contrast(image: np.ndarray) -> np.ndarray:
@@ -367,7 +370,7 @@ def _content_key(image: np.ndarray) -> bytes:
 
 
 _STATIC_TOLERANCE = 24  # grey levels a pixel may vary across cine frames and still count as fixed (lossy codecs)
-_SMALL = 400  # frames with a side below this are read at twice their size (cine type is 5–6 px high)
+_SMALL = 512  # frames with a side below this are read at twice their size (ultrasound and cine type is 5–6 px high)
 
 
 _BORDER = 16  # black pixels added around what is read: the detector misses type that touches the image edge
@@ -404,8 +407,9 @@ def clean_burned_in_text(
     widens each round), and repeat until nothing readable is left or ``max_rounds`` is reached.
 
     The ``net`` (a learned detector with its recogniser) reads frames whatever the screen says: ``net_frames``
-    is ``all``, ``none`` (a slice its series' sample leaves out) or ``sample`` (:func:`net_sample`, every frame
-    of a single-frame image); once a sample finds readable text the screen missed, it reads every frame. Re-reads after a redaction use it too, so the loop converges on what it finds.
+    is ``all``, ``none`` (a slice its series' sample leaves out) or ``sample`` (:func:`net_sample`; the one
+    frame of a single-frame image); once a sample finds readable text the screen missed, it reads every
+    frame. Re-reads after a redaction use it too, so the loop converges on what it finds.
     Annotation stays put: a region blacked out on one of a few frames is blacked out on all, and ``hints``
     (regions found on other slices of the series) are blacked out on every frame from the first round.
     Pixel data are rewritten (uncompressed, Explicit VR Little Endian, in the viewer's colour space) only
@@ -430,17 +434,20 @@ def clean_burned_in_text(
             chosen = every_frame  # the screen misses this kind of type here: the net reads every frame
             lines, _ = reading.frames(grey, chosen)
     net_read = tuple(sorted(chosen))
-    net_hits = sum(1 for i in net_read if not flags[i] and any(t.readable() for t in lines[i]))
-    stats = {"screened_frames": count, "flagged_frames": sum(flags), "net_frames": net_read, "net_hits": net_hits}
+    texts = [any(t.readable() for t in per_frame) for per_frame in lines]
+    stats = {"screened_frames": count, "flagged_frames": sum(flags), "net_frames": net_read, "text_frames": sum(texts),
+             "net_hits": sum(1 for i in net_read if not flags[i] and texts[i])}
     black = frames.max() if photometric == "MONOCHROME1" else (frames.min() if photometric.startswith("MONO") else 0)
     redacted: np.ndarray | None = None
-    regions: list[tuple[int, Box]] = []
+    regions: dict[tuple[int, Box], None] = {}  # in the order blacked out
     pending = list(hints)
     rounds = 0
     while True:
         readable = sum(1 for per_frame in lines for t in per_frame if t.readable())
-        to_black = [(i, t.box) for i, per_frame in enumerate(lines) for t in per_frame if t.redactable()]
-        if readable == 0 and (rounds > 0 or not (to_black or pending)):
+        to_black = [(i, t.box) for i, per_frame in enumerate(lines) for t in per_frame
+                    if t.redactable() and not _covered(t.box, [box for (j, box) in regions if j == i])]
+        # after the first round only readable text, or what is left of it beside a blacked-out line, goes on
+        if readable == 0 and (not (to_black or pending) or rounds == max_rounds):
             break
         if rounds == max_rounds:
             return BurnedInResult(BurnedInStatus.UNVERIFIED, tuple(regions), 0.0, rounds, reads=reading.reads,
@@ -449,37 +456,48 @@ def clean_burned_in_text(
         if redacted is None:
             redacted = frames.copy()
         grow = margin + 2 * (rounds - 1)
-        grown: dict[int, list[Box]] = {}
-        for i, (x0, y0, x1, y1) in to_black:
-            wide = grow + (y1 - y0) * rounds // 2  # recognisers cut a line's ends: half a glyph height more a round
-            grown.setdefault(i, []).append((max(0, x0 - wide), max(0, y0 - grow), min(cols, x1 + wide), min(rows, y1 + grow)))
+        own: dict[int, list[Box]] = {}
+        for i, box in to_black:
+            own.setdefault(i, []).append(box)
         # a few frames read one by one (not a cine, whose fixed text the composite holds): what one shows in a
         # place is blacked out on all
-        shared = [*pending, *(box for boxes in grown.values() for box in boxes)] if 1 < count <= 4 else pending
-        pending = []
+        shared = [box for boxes in own.values() for box in boxes] if 1 < count <= 4 else []
+        grown: dict[int, list[Box]] = {}
         for i in range(count):
-            for x0, y0, x1, y1 in _blocks([*grown.get(i, []), *shared]):
+            for (x0, y0, x1, y1), height in _blocks([*own.get(i, []), *shared]):
+                wide = grow + height * rounds // 2  # recognisers cut a line's ends: half a glyph height a round
+                tall = grow + height // 4  # ... and hug its glyphs: descenders and anti-aliased edges lie outside
+                grown.setdefault(i, []).append((max(0, x0 - wide), max(0, y0 - tall), min(cols, x1 + wide),
+                                                min(rows, y1 + tall)))
+        for i in range(count):
+            for x0, y0, x1, y1 in [*grown.get(i, []), *pending]:
                 if (i, (x0, y0, x1, y1)) not in regions:
                     redacted[i, y0:y1, x0:x1] = black
                     grey[i, y0:y1, x0:x1] = 0
-                    regions.append((i, (x0, y0, x1, y1)))
+                    regions[i, (x0, y0, x1, y1)] = None
+        pending = []
         lines, _ = reading.frames(grey, chosen)
-        for i, boxes in grown.items() if count <= 4 else ():  # the rows of what each frame itself showed
+        for i, boxes in grown.items() if count <= 4 else ():  # the rows of what was blacked out
             lines[i] = lines[i] + reading.rows(grey[i], boxes)
     if redacted is None:
         ds.BurnedInAnnotation = "NO"
         return BurnedInResult(BurnedInStatus.NO_TEXT_FOUND, reads=reading.reads, **stats)
-    blanked = _blanked_fraction(regions, redacted.shape[0], rows, cols)
+    blanked = _blanked_fraction(list(regions), redacted.shape[0], rows, cols)
     _write_pixels(ds, redacted, photometric)
     ds.BurnedInAnnotation = "NO"
     return BurnedInResult(BurnedInStatus.REDACTED, tuple(regions), blanked, rounds, reads=reading.reads, **stats)
 
 
-def _blocks(boxes: list[Box]) -> list[Box]:
-    """Lines merged into the blocks they form: stacked (less than half a line's height apart), of like line
-    height, overlapping sideways by half the narrower: what lies between the pieces a reader found of a block
-    of annotation is the block's too. Labels side by side stay apart."""
-    merged = [(box, box[3] - box[1]) for box in boxes]  # (box, height of its lines)
+def _covered(box: Box, regions: list[Box]) -> bool:
+    """Whether ``box`` lies inside one of ``regions`` (already blacked out)."""
+    return any(r[0] <= box[0] and r[1] <= box[1] and box[2] <= r[2] and box[3] <= r[3] for r in regions)
+
+
+def _blocks(boxes: list[Box]) -> list[tuple[Box, int]]:
+    """Lines merged into the blocks they form, each with the height of its lines: stacked (less than half a
+    line's height apart), of like line height, overlapping sideways by half the narrower. What lies between
+    the pieces a reader found of a block of annotation is the block's too; labels side by side stay apart."""
+    merged = [(box, box[3] - box[1]) for box in boxes]
 
     def stacked(p: tuple[Box, int], q: tuple[Box, int]) -> bool:
         (a, ha), (b, hb) = p, q
@@ -491,7 +509,7 @@ def _blocks(boxes: list[Box]) -> list[Box]:
         pair = next(((i, j) for i in range(len(merged)) for j in range(i + 1, len(merged))
                      if stacked(merged[i], merged[j])), None)
         if pair is None:
-            return [box for box, _ in merged]
+            return merged
         (a, ha), (b, hb) = merged[pair[0]], merged.pop(pair[1])
         merged[pair[0]] = ((min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])), min(ha, hb))
 

@@ -81,11 +81,11 @@ DEID_AUDIT = pa.schema(
         pa.field("kept", pa.int32(), nullable=False),  # K
         pa.field("private_removed", pa.int32(), nullable=False),
         pa.field("burned_in", pa.string(), nullable=False),
-        pa.field("frames_screened", pa.int32(), nullable=False),  # by the classical glyph screen
-        pa.field("frames_flagged", pa.int32(), nullable=False),  # ... where it saw type
-        pa.field("frames_net_read", pa.int32(), nullable=False),  # read by the learned net whatever the screen said
-        pa.field("net_hits", pa.int32(), nullable=False),  # frames where the net found text the screen missed
-        pa.field("frames_redacted", pa.int32(), nullable=False),
+        pa.field("frames_screened", pa.int32()),  # by the classical glyph screen (null: audited before issue 19)
+        pa.field("frames_flagged", pa.int32()),  # ... where it saw type
+        pa.field("frames_net_read", pa.int32()),  # read by the learned net whatever the screen said
+        pa.field("net_hits", pa.int32()),  # frames where the net found text the screen missed
+        pa.field("frames_redacted", pa.int32()),
         pa.field("dates_shifted", pa.bool_(), nullable=False),
         pa.field("audited_at", _TS, nullable=False),
     ]
