@@ -21,12 +21,13 @@ import struct
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+
+from hca_assets.dicom.pixel_phi import date_spellings
 
 __all__ = ["REAL_DIR", "RealCase", "header_leaks", "phi_terms", "read_text", "readable_phi", "real_corpus"]
 
@@ -48,24 +49,10 @@ _GENERIC_WORDS = frozenset({
 })
 _PLACEHOLDERS = frozenset({"ANONYMOUS", "ANONYMIZED", "ANONYMISED", "UNKNOWN", "NONE", "NULL", "REMOVED", "DEIDENTIFIED"})
 _DEVICE_KEYWORDS = ("Manufacturer", "ManufacturerModelName", "SoftwareVersions")  # kept by the profile, not PHI
-_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
 
 def _norm(text: str) -> str:
     return re.sub(r"[^A-Z0-9]", "", text.upper())
-
-
-def _date_forms(value: str) -> set[str]:
-    """A DA (or the date part of a DT) in the spellings viewers and scanners burn in, alphanumerics only."""
-    digits = re.sub(r"\D", "", value)[:8]
-    try:
-        day = date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
-    except ValueError:
-        return set()
-    y, yy, m, d = f"{day.year:04d}", f"{day.year % 100:02d}", f"{day.month:02d}", f"{day.day:02d}"
-    mon = _MONTHS[day.month - 1]
-    return {y + m + d, d + m + y, m + d + y, d + m + yy, m + d + yy, yy + m + d, d + mon + y, mon + d + y,
-            d + mon + yy, str(day.day) + mon + y, mon + str(day.day) + y, y + mon + d}
 
 
 def _values(elem: pydicom.DataElement) -> list[str]:
@@ -101,7 +88,7 @@ def phi_terms(ds: Dataset) -> dict[str, tuple[set[str], set[str]]]:
     for keyword, kind, value in _identifying(ds):
         anywhere, whole = terms.setdefault(keyword, (set(), set()))
         if kind == "date":
-            anywhere |= _date_forms(value)
+            anywhere |= date_spellings(value)
         elif kind == "name":
             parts = [_norm(p) for p in re.split(r"[\^=\s,.]+", value)]
             parts = [p for p in parts if len(p) >= 3]

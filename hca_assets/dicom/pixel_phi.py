@@ -17,7 +17,7 @@ from pydicom.multival import MultiValue
 
 from hca_assets.dicom.burned_in import TextLine, TextReader, display_frames, viewer_pixels
 
-__all__ = ["phi_tokens", "read_frames", "readable_phi"]
+__all__ = ["date_spellings", "phi_tokens", "read_frames", "readable_phi"]
 
 _ID_KEYWORDS = ("PatientID", "OtherPatientIDs", "AccessionNumber", "MedicalRecordLocator", "StudyID")
 _NAME_KEYWORDS = ("PatientName", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName")
@@ -30,14 +30,17 @@ def _norm(text: str) -> str:
     return re.sub(r"[^A-Z0-9]", "", text.upper())
 
 
-def _date_tokens(value: str) -> set[str]:
+def date_spellings(value: str) -> set[str]:
+    """A DA (or the date part of a DT) in the spellings viewers and scanners burn in, alphanumerics only."""
     digits = re.sub(r"\D", "", value)[:8]
     try:
-        d = date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
+        day = date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
     except ValueError:
         return set()
-    y, yy, m, dd, mon = f"{d.year:04d}", f"{d.year % 100:02d}", f"{d.month:02d}", f"{d.day:02d}", _MONTHS[d.month - 1]
-    return {y + m + dd, dd + m + y, m + dd + y, dd + m + yy, m + dd + yy, dd + mon + y, mon + dd + y, y + mon + dd}
+    y, yy, m, d = f"{day.year:04d}", f"{day.year % 100:02d}", f"{day.month:02d}", f"{day.day:02d}"
+    mon = _MONTHS[day.month - 1]
+    return {y + m + d, d + m + y, m + d + y, d + m + yy, m + d + yy, yy + m + d, d + mon + y, mon + d + y,
+            d + mon + yy, str(day.day) + mon + y, mon + str(day.day) + y, y + mon + d}
 
 
 def _values(ds: Dataset, keyword: str) -> list[str]:
@@ -55,7 +58,7 @@ def phi_tokens(original: Dataset) -> tuple[frozenset[str], frozenset[str]]:
              for w in re.split(r"[^A-Za-z]+", v) if len(w) >= MIN_NAME}
     ids = {n for kw in _ID_KEYWORDS for v in _values(original, kw) if len(n := _norm(v)) >= MIN_ID}
     for v in _values(original, "PatientBirthDate"):
-        ids |= _date_tokens(v)
+        ids |= date_spellings(v)
     return frozenset(w.upper() for w in names), frozenset(ids)
 
 
