@@ -97,6 +97,10 @@ class DeidRecord:
     net_hits: int = 0  # frames where it found readable text the screen had not flagged
     text_frames: int = 0  # frames where the first reading found readable text
 
+    @property
+    def frames_redacted(self) -> int:
+        return len({region[0] for region in self.redactions})
+
 
 @dataclass(frozen=True)
 class DeidRejected:
@@ -411,7 +415,7 @@ def published_tables(batch: str, records: list[DeidRecord], profile: DeidProfile
          "uids_replaced": r.counts.get("U", 0), "cleaned": r.counts.get("C", 0), "kept": r.counts.get("K", 0),
          "private_removed": r.counts.get("X_private", 0), "burned_in": r.burned_in,
          "frames_screened": r.frames_screened, "frames_flagged": r.frames_flagged, "frames_net_read": len(r.net_frames),
-         "net_hits": r.net_hits, "frames_redacted": len({region[0] for region in r.redactions}),
+         "net_hits": r.net_hits, "frames_redacted": r.frames_redacted,
          "dates_shifted": profile.shifts_dates, "audited_at": now}
         for r in records
     ]

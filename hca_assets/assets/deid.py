@@ -120,7 +120,7 @@ def deid_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym
                  "net found what the screen missed", "frames redacted"),
                 [(m, len(rs), sum(r.frames_screened for r in rs), sum(r.frames_flagged for r in rs),
                   sum(len(r.net_frames) for r in rs), sum(r.net_hits for r in rs),
-                  sum(len({x[0] for x in r.redactions}) for r in rs))
+                  sum(r.frames_redacted for r in rs))
                  for m, rs in sorted(_by_modality(records).items())]),
             "redacted_frames": md.md_png(contact_sheet(
                 (Path(settings.deid) / key / r.output, [(int(i), (x0, y0, x1, y1)) for i, x0, y0, x1, y1 in r.redactions],

@@ -20,7 +20,8 @@ DEID_STAGED_CHECKS = [
     dg.AssetCheckSpec(NO_PHI, asset="deid_staged", blocking=True,
                       description="no removed/replaced original value, private tag or unverified burned-in text in any staged "
                                   "file, and no name part, ID or birth date of its original readable by OCR in the "
-                                  "pixels of a sample (every redacted file and HCA_DEID_CHECK_PIXELS in all)"),
+                                  "pixels of a sample (one file of every series, then redacted ones, HCA_DEID_CHECK_PIXELS "
+                                  "in all at least)"),
     dg.AssetCheckSpec(UIDS, asset="deid_staged", blocking=True,
                       description="every UID replaced by the keyed pseudonym of its original (valid, ≤ 64 chars, consistent)"),
     dg.AssetCheckSpec(COUNTS, asset="deid_staged", blocking=True,
