@@ -60,6 +60,7 @@ READABLE_SCORE = 0.6  # ... and at this confidence with two or more, it is reada
 NET_EVERY = 10  # of a multi-slice series or cine the net reads every 10th frame besides first, middle, last
 NET_FRAMES = ("all", "sample", "none")
 NET_MAX_SIDE = 4096  # the net reads images at their own size up to this (brought down, small type vanishes)
+NET_MAX_LINE = 64  # a net line taller than this and than an eighth of the frame, where the screen saw no type, is anatomy
 _PALETTE_TAGS = (0x00281101, 0x00281102, 0x00281103, 0x00281199, 0x00281201, 0x00281202, 0x00281203,
                  0x00281221, 0x00281222, 0x00281223)
 
@@ -322,8 +323,10 @@ class _Reading:
         return lines, flagged
 
     def _net_lines(self, image: np.ndarray, scale: int) -> list[TextLine]:
-        """The net's readable lines (where the screen saw no type, a lone glyph-like mark is anatomy)."""
-        return [t for t in self._read(image, scale, by_net=True) if t.readable()]
+        """The net's readable lines of annotation height (where the screen saw no type, a lone glyph-like mark
+        or a '0.0' read into a whole organ is anatomy)."""
+        tallest = max(NET_MAX_LINE, min(image.shape[:2]) // 8)
+        return [t for t in self._read(image, scale, by_net=True) if t.readable() and t.box[3] - t.box[1] <= tallest]
 
     def frames(self, grey: np.ndarray, net: Collection[int]) -> tuple[list[list[TextLine]], list[bool]]:
         """Text per frame and whether the screen flagged each; frames in ``net`` are read by the net too. Of a

@@ -139,3 +139,22 @@ def test_native_greyscale_fast_path_matches_pydicom() -> None:
         assert frames.dtype == expected.dtype and np.array_equal(frames, expected), path.name
         compared += 1
     assert compared >= 60
+
+
+def test_net_lines_taller_than_annotation_are_anatomy() -> None:
+    """Where the screen saw no type, a 'line' the net reads into a whole organ (a phantom's body read as
+    '0.0', 272 px tall) is not blacked out; a line of annotation height beside it is."""
+    class Scripted:  # reads both on the first call; after the redaction, only the organ is left
+        name = "scripted"
+        calls = 0
+
+        def read(self, image: np.ndarray) -> list[TextLine]:
+            Scripted.calls += 1
+            organ = TextLine((70, 160, 470, 432), "0.0", 0.7)
+            return [organ, TextLine((24, 24, 180, 40), "DOE JANE", 0.9)] if Scripted.calls == 1 else [organ]
+
+    ds = pydicom.dcmread(FILES["693_UNCR.dcm"])
+    result = clean_burned_in_text(ds, TextScreen(), READER, net=Scripted())
+    assert result.status == BurnedInStatus.REDACTED and result.net_hits == 1
+    tops = {box[1] for _, box in result.regions}
+    assert all(y0 < 40 for y0 in tops), result.regions  # only the annotation row, not the organ
