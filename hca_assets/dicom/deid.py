@@ -304,10 +304,15 @@ def _write(ds: Dataset, original: bytes) -> bytes:
 
 
 def _clean_residue(ds: Dataset, found: set[bytes], pseudo: Pseudonymizer) -> int:
-    """Clean every element (any depth, private ones too) whose value holds one of the ``found`` originals:
-    UIDs are pseudonymised, person names dummied, other text loses the value. Returns the elements changed."""
-    pattern = re.compile("|".join(re.escape(f.decode("utf-8", "replace")) for f in sorted(found, key=len, reverse=True)),
-                         re.IGNORECASE)
+    """Clean every element (any depth, private ones too) whose value holds one of the ``found`` originals
+    (a name part shorter than :data:`verify.MIN_LENGTH` as a whole token): UIDs are pseudonymised, person
+    names dummied, a code string loses the values that hold it, other text loses the original. Returns the
+    elements changed."""
+    def alternative(f: bytes) -> str:
+        text = re.escape(f.decode("utf-8", "replace"))
+        return text if len(f) >= verify.MIN_LENGTH else rf"(?<![A-Za-z0-9]){text}(?![A-Za-z0-9])"
+
+    pattern = re.compile("|".join(alternative(f) for f in sorted(found, key=len, reverse=True)), re.IGNORECASE)
     changed = 0
     for elem in [*ds.file_meta.iterall(), *ds.iterall()]:
         if elem.VR not in verify.SCANNED_VRS or elem.tag == 0x7FE00010:
@@ -319,11 +324,29 @@ def _clean_residue(ds: Dataset, found: set[bytes], pseudo: Pseudonymizer) -> int
             elem.value = _map_values(elem, pseudo.uid)
         elif elem.VR == "PN":
             elem.value = "ANONYMIZED"
+        elif elem.VR == "CS":  # a vocabulary value never becomes a marker a mart would count as a term
+            elem.value = _kept_values(elem, lambda v: not pattern.search(v))
         else:
-            mark = "REMOVED" if elem.VR in ("CS", "AE") else "[removed]"
+            mark = "REMOVED" if elem.VR == "AE" else "[removed]"
             elem.value = _map_values(elem, lambda v, mark=mark: pattern.sub(mark, v))
         changed += 1
     return changed
+
+
+def _drop_malformed_codes(ds: Dataset, profile: DeidProfile) -> int:
+    """Empty the kept code string values that are not codes (a name or free text written into
+    BodyPartExamined, PatientPosition, …); returns the elements changed."""
+    changed = 0
+    for parent, tag, values in list(verify.kept_code_strings(ds, profile)):
+        if any(verify.malformed_code(v) for v in values):
+            parent[tag].value = _kept_values(parent[tag], lambda v: not verify.malformed_code(v.encode()))
+            changed += 1
+    return changed
+
+
+def _kept_values(elem: DataElement, keep) -> object:  # type: ignore[no-untyped-def]
+    values = [str(v).strip() for v in _values(elem) if str(v).strip() and keep(str(v).strip())]
+    return values if len(values) > 1 else (values[0] if values else "")
 
 
 @dataclass
@@ -377,6 +400,7 @@ class DeidEngine:
             if any(ds.get_item(tag).VR is None for tag in ds.keys()):
                 for _ in ds.iterall():  # read as implicit VR, written as explicit: resolve every VR first
                     pass
+            outcome.counts["C_code_string"] += _drop_malformed_codes(ds, self.profile)
             ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID  # the writer is us, not the source
             ds.file_meta.ImplementationVersionName = "HCA_ASSETS"
             out = _write(ds, data)

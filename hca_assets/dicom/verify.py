@@ -21,12 +21,21 @@ from hca_assets.dicom.iod import Path
 from hca_assets.dicom.profile import DeidProfile
 from hca_assets.dicom.traverse import SCANNED_VRS, acted, keyword, raw_values, vr_of
 
-__all__ = ["OriginalFacts", "collect_facts", "residue", "verify_output"]
+__all__ = ["OriginalFacts", "collect_facts", "kept_code_strings", "malformed_code", "residue", "verify_output"]
 
 MIN_LENGTH = 4  # shorter values ("M", "0", "YES") are not identifying on their own and occur everywhere
 _FREE_TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 _CODE_TAGS = frozenset({0x00080100, 0x00080102, 0x00080103, 0x00080119, 0x00080120})  # CodeValue, designator, version, long/URN
 _DATE_FORMATS = ("%Y%m%d", "%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d %b %Y", "%d %B %Y")
+# values that identify the patient or the encounter: never exempt, wherever a PACS copied them
+IDENTIFIER_KEYWORDS = frozenset({
+    "PatientID", "OtherPatientIDs", "PatientBirthDate", "AccessionNumber", "StudyID", "MedicalRecordLocator",
+    "RequestedProcedureID", "ScheduledProcedureStepID", "PerformedProcedureStepID", "PlacerOrderNumberImagingServiceRequest",
+    "FillerOrderNumberImagingServiceRequest", "AdmissionID", "ServiceEpisodeID", "PatientTelephoneNumbers",
+    "PatientAddress", "MilitaryRank", "PatientMotherBirthName", "OtherPatientNames",
+})
+SHORT_TOKEN = 3  # a name part this short is matched as a whole token only (two letters are also codes: MR, CT)
+_CODE_STRING = re.compile(rb"[A-Z0-9 _]{1,16}")
 
 
 @dataclass
@@ -39,7 +48,14 @@ class OriginalFacts:
     dates: dict[tuple[Path, int], set[str]] = field(default_factory=dict)
     terms: list[str] = field(default_factory=list)  # for cleaning free text: longest first
     uids: set[str] = field(default_factory=set)  # replaced UIDs, also removed from cleaned free text
+    identifiers: dict[bytes, str] = field(default_factory=dict)  # names, IDs, UIDs, birth date: never exempt
     burned_in_flagged: bool = False
+
+    def identifying(self, found: bytes) -> bool:
+        return found in self.identifiers
+
+    def attribute_of(self, found: bytes) -> str:
+        return self.strings.get(found) or self.identifiers[found]
 
 
 def _date_spellings(value: str) -> set[str]:
@@ -73,11 +89,17 @@ def collect_facts(original: Dataset, profile: DeidProfile) -> OriginalFacts:
                 text = _text(value)
                 facts.dates.setdefault((path, int(tag)), set()).add(text)
                 terms.update(_date_spellings(text))
+                if name in IDENTIFIER_KEYWORDS and len(value) >= MIN_LENGTH:  # a birth date, wherever it is
+                    facts.identifiers.setdefault(low, name)
+                    facts.strings.setdefault(low, name)
             elif vr == "TM" or (code == "C" and vr in _FREE_TEXT_VRS):
                 continue  # times survive whole-day shifts; cleaned text keeps its non-identifying words
             elif vr == "PN":
                 parts = [p.strip() for p in re.split(rb"[\^=]", value) if p.strip()]
                 facts.names.update([low, *(p.lower() for p in parts)])
+                for part in [value, *parts]:
+                    if len(part) >= SHORT_TOKEN:
+                        facts.identifiers.setdefault(part.lower(), name)
                 terms.update(_text(p) for p in parts if len(p) >= 3)
                 terms.add(" ".join(_text(p) for p in parts))
                 for part in [value, *parts]:
@@ -85,6 +107,8 @@ def collect_facts(original: Dataset, profile: DeidProfile) -> OriginalFacts:
                         facts.strings.setdefault(part.lower(), name)
             elif len(value) >= MIN_LENGTH:
                 facts.strings.setdefault(low, name)
+                if vr == "UI" or name in IDENTIFIER_KEYWORDS:
+                    facts.identifiers.setdefault(low, name)
                 if code != "private" and vr != "UI":
                     terms.add(_text(value))
                 elif vr == "UI":
@@ -115,7 +139,36 @@ def _exempt(facts: OriginalFacts, candidates: set[bytes], original: Dataset, pro
     retained = list(_retained(original, profile))
     codes = {v for vr, v in retained if vr == "CS"}
     kept_text = b"\x00".join(v for _, v in retained)
-    return {s for s in candidates if (s in codes if s in facts.names else s in kept_text)}
+    return {s for s in candidates if not facts.identifying(s) and (s in codes if s in facts.names else s in kept_text)}
+
+
+def kept_code_strings(ds: Dataset, profile: DeidProfile) -> Iterator[tuple[Dataset, int, list[bytes]]]:
+    """(holding data set, tag, values) of every code string (CS) the profile keeps, at any depth."""
+    for tag in list(ds.keys()):
+        if tag.is_private:
+            continue
+        vr = vr_of(ds, tag)
+        if vr == "SQ":
+            for item in ds[tag].value or []:
+                yield from kept_code_strings(item, profile)
+        elif vr == "CS" and profile.action_for(tag) in (None, "K"):
+            yield ds, int(tag), raw_values(ds, tag)
+
+
+def malformed_code(value: bytes) -> bool:
+    """Whether a CS value breaks its VR (PS3.5 6.2: upper case, digits, space, underscore; 16 characters):
+    a name or an ID-with-punctuation in a vocabulary attribute."""
+    return _CODE_STRING.fullmatch(value) is None
+
+
+def _short_identifiers(facts: OriginalFacts, ds: Dataset, profile: DeidProfile) -> set[bytes]:
+    """Name parts of ``SHORT_TOKEN`` letters (too short for a substring search) that stand as a whole token
+    in an attribute the profile keeps."""
+    short = {s for s in facts.identifiers if len(s) < MIN_LENGTH}
+    if not short:
+        return set()
+    tokens = {t for _, v in _retained(ds, profile) for t in re.split(rb"[^a-z0-9]+", v)}
+    return short & tokens
 
 
 def _scanned_bytes(ds: Dataset, output: bytes) -> bytes:
@@ -146,7 +199,7 @@ def residue(
     found = {s for s in facts.strings if s in scanned}
     if found:
         found -= _exempt(facts, found, load_original(), profile)
-    return found
+    return found | _short_identifiers(facts, output_ds, profile)
 
 
 def verify_output(
@@ -163,7 +216,11 @@ def verify_output(
     problems: list[str] = []
     found = residue(facts, output_ds, output, profile, load_original) if found is None else found
     if found:
-        problems.append(f"original values found in output: {', '.join(sorted({facts.strings[s] for s in found}))}")
+        problems.append(f"original values found in output: {', '.join(sorted({facts.attribute_of(s) for s in found}))}")
+    malformed = sorted({keyword(pydicom.tag.Tag(tag)) for _, tag, values in kept_code_strings(output_ds, profile)
+                        if any(malformed_code(v) for v in values)})
+    if malformed:
+        problems.append(f"code strings that are not codes in {', '.join(malformed)}")
     out_dates: dict[tuple[Path, int], set[str]] = {}
     text: list[str] = []
     private = 0
