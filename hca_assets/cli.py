@@ -40,6 +40,15 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
+def _apart(folders: dict[str, Path]) -> None:
+    """Refuse folders that overlap (one inside another, or the same): outputs would mix with PHI originals."""
+    resolved = {name: path.resolve() for name, path in folders.items()}
+    for a, pa in resolved.items():
+        for b, pb in resolved.items():
+            if a < b and (pa.is_relative_to(pb) or pb.is_relative_to(pa)):
+                raise UserError(f"{a} and {b} overlap (one is inside the other): give folders apart")
+
+
 def _lake_key(settings: Settings) -> bytes:
     """The configured key if the lake accepts it (compared with its pin, never pinning); else a :class:`UserError`."""
     from hca_assets.keys import KeyRefused
@@ -243,6 +252,7 @@ def deid_cmd(input_dir: Path, output_dir: Path, options: tuple[str, ...], basic_
     """
     from hca_assets._parallel import warm_up
 
+    _apart({"INPUT_DIR": input_dir, "OUTPUT_DIR": output_dir, **({"--quarantine": quarantine} if quarantine else {})})
     chosen = () if basic_only else (options or Settings.deid_options)
     settings = _settings(deid_options=tuple(chosen), ocr_mode=ocr, deid_net=net, uid_map=str(uid_map) if uid_map else None,
                          patient_map=str(patient_map) if patient_map else None,

@@ -57,6 +57,7 @@ class DeidSpec:
     date_offsets: Mapping[str, int] = field(default_factory=dict)
     net: bool = True  # the learned text detector reads what the screen does not flag
     net_every: int = NET_EVERY
+    limits: Limits = DEFAULT_LIMITS
 
     def pseudonymizer(self) -> Pseudonymizer:
         """Keyed pseudonyms with the external mappings; raises ValueError on an invalid key or mapping."""
@@ -65,7 +66,8 @@ class DeidSpec:
     def engine(self) -> DeidEngine:
         reader = RapidOcrReader() if self.ocr_mode != "off" else None
         net = RapidOcrReader(max_side=NET_MAX_SIDE, threads=1) if reader and self.net else None
-        return DeidEngine(self.profile, self.pseudonymizer(), reader, self.ocr_mode, net=net, net_every=self.net_every)
+        return DeidEngine(self.profile, self.pseudonymizer(), reader, self.ocr_mode, net=net, net_every=self.net_every,
+                          limits=self.limits)
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,9 @@ def _one(args: Job) -> DeidRecord | DeidRejected:
     source, out_root, net, hints = args
     assert _engine is not None
     try:
+        if (size := Path(source).stat().st_size) > _engine.limits.max_file_bytes:
+            return DeidRejected(source, None, QuarantineReason.FILE_TOO_LARGE,
+                                f"file is {size} bytes, over the limit of {_engine.limits.max_file_bytes} bytes")
         data = Path(source).read_bytes()
     except OSError as exc:
         return DeidRejected(source, None, QuarantineReason.UNREADABLE, f"file cannot be read ({type(exc).__name__})")
@@ -437,6 +442,7 @@ def spec_from_settings(settings: Settings, key: bytes) -> DeidSpec:
         date_offsets=kept.date_offsets,
         net=settings.deid_net,
         net_every=settings.deid_net_every,
+        limits=settings.limits,
     )
     spec.pseudonymizer()  # an invalid mapping is refused here, not in every worker
     return spec

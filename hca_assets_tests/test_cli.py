@@ -144,3 +144,31 @@ def test_deid_command_user_errors_are_one_line(tmp_path: Path, small_study: tupl
         assert result.exit_code == 2, result.output
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("Error:") and "MRN0048213" not in result.output
+
+
+def test_deid_refuses_cut_files_and_overlapping_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file cut inside the Pixel Data header, or with a 0xFFFFFFF0 length, is refused (not written as a
+    2 KB output without pixels); an output inside the input, the input inside the output, or a quarantine
+    inside either is refused with one line and exit 2, before anything is written."""
+    from hca_assets_tests import crafted
+
+    monkeypatch.setenv("HCA_DATA_DIR", str(tmp_path / "data"))
+    source = tmp_path / "in"
+    source.mkdir()
+    plain = crafted.instance(64, 64, crafted.ExplicitVRLittleEndian, bytes(64 * 64))
+    (source / "cut.dcm").write_bytes(crafted.cut_in_pixel_header(plain))
+    (source / "long.dcm").write_bytes(crafted.huge_pixel_length(plain))
+    (source / "good.dcm").write_bytes(plain)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["deid", str(source), str(out), "--workers", "1", "--ocr", "off"])
+    assert result.exit_code == 1 and "truncated 2" in result.output, result.output
+    (written,) = out.rglob("*.dcm")
+    assert pydicom.dcmread(written).pixel_array.shape == (64, 64)
+    (out / "inner").mkdir()
+    for args in ([source, source], [source, source / "out"], [out / "inner", out], [source, tmp_path / "o2", "--quarantine",
+                                                                                    str(tmp_path / "o2" / "q")]):
+        before = sorted(tmp_path.rglob("*"))
+        result = CliRunner().invoke(main, ["deid", *map(str, args), "--workers", "1", "--ocr", "off"])
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1 and "overlap" in result.stderr
+        assert sorted(tmp_path.rglob("*")) == before  # nothing written

@@ -25,6 +25,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
+from hca_assets.config import DEFAULT_LIMITS, Limits
 from hca_assets.dicom import verify
 from hca_assets.dicom.burned_in import (
     NET_EVERY,
@@ -37,7 +38,7 @@ from hca_assets.dicom.burned_in import (
     needs_text_check,
 )
 from hca_assets.dicom.enum import QuarantineReason
-from hca_assets.dicom.io import REQUIRED_UIDS, InvalidInstance, read_dataset
+from hca_assets.dicom.io import REQUIRED_UIDS, InvalidInstance, body_encoding, check_instance, read_dataset
 from hca_assets.dicom.iod import Path, attribute_types
 from hca_assets.dicom.profile import CLEAN_PIXEL_DATA_CODE, DeidProfile, resolve_action
 from hca_assets.dicom.pseudonyms import Pseudonymizer
@@ -349,6 +350,29 @@ def _kept_values(elem: DataElement, keep) -> object:  # type: ignore[no-untyped-
     return values if len(values) > 1 else (values[0] if values else "")
 
 
+def _read_back(out: bytes, ds: Dataset, limits: Limits) -> None:
+    """The output parses whole, in the encoding its file meta names, into the elements that were written, and
+    passes the checks an input must: what no reader could open is never published (the check after staging
+    would fail its whole batch)."""
+    try:
+        back = pydicom.dcmread(io.BytesIO(out))
+        ts = back.file_meta.TransferSyntaxUID
+        encoded = body_encoding(back) in (None, (ts.is_implicit_VR, ts.is_little_endian))
+        check_instance(back, out, limits)
+        for _ in back.iterall():  # every element and sequence item parsed, not deferred
+            pass
+    except Exception as exc:
+        raise DeidFailure(QuarantineReason.OUTPUT_UNREADABLE, f"output does not read back ({type(exc).__name__})") from exc
+    if not encoded or _written(back) != _written(ds):
+        raise DeidFailure(QuarantineReason.OUTPUT_UNREADABLE,
+                          "output does not read back as written (encoding or elements differ)")
+
+
+def _written(ds: Dataset) -> set[BaseTag]:
+    """Top-level tags, without group lengths (the writers differ on those; readers recompute them)."""
+    return {tag for tag in ds.keys() if tag.element != 0}
+
+
 @dataclass
 class DeidEngine:
     """Profile + pseudonyms + burned-in text screening: bytes in, verified de-identified bytes out."""
@@ -360,16 +384,22 @@ class DeidEngine:
     screen: TextScreen = field(default_factory=TextScreen)
     net: TextReader | None = None
     net_every: int = NET_EVERY
+    limits: Limits = DEFAULT_LIMITS
 
     def deidentify_bytes(self, data: bytes, *, net: bool = True, hints: tuple[Box, ...] = ()) -> tuple[bytes, DeidOutcome]:
         """Read, de-identify, clean burned-in text, write, verify. Raises :class:`DeidFailure`. The net reads
         a single-frame image, a sample of a multi-frame one's frames, nothing when not ``net`` (a slice its
         series' sample leaves out); ``hints`` are regions blacked out on every frame (where other slices of
-        the series showed text)."""
+        the series showed text). The limits (file size, samples by header and codestream) hold before
+        anything is decoded, and a file cut short is refused, as at ingest."""
+        if len(data) > self.limits.max_file_bytes:
+            raise DeidFailure(QuarantineReason.FILE_TOO_LARGE,
+                              f"file is {len(data)} bytes, over the limit of {self.limits.max_file_bytes} bytes")
         with warnings.catch_warnings(), pydicom.config.disable_value_validation():
             warnings.simplefilter("ignore")
             try:
-                ds = read_dataset(data)
+                ds = read_dataset(data, self.limits)
+                check_instance(ds, data, self.limits)
                 facts = collect_facts(ds, self.profile)
             except InvalidInstance as exc:
                 raise DeidFailure(exc.reason, exc.message) from exc
@@ -411,6 +441,7 @@ class DeidEngine:
                 out = _write(ds, data)
             problems = verify.verify_output(facts, ds, out, self.profile, outcome.burned_in, original,
                                             found=None if found else found)  # scanned again only if rewritten
+            _read_back(out, ds, self.limits)
         if problems:
             raise DeidFailure(QuarantineReason.PHI_RESIDUE, "; ".join(problems))
         return out, outcome

@@ -1,7 +1,8 @@
 """Read and validate one DICOM file for ingest: header facts, content hash, decodable pixels.
 
 Resource limits (:class:`hca_assets.config.Limits`) are enforced before any work they guard: the file
-size before the file is read, the decoded sample count (from the header) before pixels are decoded.
+size before the file is read, a deflated data set's inflated size before it is inflated, the decoded sample
+count (from the header, and from every frame's codestream) before pixels are decoded.
 
 Every failure raises :class:`InvalidInstance` with a reason code and a message built only from
 non-identifying facts (sizes, transfer syntax, exception class) — never from header values or
@@ -14,6 +15,7 @@ import hashlib
 import io
 import os
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,14 +24,23 @@ import pydicom.config
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, UID_dictionary
+from pydicom.filereader import _read_file_meta_info, read_preamble
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    UID_dictionary,
+)
 
 from hca_assets.config import DEFAULT_LIMITS, Limits
+from hca_assets.dicom.codestream import CodestreamError, CodestreamTooLarge, check_codestreams
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.keys import keyed_digest
 
-__all__ = ["InstanceInfo", "InvalidInstance", "header_excerpt", "inspect_bytes", "inspect_file", "read_dataset",
-           "sha256_file"]
+__all__ = ["InstanceInfo", "InvalidInstance", "body_encoding", "check_instance", "header_excerpt", "inspect_bytes", "inspect_file",
+           "read_dataset", "sha256_file"]
 
 REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -106,9 +117,9 @@ def _check_size(size: int, limits: Limits) -> None:
 def _inspect(data: bytes, key: bytes, limits: Limits) -> InstanceInfo:
     if not data:
         raise InvalidInstance(QuarantineReason.EMPTY_FILE, "file is empty (0 bytes)")
-    ds = read_dataset(data)
+    ds = read_dataset(data, limits)
     ts = UID(ds.file_meta.TransferSyntaxUID)
-    _check_complete(ds, data, ts)
+    check_instance(ds, data, limits)
     missing = [kw for kw in REQUIRED_UIDS if not str(ds.get(kw, "") or "").strip()]
     if missing:
         raise InvalidInstance(QuarantineReason.MISSING_UID, f"required attribute(s) missing or empty: {', '.join(missing)}")
@@ -116,7 +127,6 @@ def _inspect(data: bytes, key: bytes, limits: Limits) -> InstanceInfo:
         raise InvalidInstance(QuarantineReason.MISSING_MODALITY, "required attribute Modality is missing or empty")
     if not any(kw in ds for kw in PIXEL_KEYWORDS):
         raise InvalidInstance(QuarantineReason.NO_PIXEL_DATA, f"no pixel data element (SOP class {_sop_class_name(ds)})")
-    _check_pixel_count(ds, limits)
     pixel_bytes = _decode_all_frames(ds, ts)
     patient = str(ds.get("PatientID", "") or ""), str(ds.get("IssuerOfPatientID", "") or "")
     return InstanceInfo(
@@ -140,9 +150,22 @@ def _inspect(data: bytes, key: bytes, limits: Limits) -> InstanceInfo:
     )
 
 
-def read_dataset(data: bytes) -> Dataset:
+def check_instance(ds: Dataset, data: bytes, limits: Limits = DEFAULT_LIMITS) -> None:
+    """The checks every reader of an instance makes before it decodes pixels: not cut short, and no more
+    samples than ``limits`` allow, by the header or by any frame's codestream. Raises :class:`InvalidInstance`."""
+    ts = UID(ds.file_meta.TransferSyntaxUID)
+    _check_complete(ds, data, ts)
+    if any(kw in ds for kw in PIXEL_KEYWORDS):
+        _check_pixel_count(ds, limits)
+        _check_codestreams(ds, ts, limits)
+
+
+def read_dataset(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Dataset:
     """Parse a Part 10 file, or a raw data set without File Meta if it parses as an image (then its
-    transfer syntax is inferred from the encoding). Raises :class:`InvalidInstance`."""
+    transfer syntax is inferred from the encoding). A file meta that names an uncompressed transfer syntax
+    other than the one the data set is encoded in (pydicom reads by the encoding) is corrected to it; one
+    naming a compressed syntax over an implicit-VR body is refused. Raises :class:`InvalidInstance`."""
+    _check_inflated_size(data, limits)
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
     except InvalidDicomError:
@@ -153,7 +176,65 @@ def read_dataset(data: bytes) -> Dataset:
         if data[128:132] == b"DICM":
             raise InvalidInstance(QuarantineReason.TRUNCATED, f"file meta incomplete: file ends after {len(data)} bytes")
         raise InvalidInstance(QuarantineReason.NOT_DICOM, "no transfer syntax in file meta")
+    _reconcile_encoding(ds)
     return ds
+
+
+_INFLATE_CHUNK = 1 << 20
+_NATIVE = {(True, True): ImplicitVRLittleEndian, (False, True): ExplicitVRLittleEndian,
+           (False, False): ExplicitVRBigEndian}
+
+
+def body_encoding(ds: Dataset) -> tuple[bool, bool] | None:
+    """(implicit VR, little endian) as the data set was really read — pydicom reads the body in the encoding
+    it finds there but records the one the file meta claims; None once its elements are no longer raw."""
+    first = next((e for t in ds.keys() if isinstance(e := ds.get_item(t), RawDataElement)), None)
+    return None if first is None else (bool(first.is_implicit_VR), bool(first.is_little_endian))
+
+
+def _reconcile_encoding(ds: Dataset) -> None:
+    ts = UID(ds.file_meta.TransferSyntaxUID)
+    found = body_encoding(ds)
+    if found is None or not ts.is_transfer_syntax:
+        return
+    if (ts.is_implicit_VR, ts.is_little_endian) == found:
+        return
+    if ts in _NATIVE.values() and found in _NATIVE:
+        ds.file_meta.TransferSyntaxUID = _NATIVE[found]
+        ds.set_original_encoding(*found, ds.original_character_set)
+        return
+    raise InvalidInstance(QuarantineReason.ENCODING_MISMATCH,
+                          f"file meta names {ts.name} but the data set is "
+                          f"{'implicit' if found[0] else 'explicit'} VR {'little' if found[1] else 'big'} endian")
+
+
+def _check_inflated_size(data: bytes, limits: Limits) -> None:
+    """A deflated data set is inflated whole by pydicom: count its inflated size first, in constant memory,
+    and refuse one over ``limits.max_file_bytes`` (the largest valid uncompressed instance)."""
+    if data[128:132] != b"DICM" or DeflatedExplicitVRLittleEndian.encode() not in data[132:4096]:
+        return
+    fp = io.BytesIO(data)
+    try:
+        read_preamble(fp, False)
+        meta = _read_file_meta_info(fp)  # pydicom's own meta reader: where the deflated stream starts
+    except Exception:  # noqa: BLE001 - a meta that cannot be parsed is reported by the full read
+        return
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return
+    inflater, inflated, stream = zlib.decompressobj(-zlib.MAX_WBITS), 0, memoryview(data)[fp.tell():]
+    try:
+        for start in range(0, len(stream), _INFLATE_CHUNK):
+            piece = stream[start:start + _INFLATE_CHUNK]
+            while piece and not inflater.eof:
+                inflated += len(inflater.decompress(piece, _INFLATE_CHUNK))  # output bounded per call
+                piece = inflater.unconsumed_tail
+                if inflated > limits.max_file_bytes:
+                    raise InvalidInstance(QuarantineReason.FILE_TOO_LARGE,
+                                          f"deflated data set inflates to over {limits.max_file_bytes} bytes (the limit)")
+            if inflater.eof:
+                return
+    except zlib.error as exc:
+        raise InvalidInstance(QuarantineReason.TRUNCATED, "deflated data set cannot be inflated") from exc
 
 
 def _read_without_meta(data: bytes) -> Dataset:
@@ -210,6 +291,21 @@ def _check_pixel_count(ds: Dataset, limits: Limits) -> None:
             f"header declares {rows}×{columns} pixels × {frames} frame(s) × {samples} sample(s) = {count} samples, "
             f"over the limit of {limits.max_pixels}",
         )
+
+
+def _check_codestreams(ds: Dataset, ts: UID, limits: Limits) -> None:
+    """Encapsulated pixel data: the size each frame's codestream declares (what a decoder allocates) may not
+    exceed the header's frame size nor the limit."""
+    if "PixelData" not in ds or not ts.is_transfer_syntax or not ts.is_encapsulated:
+        return
+    try:
+        check_codestreams(ds.PixelData, ts, rows=int(ds.get("Rows", 0) or 0), columns=int(ds.get("Columns", 0) or 0),
+                          samples=int(ds.get("SamplesPerPixel", 1) or 1),
+                          bits_allocated=int(ds.get("BitsAllocated", 8) or 8), max_pixels=limits.max_pixels)
+    except CodestreamTooLarge as exc:
+        raise InvalidInstance(QuarantineReason.TOO_MANY_PIXELS, str(exc)) from exc
+    except CodestreamError as exc:
+        raise InvalidInstance(QuarantineReason.UNDECODABLE_PIXELS, str(exc)) from exc
 
 
 def _as_int(value: object) -> int | None:
