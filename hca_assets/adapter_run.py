@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,7 +15,9 @@ import pyarrow as pa
 
 from hca_assets.config import Settings
 from hca_assets.evaluation.feedback import (
+    MAX_CSV_BYTES,
     FeedbackError,
+    csv_source,
     feedback_table,
     read_csv,
     reviewed_rows,
@@ -137,8 +141,8 @@ def record_feedback(settings: Settings, row: dict[str, object]) -> dict[str, obj
 
 @dataclass(frozen=True)
 class FeedbackRun:
-    """Drop-folder files taken (name → verdicts) and refused (name → one-line reason naming the file), and the
-    evaluation rows."""
+    """Drop-folder files taken (content digest → verdicts) and refused (digest, or ``entry N`` of the sorted
+    listing for what is not a readable file → a one-line reason without values), and the evaluation rows."""
 
     taken: dict[str, int]
     refused: dict[str, str]
@@ -146,27 +150,55 @@ class FeedbackRun:
 
 
 def ingest_feedback(settings: Settings, run_id: str) -> FeedbackRun:
-    """Read every ``*.csv`` of the drop folder (a file is taken whole or refused whole; taking it again replaces
-    its rows), then write the accuracy on reviewed items into ``evaluations`` (target ``reviewed``)."""
+    """Read every ``*.csv`` directly in the drop folder (a file is taken whole or refused whole, alone: the others
+    go on; taking the same content again replaces its rows, a changed file adds its verdicts — the latest per
+    item counts), then write the accuracy on reviewed items into ``evaluations`` (target ``reviewed``). Files
+    are named in the report by content digest, never by name; links, sub-folders and other entries are refused."""
     from hca_assets.evaluation.feedback import REVIEWED_TARGET
 
     folder = Path(settings.feedback)
     pull(settings, folder)
     instances, masks = known_ids(settings)
-    taken, refused = {}, {}
-    for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
-        source = "csv:" + re.sub(r"[^A-Za-z0-9._-]", "_", path.name)
+    taken: dict[str, int] = {}
+    refused: dict[str, str] = {}
+    for n, path in enumerate(sorted(folder.iterdir()) if folder.is_dir() else []):
+        if path.name.startswith("."):
+            continue  # being written by its uploader
         try:
-            rows = read_csv(path, source, _versions(settings))
+            data = _drop_file(path)
+        except FeedbackError as exc:
+            refused[f"entry {n + 1}"] = str(exc)
+            continue
+        label = csv_source(data)
+        try:
+            rows = read_csv(data, _versions(settings))
             validate(rows, instances, masks)
         except FeedbackError as exc:
-            refused[path.name] = str(exc) if str(exc).startswith(path.name) else f"{path.name}: {exc}"
+            refused[label] = str(exc)
             continue
-        tables.FEEDBACK.write(settings, feedback_table(rows), match={"source": source})
-        taken[path.name] = len(rows)
+        tables.FEEDBACK.write(settings, feedback_table(rows), match={"source": label})
+        taken[label] = len(rows)
     evaluations = reviewed_rows(tables.FEEDBACK.read(settings).to_pylist(), run_id)
     tables.EVALUATIONS.write(settings, evaluations, match={"run_id": run_id, "target": REVIEWED_TARGET})
     return FeedbackRun(taken, refused, evaluations)
+
+
+def _drop_file(path: Path) -> bytes:
+    """A regular ``.csv`` file's bytes, opened without following a link or blocking on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise FeedbackError("a symbolic link (never followed)" if path.is_symlink() else
+                            f"cannot be opened ({type(exc).__name__})") from None
+    kind = os.fstat(fd).st_mode
+    if not stat.S_ISREG(kind):
+        os.close(fd)
+        raise FeedbackError("a sub-folder (only files directly in the drop folder are read)" if stat.S_ISDIR(kind)
+                            else "not a regular file")
+    with os.fdopen(fd, "rb") as fh:
+        if path.suffix.lower() != ".csv":
+            raise FeedbackError("not a .csv file")
+        return fh.read(MAX_CSV_BYTES + 1)
 
 
 def overall(metrics: dict[tuple[str, str], RetrievalMetrics]) -> list[tuple[str, str, float, float]]:

@@ -136,7 +136,7 @@ def test_feedback_round_trip_refusal_and_adapter_asset(settings: Settings, monke
     monkeypatch.setenv("HCA_DATA_DIR", settings.data_dir)
     runner = CliRunner()
     refused = runner.invoke(main, ["feedback", "--hit", "2.25.424242", "--verdict", "correct", "--reviewer", "dr x"])
-    assert refused.exit_code == 2 and "unknown sop_instance_uid 2.25.424242" in refused.output
+    assert refused.exit_code == 2 and "unknown sop_instance_uid" in refused.output
     assert len(refused.output.strip().splitlines()) == 1 and "Traceback" not in refused.output
     ok = runner.invoke(main, ["feedback", "--hit", c["sops"][0], "--query", c["sops"][5], "--verdict", "corrected",
                               "--label", "class3", "--reviewer", "dr x"])
@@ -178,6 +178,54 @@ def test_feedback_round_trip_refusal_and_adapter_asset(settings: Settings, monke
     assert adapted_version.endswith(sidecar["sha256"][:8]) and sidecar["base_code_version"] == base
     index, _, manifest = load_index(IndexFiles.for_version(Path(settings.indexes), adapted_version, "image"))
     assert index.ntotal == len(c["sops"]) and manifest["code_version"] == adapted_version and index.d == 128
+
+
+def test_each_bad_drop_file_is_refused_alone_without_echoing_it(settings: Settings) -> None:
+    """The issue's hostile drop folder: not UTF-8, random bytes, a 200,000-character cell, a formula, an id that
+    is not published, a file named after a patient, a link, a sub-folder, a FIFO — each refused alone with a
+    reason that holds no value or name; the good files (one with a BOM) are taken; sources are content digests;
+    ``hca sql --format csv`` never prints a live formula."""
+    import os
+
+    from hca_assets.adapter_run import ingest_feedback
+    from hca_assets.lake.render import render
+
+    c = _lake(settings)
+    drop = Path(settings.feedback)
+    (drop / "sub").mkdir(parents=True)
+    head = "kind,sop_instance_uid,verdict,reviewer\n"
+    good = f"{head}search_hit,{c['sops'][1]},correct,dr y\n"
+    (drop / "DOE^JOHN 19700321.csv").write_text(good)  # a patient's name as file name
+    (drop / "bom.csv").write_bytes(b"\xef\xbb\xbf" + f"{head}search_hit,{c['sops'][2]},wrong,dr z\n".encode())
+    (drop / "latin1.csv").write_bytes(f"{head}search_hit,{c['sops'][3]},correct,Dr Müller\n".encode("latin-1"))
+    (drop / "random.csv").write_bytes(np.random.default_rng(0).bytes(4096))
+    (drop / "huge.csv").write_text(f"{head}search_hit,{c['sops'][4]},correct,{'x' * 200_000}\n")
+    (drop / "formula.csv").write_text(f"{head}search_hit,{c['sops'][5]},correct,=cmd|' /C calc'!A0\n")
+    (drop / "unknown.csv").write_text(f"{head}search_hit,1.2.840.113619.2.55.3.SECRET,correct,dr y\n")
+    (drop / "sub" / "nested.csv").write_text(good)
+    (drop / "link.csv").symlink_to(drop / "bom.csv")
+    os.mkfifo(drop / "fifo.csv")
+    out = ingest_feedback(settings, "run-1")
+
+    assert sorted(out.taken.values()) == [1, 1]
+    reasons = sorted(out.refused.values())
+    assert len(reasons) == 8, reasons
+    assert sum("not UTF-8" in r for r in reasons) == 2  # latin-1 and random bytes
+    assert any("over 1024 characters" in r or "not well-formed" in r for r in reasons)
+    assert any("spreadsheet formula" in r for r in reasons)
+    assert any("unknown sop_instance_uid" in r for r in reasons)
+    assert any("symbolic link" in r for r in reasons) and any("sub-folder" in r for r in reasons)
+    assert any("not a regular file" in r for r in reasons)
+    said = " ".join([*out.refused, *out.refused.values(), *out.taken])
+    assert "DOE" not in said and "SECRET" not in said and "calc" not in said and "Müller" not in said
+    rows = tables.FEEDBACK.read(settings).to_pylist()
+    assert sorted(r["reviewer"] for r in rows) == ["dr y", "dr z"]
+    assert all(r["source"].startswith("csv:") and "DOE" not in r["source"] for r in rows)
+    assert ingest_feedback(settings, "run-2").taken == out.taken  # taken again: same rows, not twice
+    assert len(tables.FEEDBACK.read(settings).to_pylist()) == 2
+
+    printed = render(["reviewer", "n"], [["=cmd|' /C calc'!A0", -1], ["@SUM(A1)", 2], ["dr y", 3]], "csv")
+    assert printed.splitlines()[1:] == ["'=cmd|' /C calc'!A0,-1", "'@SUM(A1),2", "dr y,3"]
 
 
 def _train(c: dict[str, list]) -> frozenset[str]:  # type: ignore[type-arg]

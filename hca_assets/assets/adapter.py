@@ -13,12 +13,14 @@ from hca_assets.resources import HcaStorage
 @dg.asset(deps=["deid_dicom", "segmentations"], group_name="evaluation", kinds={"python", "deltalake"},
           automation_condition=dg.AutomationCondition.eager(),
           description="Reviewer verdicts from the CSV drop folder <data>/feedback/ into Delta feedback (a file with an "
-                      "unknown id is refused whole), and the accuracy on reviewed items into evaluations (target reviewed).")
+                      "unknown id, not UTF-8 or not well-formed is refused whole, alone), and the accuracy on reviewed items into evaluations (target reviewed).")
 def feedback(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
     settings = storage.settings()
     out = ingest_feedback(settings, context.run.run_id)
-    for reason in out.refused.values():
-        context.log.warning(f"feedback file refused whole: {reason}")
+    for label, reason in out.refused.items():
+        context.log.warning(f"feedback file {label} refused whole: {reason}")
+    context.log.info(f"feedback: {len(out.taken)} file(s) taken ({sum(out.taken.values())} verdicts), "
+                     f"{len(out.refused)} refused")
     lines = ["| kind (level) | code_version | reviewed | accuracy |", "|---|---|---:|---:|"] + [
         f"| {r['level']} | {r['code_version']} | {r['queries']} | {r['value']:.3f} |" for r in out.evaluations.to_pylist()]
     return dg.MaterializeResult(metadata={

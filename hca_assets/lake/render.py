@@ -15,6 +15,7 @@ __all__ = ["FORMATS", "render"]
 FORMATS = ("table", "csv", "json")
 MAX_ROWS = 200  # a text table shows this many rows, then says how many more there are
 MAX_TEXT = 80  # characters of one cell in a text table
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell beginning so (OWASP CSV injection)
 
 
 def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
@@ -23,7 +24,7 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> s
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows([_text(v, csv=True) for v in row] for row in rows)
+        writer.writerows([_inert(v, _text(v, csv=True)) for v in row] for row in rows)
         return out.getvalue()
     if fmt == "json":
         return "".join(json.dumps(dict(zip(columns, row, strict=True)), default=_json) + "\n" for row in rows)
@@ -60,6 +61,11 @@ def _text(value: Any, *, csv: bool = False) -> str:
     if isinstance(value, float) and not csv:
         return f"{value:.6g}"
     return str(value)
+
+
+def _inert(value: Any, text: str) -> str:
+    """A text cell a spreadsheet would run as a formula, quoted with a leading apostrophe; numbers stay numbers."""
+    return "'" + text if isinstance(value, str) and text.startswith(FORMULA_LEADS) else text
 
 
 def _clip(text: str) -> str:
