@@ -212,8 +212,17 @@ def ingest_cmd(settle_seconds: float | None, retry_failed: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 def sql_cmd(query: str, restricted: bool, fmt: str) -> None:
     """Run one SQL statement, QUERY, in a sandboxed DuckDB over every lake Delta table (views named after the
-    tables; no file, network, extension or setting access). With --restricted, the access is logged in audit_log."""
-    click.echo(run_sql(_settings(), query, restricted=restricted, fmt=fmt), nl=False)
+    tables; no file, network, extension or setting access), bounded in time, memory and rows (HCA_SQL_TIMEOUT_SECONDS,
+    HCA_SQL_MEMORY_MB, HCA_SQL_MAX_ROWS). With --restricted, the access is logged in audit_log."""
+    from hca_assets._parallel import warm_up
+    from hca_assets.lake.warehouse import QueryRefused, bounded_query
+
+    settings = _settings()
+    warm_up(("hca_assets.lake.warehouse", "hca_assets.lake.render"))  # the statement's process forks from here
+    try:
+        click.echo(bounded_query(settings, query, restricted=restricted, fmt=fmt), nl=False)
+    except QueryRefused as exc:
+        raise UserError(str(exc)) from exc
 
 
 def run_sql(settings: Settings, query: str, *, restricted: bool, fmt: str, command: str = "sql") -> str:

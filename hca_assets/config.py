@@ -136,6 +136,9 @@ class Settings:
     ood_k: int = 5  # an instance's OOD score is its distance to the k-th nearest reference vector
     ood_quantile: float = 0.99  # of the reference's own leave-one-patient-out distances: the OOD threshold
     ood_max_fraction: float = 0.5  # the blocking check fails a batch with more OOD instances than this
+    sql_timeout_seconds: float = 60.0  # one `hca sql` statement, wall clock: its process is killed after this
+    sql_memory_mb: int = 2048  # address space of that process (DuckDB's own limit is three quarters of it)
+    sql_max_rows: int = 1_000_000  # rows one `hca sql` result may have (add a LIMIT or aggregate for more)
 
     def __post_init__(self) -> None:
         if not self.data_dir:
@@ -184,6 +187,9 @@ class Settings:
                 raise ValueError(f"`{name}` must be in (0, 1], got {getattr(self, name)}")
         if self.drift_min_mmd2 < 0:
             raise ValueError(f"`drift_min_mmd2` must be >= 0, got {self.drift_min_mmd2}")
+        if self.sql_timeout_seconds <= 0 or self.sql_memory_mb < 1024 or self.sql_max_rows < 1:
+            raise ValueError("`sql_timeout_seconds` must be > 0, `sql_memory_mb` >= 1024 (the lake's readers start "
+                             "threads and runtimes within it) and `sql_max_rows` >= 1")
         if self.vacuum_retention_hours < 168:
             raise ValueError(f"`vacuum_retention_hours` must be >= 168 (7 days: readers of recent versions and "
                              f"concurrent writers keep their files), got {self.vacuum_retention_hours}")
@@ -220,7 +226,8 @@ class Settings:
         ``HCA_DICOMWEB_BACKOFF_SECONDS``, ``HCA_DICOMWEB_TIMEOUT_SECONDS`` (its URL and credentials ``HCA_DICOMWEB_URL``,
         ``HCA_DICOMWEB_USER`` / ``HCA_DICOMWEB_PASSWORD`` or ``HCA_DICOMWEB_TOKEN`` are resources, not settings); embedding drift
         (:mod:`hca_assets.evaluation.drift`): ``HCA_DRIFT_REFERENCE_BATCHES``, ``HCA_DRIFT_ALPHA``, ``HCA_DRIFT_MIN_MMD2``,
-        ``HCA_DRIFT_PERMUTATIONS``, ``HCA_DRIFT_MAX_SAMPLES``, ``HCA_OOD_K``, ``HCA_OOD_QUANTILE``, ``HCA_OOD_MAX_FRACTION``."""
+        ``HCA_DRIFT_PERMUTATIONS``, ``HCA_DRIFT_MAX_SAMPLES``, ``HCA_OOD_K``, ``HCA_OOD_QUANTILE``, ``HCA_OOD_MAX_FRACTION``;
+        bounds of one ``hca sql`` statement: ``HCA_SQL_TIMEOUT_SECONDS``, ``HCA_SQL_MEMORY_MB``, ``HCA_SQL_MAX_ROWS``."""
         return cls(
             data_dir=os.environ.get("HCA_DATA_DIR", DEFAULT_DATA_DIR),
             landing_dir=os.environ.get("HCA_LANDING_DIR") or None,
@@ -274,6 +281,9 @@ class Settings:
             ood_k=int(os.environ.get("HCA_OOD_K", str(cls.ood_k))),
             ood_quantile=float(os.environ.get("HCA_OOD_QUANTILE", str(cls.ood_quantile))),
             ood_max_fraction=float(os.environ.get("HCA_OOD_MAX_FRACTION", str(cls.ood_max_fraction))),
+            sql_timeout_seconds=float(os.environ.get("HCA_SQL_TIMEOUT_SECONDS", str(cls.sql_timeout_seconds))),
+            sql_memory_mb=int(os.environ.get("HCA_SQL_MEMORY_MB", str(cls.sql_memory_mb))),
+            sql_max_rows=int(os.environ.get("HCA_SQL_MAX_ROWS", str(cls.sql_max_rows))),
         )
 
     @property

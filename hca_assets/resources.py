@@ -67,6 +67,9 @@ class HcaStorage(dg.ConfigurableResource):  # type: ignore[misc]
     ood_k: int = Settings.ood_k
     ood_quantile: float = Settings.ood_quantile
     ood_max_fraction: float = Settings.ood_max_fraction
+    sql_timeout_seconds: float = Settings.sql_timeout_seconds
+    sql_memory_mb: int = Settings.sql_memory_mb
+    sql_max_rows: int = Settings.sql_max_rows
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HcaStorage:

@@ -43,6 +43,8 @@ def assert_one_line_user_error(result: object) -> None:
     ["sql", "COPY (SELECT 1) TO 'out.csv'"],
     ["sql", "SELEC nonsense"],
     ["sql", "SELECT * FROM raw_instances"],  # restricted without --restricted
+    ["sql", "EXPLAIN ANALYZE CREATE TABLE t AS SELECT 1"],  # EXPLAIN ANALYZE runs what it explains
+    ["sql", "explain (format json) insert into t values (1)"],
     ["search"],  # neither FILE nor --text
     ["search", "--text", "liver", "-k", "many"],
     ["search", "no-such-file.png"],
@@ -54,6 +56,24 @@ def test_usage_and_refusals_are_one_line_exit_2(args: list[str], tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     assert_one_line_user_error(CliRunner().invoke(main, args))
     assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize(("env", "query", "said"), [
+    ({"HCA_SQL_TIMEOUT_SECONDS": "2"}, "SELECT count(*) FROM range(1000000) a, range(1000000) b WHERE a.range + b.range = 7",
+     "stopped after 2 s"),
+    ({}, "SELECT len(list(range(600000000)))", "Out of Memory"),  # built outside DuckDB's buffer manager
+    ({"HCA_SQL_MEMORY_MB": "1024"}, "SELECT count(*) FROM (SELECT * FROM range(100000000) ORDER BY random())",
+     "Out of Memory"),
+    ({"HCA_SQL_MAX_ROWS": "10"}, "SELECT * FROM range(11)", "more than 10 rows"),
+])
+def test_sql_is_bounded_in_time_memory_and_rows(env: dict[str, str], query: str, said: str, tmp_path: Path) -> None:
+    """The issue's unbounded statements end with one line and exit 2 — as a real process, as a user runs it
+    (a cross join of two 10⁶ ranges ran until killed; list(range(6e8)) passed 4 GB) — and write nothing."""
+    done = subprocess.run([HCA, "sql", query], check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "HCA_DATA_DIR": str(tmp_path / "data"), **env})
+    assert_one_line_user_error(done)
+    assert said in done.stderr
+    assert list(tmp_path.iterdir()) == []  # no .tmp spill folder in the working directory
 
 
 def test_invalid_settings_and_unreadable_query_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

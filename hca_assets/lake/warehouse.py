@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-__all__ = ["FILTER_VIEW", "QueryRefused", "connect", "discover_tables", "query_rows", "record_restricted_access", "run_query",
-           "select_ids"]
+__all__ = ["FILTER_VIEW", "QueryRefused", "bounded_query", "connect", "discover_tables", "query_rows",
+           "record_restricted_access", "run_query", "select_ids"]
 
 QUERY_TYPES = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)  # what run_query runs: reads only
 FILTER_VIEW = "indexed"  # select_ids: the view of the candidate rows a condition filters
@@ -89,13 +89,54 @@ def run_query(settings: Settings, query: str, *, restricted: bool = False, comma
 
 def query_rows(settings: Settings, query: str, *, restricted: bool = False,
                command: str = "sql") -> tuple[list[str], list[tuple[Any, ...]]]:
-    """:func:`run_query` as (column names, rows of Python values), without importing pyarrow (``hca sql``)."""
+    """:func:`run_query` as (column names, rows of Python values), without importing pyarrow (``hca sql``);
+    a result over ``settings.sql_max_rows`` rows is refused, not fetched."""
 
     def fetch(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         cursor = con.execute(sql)
-        return [d[0] for d in cursor.description or ()], cursor.fetchall()
+        rows = cursor.fetchmany(settings.sql_max_rows + 1)
+        if len(rows) > settings.sql_max_rows:
+            raise QueryRefused(f"the result has more than {settings.sql_max_rows} rows (HCA_SQL_MAX_ROWS): "
+                               "add a LIMIT or aggregate")
+        return [d[0] for d in cursor.description or ()], rows
 
     return _run(settings, query, restricted=restricted, command=command, fetch=fetch)
+
+
+def bounded_query(settings: Settings, query: str, *, restricted: bool, fmt: str, command: str = "sql") -> str:
+    """:func:`query_rows` rendered as ``fmt``, in a worker process bounded in time (``sql_timeout_seconds``,
+    then killed: DuckDB does not look at an interrupt while it builds one huge value) and in address space
+    (``sql_memory_mb`` beyond the interpreter's own; DuckDB's memory limit is three quarters of it, nothing
+    spilled to disk)."""
+    from hca_assets._parallel import ItemFailed, ordered_map
+
+    (out,) = ordered_map(_rendered, [(settings, query, restricted, fmt, command)], timeout=settings.sql_timeout_seconds,
+                         initializer=_bound_memory, initargs=(settings.sql_memory_mb << 20,))
+    if isinstance(out, ItemFailed):
+        raise QueryRefused(f"stopped after {settings.sql_timeout_seconds:g} s (HCA_SQL_TIMEOUT_SECONDS)" if out.timed_out
+                           else f"ran out of memory ({settings.sql_memory_mb} MB, HCA_SQL_MEMORY_MB)")
+    return out
+
+
+def _rendered(job: tuple[Settings, str, bool, str, str]) -> str:
+    from hca_assets.lake.render import render
+
+    settings, query, restricted, fmt, command = job
+    try:
+        return render(*query_rows(settings, query, restricted=restricted, command=command), fmt)
+    except MemoryError:
+        raise QueryRefused(f"ran out of memory ({settings.sql_memory_mb} MB, HCA_SQL_MEMORY_MB)") from None
+
+
+def _bound_memory(budget: int) -> None:
+    """Let this process allocate at most ``budget`` bytes beyond what it holds now (the interpreter and libraries)."""
+    import resource
+
+    import pyarrow  # noqa: F401 - mapped before the bound: the lake's readers import it lazily
+
+    data = next(int(line.split()[1]) << 10 for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith("VmData:"))  # private writable memory: what allocations grow (reservations do not)
+    resource.setrlimit(resource.RLIMIT_DATA, (data + budget, resource.getrlimit(resource.RLIMIT_DATA)[1]))
 
 
 def _run(settings: Settings, query: str, *, restricted: bool, command: str,
@@ -107,8 +148,11 @@ def _run(settings: Settings, query: str, *, restricted: bool, command: str,
         statements = con.extract_statements(query)
         if len(statements) != 1:
             raise QueryRefused(f"give exactly one SQL statement per call (got {len(statements)})")
-        if statements[0].type not in QUERY_TYPES:
-            raise QueryRefused(f"only a query runs here (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN), not {statements[0].type.name}")
+        if statements[0].type not in QUERY_TYPES or _explained_type(con, statements[0]) not in QUERY_TYPES:
+            raise QueryRefused(f"only a query runs here (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN), not "
+                               f"{_explained_type(con, statements[0]).name}")
+        con.execute(f"SET memory_limit = '{settings.sql_memory_mb * 3 // 4}MB'")
+        con.execute("SET temp_directory = ''")  # nothing spills into the working directory
         marts = _attach_marts(con, settings, taken=set(tables))
         _lock(con, allowed=_views(con, _referenced(tables, query, marts)))
         if hidden is not None:  # the restricted tables written so far: what the query could read
@@ -118,6 +162,17 @@ def _run(settings: Settings, query: str, *, restricted: bool, command: str,
         raise _refusal(exc, query, None if restricted else ": pass --restricted") from None
     finally:
         con.close()
+
+
+_EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?:ANALYZE\s+|\([^)]*\)\s*)?", re.IGNORECASE)
+
+
+def _explained_type(con: duckdb.DuckDBPyConnection, statement: Any) -> duckdb.StatementType:
+    """The type of the statement an EXPLAIN (ANALYZE) wraps — EXPLAIN ANALYZE runs it — else the statement's own."""
+    if statement.type != duckdb.StatementType.EXPLAIN:
+        return statement.type
+    inner = con.extract_statements(_EXPLAIN.sub("", statement.query, count=1))
+    return inner[0].type if len(inner) == 1 else duckdb.StatementType.INVALID
 
 
 def select_ids(settings: Settings, candidates: pa.Table, where: str) -> np.ndarray:
