@@ -387,17 +387,20 @@ class Settings:
         return join(self.restricted, "key_pin.json")
 
     def ensure_restricted(self) -> None:
-        """Create the restricted zone owner-only (0700), or narrow an existing one to 0700.
+        """Create the restricted zone and the default landing zone owner-only (0700), or narrow existing ones.
 
-        Nothing under it — raw files, quarantine copies, crosswalk, Delta files, key — is then reachable
-        by other users, whatever the modes of the files inside. Object-store roots rely on bucket policy.
+        Nothing under them — landed and raw files, quarantine copies, crosswalk, Delta files, key — is then
+        reachable by other users, whatever the modes of the files inside. A landing folder set by
+        ``HCA_LANDING_DIR`` is the site's drop folder and keeps its mode (uploaders may be other users); what the
+        network sources release into it is 0700 / 0600 itself. Object-store roots rely on bucket policy.
         """
-        if is_uri(self.restricted):
-            return
-        path = Path(self.restricted)
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if stat.S_IMODE(path.stat().st_mode) != 0o700:
-            path.chmod(0o700)
+        for zone in (self.restricted, *([] if self.landing_dir else [self.landing])):
+            if is_uri(zone):
+                continue
+            path = Path(zone)
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if stat.S_IMODE(path.stat().st_mode) != 0o700:
+                path.chmod(0o700)
 
     @property
     def restricted_tables(self) -> str:

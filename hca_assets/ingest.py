@@ -142,6 +142,10 @@ def ingest_batch(
         rejected.append(quarantine_row(batch.key, STAGE, None, QuarantineReason.SYMLINK_REFUSED,
                                        "symbolic link: never followed, its target was not read",
                                        f"{batch.key}/refused-link-{i}", now))
+    for i, _ in enumerate(batch.specials):
+        rejected.append(quarantine_row(batch.key, STAGE, None, QuarantineReason.NOT_REGULAR_FILE,
+                                       "FIFO, socket or device node: moved aside unopened",
+                                       f"{batch.key}/refused-special-{i}", now))
     for i, _ in enumerate(batch.hidden):
         rejected.append(quarantine_row(batch.key, STAGE, None, QuarantineReason.HIDDEN_NAME,
                                        "dot-name (hidden file or folder): never claimed",

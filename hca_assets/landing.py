@@ -11,7 +11,9 @@ Never claimed, reported once (each in the manifest of the batch that first met i
 quarantine table): directories that cannot be listed (they stay where they are; once readable, their files
 are claimed like any others) and dot-names — hidden files and folders, which are also how uploaders such
 as rsync write in progress — which stay in the landing zone. Symbolic links are never followed: the link
-itself is moved into the batch's ``refused/`` folder and recorded, so its target is never read.
+itself is moved into the batch's ``refused/`` folder and recorded, so its target is never read; so are FIFOs,
+sockets and device nodes (a rename never opens them). Folders a claim empties are removed by it (a folder
+named after a patient does not outlive its files), as are empty folders older than the settle time.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,7 +46,8 @@ _IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload")
 @dataclass(frozen=True)
 class Batch:
     """A committed ingest batch: its key, folder, files (relative to ``files/``), and the landing-relative
-    paths of what it reports without ingesting: unlistable directories, refused symlinks, hidden names."""
+    paths of what it reports without ingesting: unlistable directories, refused symlinks and special files
+    (FIFOs, sockets, devices), hidden names."""
 
     key: str
     path: Path
@@ -51,6 +55,7 @@ class Batch:
     unreadable: tuple[str, ...]
     symlinks: tuple[str, ...] = ()
     hidden: tuple[str, ...] = ()
+    specials: tuple[str, ...] = ()
 
     @property
     def files_dir(self) -> Path:
@@ -58,13 +63,13 @@ class Batch:
 
     @property
     def received(self) -> int:
-        return len(self.files) + len(self.unreadable) + len(self.symlinks) + len(self.hidden)
+        return len(self.files) + len(self.unreadable) + len(self.symlinks) + len(self.hidden) + len(self.specials)
 
 
 @dataclass
 class _Scan:
     files: list[Path] = field(default_factory=list)
-    links: list[Path] = field(default_factory=list)
+    links: list[Path] = field(default_factory=list)  # and special files: moved aside unopened, like links
     hidden: list[Path] = field(default_factory=list)
     unreadable: list[Path] = field(default_factory=list)
 
@@ -121,10 +126,18 @@ def _scan(root: Path) -> _Scan:
         dirnames[:] = descend
         for name in filenames:
             path = here / name
-            (scan.links if path.is_symlink() else scan.hidden if name.startswith(".") else scan.files).append(path)
+            (scan.links if _special(path) else scan.hidden if name.startswith(".") else scan.files).append(path)
     for found in (scan.files, scan.links, scan.hidden, scan.unreadable):
         found.sort()
     return scan
+
+
+def _special(path: Path) -> bool:
+    """A symbolic link, FIFO, socket or device node: never opened (a FIFO would block its reader)."""
+    try:
+        return not stat.S_ISREG(path.lstat().st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def _settled(path: Path, cutoff: float) -> bool:
@@ -177,6 +190,7 @@ def _claim(landing: Path, raw_root: Path, settle_seconds: float, now: float | No
                    if _settled(h, cutoff) and (sig := _signature(h)) and sig not in reported],
     }
     if not files and not links and not pending["unreadable"] and not pending["hidden"]:
+        _prune_empty_dirs(landing, cutoff, emptied=set())
         return None
     key = new_batch_key()
     staging = raw_root / f"{_STAGING_PREFIX}{key}"
@@ -190,7 +204,7 @@ def _claim(landing: Path, raw_root: Path, settle_seconds: float, now: float | No
                 os.rename(src, dst)
             except (FileNotFoundError, PermissionError):
                 continue  # gone, or not ours to move: left in place, not lost
-    _prune_empty_dirs(landing, cutoff)
+    _prune_empty_dirs(landing, cutoff, emptied={src.parent for src in (*files, *links)})
     return _commit(staging, raw_root / key)
 
 
@@ -251,11 +265,12 @@ def _commit(staging: Path, final: Path, *, recovered: bool = False) -> Batch | N
         "committed_at": datetime.now(UTC).isoformat(),
         "files": [str(f.relative_to(files_dir)) for f in _scan(files_dir).files],
         "unreadable": pending.get("unreadable", []),
-        "symlinks": [str(f.relative_to(refused)) for f in _scan(refused).links],
+        "symlinks": [str(f.relative_to(refused)) for f in _scan(refused).links if f.is_symlink()],
+        "specials": [str(f.relative_to(refused)) for f in _scan(refused).links if not f.is_symlink()],
         "hidden": pending.get("hidden", []),
         "recovered": recovered,
     }
-    if not any(manifest[k] for k in ("files", "unreadable", "symlinks", "hidden")):
+    if not any(manifest[k] for k in ("files", "unreadable", "symlinks", "specials", "hidden")):
         shutil.rmtree(staging)
         return None
     _write_atomic(staging / MANIFEST, json.dumps(manifest, indent=1))
@@ -270,15 +285,19 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _prune_empty_dirs(landing: Path, cutoff: float) -> None:
+def _prune_empty_dirs(landing: Path, cutoff: float, emptied: set[Path]) -> None:
+    """Remove empty folders under ``landing``: those this claim emptied (and their parents it left empty) at
+    once, others once unchanged since ``cutoff`` (an uploader may just have made one to write into)."""
+    ours = {parent for p in emptied for parent in (p, *p.parents) if parent.is_relative_to(landing)}
     for dirpath, dirnames, filenames in os.walk(landing, topdown=False, onerror=lambda e: None):
         p = Path(dirpath)
-        if p != landing and not dirnames and not filenames:
-            try:
-                if p.stat().st_mtime <= cutoff:
-                    p.rmdir()
-            except OSError:
-                pass
+        if p == landing or any((p / name).exists() for name in (*dirnames, *filenames)):
+            continue
+        try:
+            if p in ours or p.stat().st_mtime <= cutoff:
+                p.rmdir()
+        except OSError:
+            pass
 
 
 def committed_batches(raw_root: Path) -> list[str]:
@@ -296,4 +315,5 @@ def load_batch(raw_root: Path, key: str) -> Batch:
         raise FileNotFoundError(f"batch {key!r} is not committed under {raw_root}")
     m = json.loads(manifest_path.read_text())
     return Batch(key=key, path=path, files=tuple(m["files"]), unreadable=tuple(u["path"] for u in m["unreadable"]),
-                 symlinks=tuple(m.get("symlinks", [])), hidden=tuple(h["path"] for h in m.get("hidden", [])))
+                 symlinks=tuple(m.get("symlinks", [])), hidden=tuple(h["path"] for h in m.get("hidden", [])),
+                 specials=tuple(m.get("specials", [])))

@@ -4,10 +4,12 @@ study completeness, and bad peers (unknown AE, malformed data, aborts, floods, a
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -132,13 +134,22 @@ def test_pynetdicom_peer_sends_synthetic_and_real_files_each_kept_once(
     studies = {str(ds.StudyInstanceUID) for ds in originals.values()}
     _released(listener, len(studies))
 
-    landed = _landed(Path(listener.settings.landing))
+    landing = Path(listener.settings.landing)
+    landed = _landed(landing)
     assert sorted(str(ds.SOPInstanceUID) for ds in landed) == sorted(originals)
     for ds in landed:  # each instance as sent: its transfer syntax and pixel data unchanged
         sent = originals[str(ds.SOPInstanceUID)]
         assert ds.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID
         assert ds.get("PixelData") == sent.get("PixelData")
+    def modes(paths: object) -> set[int]:
+        return {stat.S_IMODE(p.stat().st_mode) for p in paths}  # type: ignore[attr-defined]
+
+    assert modes([landing, *(p for p in landing.rglob("*") if p.is_dir())]) == {0o700}  # PHI: private as restricted/
+    assert modes(p for p in landing.rglob("*") if p.is_file()) == {0o600}
+    unkeyed = {hashlib.sha256(uid.encode()).hexdigest()[:32] for uid in originals}
+    assert not unkeyed & {p.stem for p in landing.rglob("*.dcm")}  # names are keyed, like the folders
     ingested = _ingest(listener.settings, {})
+    assert list(landing.iterdir()) == []  # the claim removed the study folders it emptied
     assert ingested.received == len(originals)
     kept = ingested.instances.column("sop_instance_uid").to_pylist()
     assert len(kept) == len(set(kept)) and set(kept) <= set(originals)
@@ -199,7 +210,7 @@ def test_completeness_waits_for_release_and_stable_age_and_late_instances_land_a
 def test_held_studies_of_a_previous_run_are_released_after_restart(tmp_path: Path,
                                                                    small_study: tuple[Path, Path]) -> None:
     settings = _settings(tmp_path)
-    incoming = Incoming(Path(settings.incoming), Path(settings.landing), cstore.SOURCE)
+    incoming = Incoming(Path(settings.incoming), Path(settings.landing), cstore.SOURCE, KEY)
     f = _synthetic(small_study)[0]
     incoming.add("0" * 32, "1.2.3", f.read_bytes())
     node = CStoreListener(settings, KEY, port=free_port(), host="127.0.0.1")

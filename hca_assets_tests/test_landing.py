@@ -150,6 +150,27 @@ def test_symlinks_are_refused_unread_and_reported_once(tmp_path: Path) -> None:
     assert claim(tmp_path / "landing", tmp_path / "raw", settle_seconds=0) is None  # reported once
 
 
+def test_fifos_are_refused_unopened_and_emptied_folders_removed(tmp_path: Path) -> None:
+    """A FIFO would block its reader: moved aside and reported (``not_regular_file``); the folders the claim
+    emptied — one named after the patient — go with their files, also when a later claim finds nothing."""
+    from hca_assets.ingest import ingest_batch
+
+    landing_dir = tmp_path / "landing"
+    (landing_dir / "DOE^JOHN" / "series1").mkdir(parents=True)
+    (landing_dir / "DOE^JOHN" / "series1" / "a.dcm").write_bytes(b"x")
+    os.mkfifo(landing_dir / "pipe.dcm")
+    (landing_dir / "empty_old").mkdir()
+    batch = claim(landing_dir, tmp_path / "raw", settle_seconds=0)
+    assert batch is not None and batch.files == ("DOE^JOHN/series1/a.dcm",) and batch.specials == ("pipe.dcm",)
+    assert batch.received == 2 and list(landing_dir.iterdir()) == []
+    rows = ingest_batch(batch, key=b"k" * 16, quarantine_root=tmp_path / "q", known={}).quarantine.to_pylist()
+    assert [r["reason"] for r in rows if r["sha256"] is None] == ["not_regular_file"]
+    assert not any("DOE" in str(v) or "pipe" in str(v) for r in rows for v in r.values())
+    (landing_dir / "later").mkdir()
+    assert claim(landing_dir, tmp_path / "raw", settle_seconds=60, now=time.time() + 120) is None
+    assert list(landing_dir.iterdir()) == []  # an empty folder past the settle time is pruned with nothing to claim
+
+
 def test_file_swapped_for_a_symlink_before_the_commit_is_refused(tmp_path: Path) -> None:
     staging = tmp_path / "raw" / ".claiming-b20260101T000000000000-abcdef" / "files"
     staging.mkdir(parents=True)

@@ -31,6 +31,7 @@ class QuarantineReason(StrEnum):
     UNRENDERABLE = "unrenderable"
     SYMLINK_REFUSED = "symlink_refused"
     HIDDEN_NAME = "hidden_name"
+    NOT_REGULAR_FILE = "not_regular_file"  # a FIFO, socket or device node in the landing zone
     ENCODING_MISMATCH = "encoding_mismatch"  # file meta's transfer syntax contradicts the data set's encoding
     OUTPUT_UNREADABLE = "output_unreadable"  # the de-identified output did not read back as written
 

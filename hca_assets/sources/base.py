@@ -7,13 +7,13 @@ association was released and nothing arrived for a stable age), moves the folder
 rename. The landing claim (``hca_assets/landing.py``) then makes it an ingest batch as for any dropped folder, so
 ingest, quarantine and the ledger do not change. A late instance of a study already released is collected again
 and released as a new, smaller folder; ingest quarantines true duplicates (``duplicate_instance``) and keeps new
-instances. Keys are keyed digests of the UIDs (:func:`hca_assets.keys.keyed_digest`): no UID reaches a path,
-a log line or a PHI-free table.
+instances. Keys are keyed digests of the UIDs (:func:`hca_assets.keys.keyed_digest`), folder and file names
+alike: no UID reaches a path, a log line or a PHI-free table. What a source writes is owner-only (folders 0700,
+files 0600), in ``incoming/`` and in the landing zone it releases into: both hold PHI.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -32,14 +32,16 @@ def study_key(key: bytes, study_uid: str) -> str:
     return keyed_digest(key, "study", study_uid)[:32]
 
 
-def instance_name(sop_uid: str) -> str:
-    """The file name of an instance in its study folder (a digest of the SOP Instance UID: no UID in paths)."""
-    return hashlib.sha256(sop_uid.encode()).hexdigest()[:32] + ".dcm"
+def instance_name(key: bytes, sop_uid: str) -> str:
+    """The file name of an instance in its study folder (a keyed digest of the SOP Instance UID, like the study
+    folder's: an unkeyed digest of a UID can be matched by whoever knows the UID)."""
+    return keyed_digest(key, "instance", sop_uid)[:32] + ".dcm"
 
 
 def _durable(path: Path, data: bytes) -> None:
-    """Write and fsync: a peer deletes its copy once told "stored", so the bytes must survive a power cut."""
-    with path.open("wb") as fh:
+    """Write (owner-only) and fsync: a peer deletes its copy once told "stored", so the bytes must survive a
+    power cut."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -68,14 +70,18 @@ class DicomSource(Protocol):
 class Incoming:
     """``incoming/<source>/`` of one source: studies being collected, released whole into ``landing``."""
 
-    def __init__(self, root: Path, landing: Path, source: str) -> None:
-        self.root, self.landing, self.source = Path(root) / source, Path(landing), source
+    def __init__(self, root: Path, landing: Path, source: str, key: bytes) -> None:
+        self.root, self.landing, self.source, self.key = Path(root) / source, Path(landing), source, key
+
+    def name(self, sop_uid: str) -> str:
+        """The file name an instance gets in its study folder."""
+        return instance_name(self.key, sop_uid)
 
     def add(self, study: str, sop_uid: str, data: bytes) -> Path:
         """Keep one instance of ``study`` (atomic; the same SOP instance twice keeps one file)."""
         folder = self.root / study
-        folder.mkdir(parents=True, exist_ok=True)
-        return atomic_write(folder / instance_name(sop_uid), lambda tmp: _durable(tmp, data))
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return atomic_write(folder / self.name(sop_uid), lambda tmp: _durable(tmp, data))
 
     def studies(self) -> list[StudyState]:
         """The studies held now, with their file counts and last arrival times (expected count unknown here)."""
@@ -91,7 +97,8 @@ class Incoming:
         folder = self.root / study
         if not folder.is_dir() or not any(folder.iterdir()):
             return None
-        self.landing.mkdir(parents=True, exist_ok=True)
+        self.landing.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.chmod(0o700)
         target = self.landing / f"{self.source}-{study}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
         for tmp in folder.glob(".*.tmp"):  # a writer that died mid-file: its part is not an instance
             tmp.unlink(missing_ok=True)

@@ -109,7 +109,7 @@ class CStoreListener:
         self.settings, self.key, self.ae_title, self.port, self.host = settings, key, ae_title, port, host
         self.allow = tuple(a.strip() for a in allow)
         self.stable_seconds = settings.cstore_stable_seconds
-        self.incoming = Incoming(Path(settings.incoming), Path(settings.landing), SOURCE)
+        self.incoming = Incoming(Path(settings.incoming), Path(settings.landing), SOURCE, key)
         self.stats = ListenerStats()
         self._clock = clock
         self._lock = threading.Lock()

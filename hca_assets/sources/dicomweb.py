@@ -34,7 +34,7 @@ from hca_assets.config import Settings
 from hca_assets.files import atomic_write
 from hca_assets.lake import registry as tables
 from hca_assets.lake.schemas import STUDY_ARRIVALS
-from hca_assets.sources.base import Incoming, instance_name, study_key
+from hca_assets.sources.base import Incoming, study_key
 
 __all__ = ["CURSOR_MODES", "Credentials", "DicomwebError", "DicomwebPoller", "PollStats"]
 
@@ -106,7 +106,7 @@ class DicomwebPoller:
         self.session = credentials.session()
         self.client = DICOMwebClient(self.url, session=self.session, timeout=settings.dicomweb_timeout_seconds)
         self.client.set_http_retry_params(retry=False)  # retries are ours (_call), with connection errors too
-        self.incoming = Incoming(Path(settings.incoming), Path(settings.landing), SOURCE)
+        self.incoming = Incoming(Path(settings.incoming), Path(settings.landing), SOURCE, key)
         self.state_dir = Path(settings.incoming) / ".state" / SOURCE
         self.cursor = self._own_cursor(cursor)
         self.stats = PollStats()
@@ -162,7 +162,7 @@ class DicomwebPoller:
                 self._retrieve(key, f"{self.url}/studies/{uid}")
             else:
                 for series, sop in self._instances(uid):
-                    if instance_name(sop) not in known:
+                    if self.incoming.name(sop) not in known:
                         self._retrieve(key, f"{self.url}/studies/{uid}/series/{series}/instances/{sop}")
         held = self._held(key)
         state.complete = len(done | held) >= expected
