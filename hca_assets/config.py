@@ -372,6 +372,11 @@ class Settings:
         return join(self.local_root, "dagster_home")
 
     @property
+    def dbt_runs(self) -> str:
+        """dbt's target and logs of each build (``<run id>/``; removed when the build passed)."""
+        return join(self.local_root, "dbt")
+
+    @property
     def warehouse(self) -> str:
         """The DuckDB file dbt builds the marts into (PHI-free; dbt/profiles.yml names the same file)."""
         return join(self.local_root, "warehouse", "analytics.duckdb")

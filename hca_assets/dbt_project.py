@@ -1,8 +1,9 @@
 """The dbt project at the checkout's ``dbt/`` as Dagster sees it (no ``@dbt_assets`` here: ``dagster-dbt project
 prepare-and-package --file hca_assets/dbt_project.py`` imports this module to write the manifest).
 
-``make test``/``make demo`` prepare the manifest explicitly; ``dagster dev`` re-parses on every load; a fresh clone
-(or a changed project) imported any other way parses here first, so the definitions always load and match dbt/.
+``make test``/``make demo`` prepare the manifest explicitly; a fresh clone (or a changed project) imported any other
+way — ``dagster dev`` included, whatever its PATH — parses here first with the venv's dbt, so the definitions always
+load and match dbt/.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from hca_assets.locks import FileLock
 __all__ = ["DBT_DIR", "DBT_EXECUTABLE", "dbt_project", "ensure_manifest"]
 
 DBT_DIR = Path(__file__).resolve().parent.parent / "dbt"
-# the dbt next to this interpreter (the venv's), so that a caller's PATH does not matter
-DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt")) if Path(sys.executable).with_name("dbt").exists() else (
-    shutil.which("dbt") or "dbt")
+# the dbt next to this interpreter (the venv's, through hca-dbt: it dies with the run that started it), so that a
+# caller's PATH does not matter
+_BESIDE = Path(sys.executable).with_name("hca-dbt")
+DBT_EXECUTABLE = str(_BESIDE) if _BESIDE.exists() else (shutil.which("hca-dbt") or shutil.which("dbt") or "dbt")
 
 dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
-dbt_project.prepare_if_dev()
 
 
 def ensure_manifest() -> Path:

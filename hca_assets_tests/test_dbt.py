@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -148,25 +149,41 @@ def test_ledger_test_fails_when_an_item_is_unaccounted(settings: Settings) -> No
     it is quarantined the ledger balances."""
     resources = {"storage": HcaStorage.from_settings(settings), "dbt": dbt_resource()}
     _write_lake(settings, rendered=2, quarantined=0)
+    package = _tree(DBT_DIR)
     with dg.instance_for_test() as instance:
         lost = dg.materialize([analytics], instance=instance, resources=resources, raise_on_error=False)
         assert not lost.success
         failed = [e.check_name for e in lost.get_asset_check_evaluations() if not e.passed]
         assert failed == ["ledger_balances_ingest_ledger_"]
         assert not Path(settings.warehouse).exists()  # a failing build is never published
+        kept = Path(settings.dbt_runs, lost.run_id)  # dbt's artefacts of a failed build: in the data folder
+        assert (kept / "run_results.json").is_file() and (kept / "dbt.log").is_file()
+        _write_lake(settings, rendered=2, quarantined=1)
+        passed = dg.materialize([analytics], instance=instance, resources=resources)
+        assert passed.success and not Path(settings.dbt_runs, passed.run_id).exists()  # removed when it passed
+    assert _tree(DBT_DIR) == package  # nothing written into the package (target/, logs/)
 
 
-    # balanced again: the dbt CLI from the checkout's root, as the README says, finds the lake through HCA_DATA_DIR
-    _write_lake(settings, rendered=2, quarantined=1)
-    env = {**os.environ, "HCA_DATA_DIR": settings.data_dir, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    out = subprocess.run([DBT_EXECUTABLE, "build", "--project-dir", "dbt", "--profiles-dir", "dbt", "--target-path",
-                          str(Path(settings.data_dir) / "dbt-target")],
-                         cwd=DBT_DIR.parent, env=env, capture_output=True, text=True, timeout=120, check=False)
+    # the README's own dbt command, literally, from a checkout's root in a fresh shell (no virtualenv on PATH)
+    (command,) = re.findall(r"`(HCA_DATA_DIR=\$PWD/data \.venv/bin/dbt build [^`]+)`", (DBT_DIR.parent / "README.md").read_text())
+    checkout = Path(settings.data_dir).parent / "clone" / "checkout"  # its ../data is not the data folder
+    shutil.copytree(DBT_DIR, checkout / "dbt", ignore=shutil.ignore_patterns("target", "logs"))
+    (checkout / ".venv" / "bin").mkdir(parents=True)
+    (checkout / ".venv" / "bin" / "dbt").symlink_to(Path(sys.executable).with_name("dbt"))
+    (checkout / "data").symlink_to(settings.data_dir)
+    Path(settings.warehouse).unlink()
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    out = subprocess.run(["bash", "-c", command], cwd=checkout, env=env, capture_output=True, text=True, timeout=180,
+                         check=False)
     assert out.returncode == 0, out.stdout[-3000:]
     assert "ERROR=0" in out.stdout
     with duckdb.connect(settings.warehouse, read_only=True) as con:
         assert con.sql("SELECT stage, items_in, items_out, items_quarantined, unaccounted FROM marts.ingest_ledger"
                        ).fetchall() == [("images", 3, 2, 1, 0)]
+
+
+def _tree(root: Path) -> dict[str, float]:
+    return {str(p.relative_to(root)): p.stat().st_mtime for p in root.rglob("*")}
 
 
 @pytest.mark.parametrize("table", [t.name for t in lake_tables()])
@@ -175,3 +192,38 @@ def test_every_lake_table_is_a_source_with_its_keys(table: str) -> None:
     block = text.split(f"      - name: {table}\n", 1)[1].split("\n      - name: ", 1)[0]
     keys = spec(table).keys
     assert (f"columns: {json.dumps(list(keys))}" in block) if len(keys) > 1 else ("- unique" in block)
+
+
+_PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c",
+                          "from hca_assets.orphans import exec_dying_with_parent; exec_dying_with_parent(['/bin/sleep', '60'])"])
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_children_die_with_their_parent() -> None:
+    """``kill -9`` of the process that started dbt (through hca-dbt) kills dbt too; the pipeline's dbt is hca-dbt."""
+    import signal
+    import time
+
+    assert Path(DBT_EXECUTABLE).name == "hca-dbt"
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[0] != b"/bin/sleep":  # exec'd: guarded now
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    while _alive(child):
+        assert time.monotonic() < deadline, "the child outlived its parent"
+        time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return b"State:\tZ" not in Path(f"/proc/{pid}/status").read_bytes()  # a zombie is dead, waiting to be reaped
+    except FileNotFoundError:
+        return False

@@ -89,18 +89,21 @@ def _producer_keys(table: str) -> list[dg.AssetKey]:
 
 @dbt_assets(manifest=ensure_manifest(), project=dbt_project, dagster_dbt_translator=LakeTranslator(), name=GROUP)
 def analytics(context: dg.AssetExecutionContext, dbt: DbtCliResource, storage: HcaStorage) -> Iterator[Any]:
-    """``dbt build`` (models and their tests) over the lake of ``storage``, published only when it passes."""
+    """``dbt build`` (models and their tests) over the lake of ``storage``, published only when it passes; dbt's
+    target and logs go under the data folder (kept there when the build fails), never into the package."""
     settings = storage.settings()
     published = Path(settings.warehouse)
     building = published.with_name(f".{published.name}.{context.run.run_id}")
+    artefacts = Path(settings.dbt_runs, context.run.run_id)
     published.parent.mkdir(parents=True, exist_ok=True)
     if published.exists():  # a subset of the models rebuilds into a copy of the others
         shutil.copyfile(published, building)
     try:
         variables = {"hca_data_dir": settings.data_dir, "hca_warehouse": str(building)}
-        yield from dbt.cli(["build", "--vars", json.dumps(variables)], context=context).stream()
+        yield from dbt.cli(["build", "--vars", json.dumps(variables)], context=context, target_path=artefacts).stream()
         os.replace(building, published)
         push(settings, published)
+        shutil.rmtree(artefacts, ignore_errors=True)
     finally:
         building.unlink(missing_ok=True)
         building.with_name(building.name + ".wal").unlink(missing_ok=True)

@@ -33,7 +33,8 @@ class Plugin(delta.Plugin):
         if path and path != ":memory:" and "://" not in path:
             folder = Path(path).parent
             if not folder.parent.is_dir():
-                raise FileNotFoundError(f"no data folder {folder.parent}: run `make demo` or set HCA_DATA_DIR")
+                raise FileNotFoundError(f"no data folder {folder.parent} (relative to {Path.cwd()}): run `make demo`, "
+                                        "or set HCA_DATA_DIR to the data folder's absolute path")
             folder.mkdir(exist_ok=True)
 
     def load(self, source_config: SourceConfig) -> pa.Table:
