@@ -366,6 +366,8 @@ def segment_cmd(input_path: Path, prompts: tuple[str, ...], out: Path, backend: 
         click.echo(f"{s.structure:<20} {size}  {m.voxels:>9} voxels  {s.path}")
     if result.seg_path:
         click.echo(f"DICOM SEG: {result.seg_path}")
+    if result.seg_skipped:
+        click.echo(f"no DICOM SEG: {result.seg_skipped} (the NIfTI masks above are complete)")
 
 
 def _rmtree(path: Path) -> None:

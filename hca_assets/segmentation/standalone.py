@@ -125,6 +125,7 @@ class SegmentResult:
     kind: str
     structures: list[StructureResult]
     seg_path: Path | None
+    seg_skipped: str | None = None  # why DICOM input got no SEG (one line), e.g. empty UIDs in the source
 
 
 def _prompts(loaded: Loaded, prompts: Sequence[str]) -> tuple[str, ...]:
@@ -195,7 +196,8 @@ def segment_input(path: Path, out: Path, prompts: Sequence[str], segmenter: Segm
                          f"on this {what}")
     grids = {p: from_canonical(o.mask, loaded.image) if loaded.image is not None else o.mask  # type: ignore[union-attr]
              for p, o in outcomes.items()}
-    names = [f"{structure(p).name}.nii.gz" for p in chosen] + (["seg.dcm"] if loaded.source else [])
+    seg_skipped = _seg_refusal(loaded.source) if loaded.source else None
+    names = [f"{structure(p).name}.nii.gz" for p in chosen] + (["seg.dcm"] if loaded.source and not seg_skipped else [])
     out.mkdir(parents=True, exist_ok=True)
     _mark(out, [*owned, *names])  # claimed before written: an interrupted run leaves a folder it may reuse
     for name in owned:
@@ -207,9 +209,23 @@ def segment_input(path: Path, out: Path, prompts: Sequence[str], segmenter: Segm
         write_nifti(grid if grid.ndim == 3 else planar_grid(grid), affine, target)
         results.append(StructureResult(p, structure(p).name, measure(grid, measured), target))
     seg_path = None
-    if loaded.source:
+    if loaded.source and not seg_skipped:
         frames = {p: volume_to_frames(g) if g.ndim == 3 else g[np.newaxis] for p, g in grids.items()}
-        seg_path = write_seg(loaded.source, frames, out / "seg.dcm", algorithm=f"hca_assets {segmenter.name}",
-                             version=code_version(segmenter))
+        try:
+            seg_path = write_seg(loaded.source, frames, out / "seg.dcm", algorithm=f"hca_assets {segmenter.name}",
+                                 version=code_version(segmenter))
+        except Exception as exc:  # noqa: BLE001 - highdicom refuses sources in many ways; the masks stand
+            (out / "seg.dcm").unlink(missing_ok=True)
+            seg_skipped = f"the DICOM SEG cannot be built from this source ({type(exc).__name__})"
+            names.remove("seg.dcm")
     _mark(out, names)
-    return SegmentResult(loaded.kind, results, seg_path)
+    return SegmentResult(loaded.kind, results, seg_path, seg_skipped)
+
+
+_SEG_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+
+
+def _seg_refusal(source: Sequence[Dataset]) -> str | None:
+    """Why no SEG can reference ``source`` (a SEG names its source instances by UID), or None."""
+    empty = sorted({kw for ds in source for kw in _SEG_UIDS if not str(ds.get(kw, "") or "").strip()})
+    return f"the source has empty {', '.join(empty)}: a SEG must reference it by UID" if empty else None

@@ -108,3 +108,26 @@ def test_a_series_that_fails_or_cannot_be_stacked_does_not_stop_the_batch(tmp_pa
     prompts = {r["prompt"] for r in rows if r["series_instance_uid"] == "2.25.2"}
     assert prompts == {r["prompt"] for r in rows if r["series_instance_uid"] == "2.25.1"}  # one row per prompt
     assert all(r["mask_path"] is None and r["voxels"] is None for r in rows if r["status"] != "segmented")
+
+
+def test_a_real_ct_slab_with_empty_uids_gets_masks_and_a_one_line_reason(tmp_path: Path) -> None:
+    """As some anonymising exports leave them: a slab of the real pydicom-data CT_small slice whose Study, Series,
+    SOP Instance and SOP Class UIDs are empty. The masks are written, the SEG is skipped with one line (it once
+    ended in ``KeyError: ''`` inside highdicom), and the folder's marker lists only what was written."""
+    import json
+
+    slab = tmp_path / "slab"
+    slab.mkdir()
+    for i in range(8):
+        ds = pydicom.dcmread(_public("CT_small.dcm"))
+        ds.ImagePositionPatient = [*ds.ImagePositionPatient[:2], 5.0 * i]
+        ds.SliceThickness, ds.InstanceNumber = 5.0, i + 1
+        for kw in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+            setattr(ds, kw, "")
+        ds.save_as(slab / f"{i}.dcm")
+    result = run_segment(slab, "--prompt", "liver", "--out", tmp_path / "out")
+    assert result.exit_code == 0 and result.exception is None, result.output
+    assert "no DICOM SEG: the source has empty SOPClassUID, SOPInstanceUID, SeriesInstanceUID, StudyInstanceUID" \
+        in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".hca-segment", "liver.nii.gz"]
+    assert json.loads((tmp_path / "out" / ".hca-segment").read_text())["files"] == ["liver.nii.gz"]
