@@ -19,11 +19,18 @@ __all__ = ["AGGREGATIONS", "aggregate_series", "embed_images"]
 AGGREGATIONS = ("mean", "max", "median", "std")
 
 
+def embeddable(image_rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The ``images`` rows that get a vector: every one but the constant images."""
+    return [r for r in image_rows if not r["constant"]]
+
+
 def embed_images(
     image_rows: list[dict[str, object]], images_root: Path, embedder: Embedder, code_version: str, *,
     batch_size: int = 32, progress: Progress | None = None,
 ) -> pa.Table:
-    """One embedding row per rendered image (``images`` table rows)."""
+    """One embedding row per rendered image (``images`` table rows) that shows something: a constant image (its
+    stored values are, the renderer guarantees it) has nothing to embed and stays out of the vectors and index."""
+    image_rows = embeddable(image_rows)
     out: list[dict[str, object]] = []
     keep = ("batch", "sop_instance_uid", "frame", "series_instance_uid", "study_instance_uid", "patient_pseudonym", "modality")
     for start in range(0, len(image_rows), batch_size):

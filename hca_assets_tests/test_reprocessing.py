@@ -87,7 +87,7 @@ def test_a_new_embedder_reprocesses_every_batch_and_keeps_the_old_index(
         materialize(new, instance, "index_job", "faiss_index")
 
     version_a, version_b = (d.resolve_asset_graph().get(dg.AssetKey("embeddings")).code_version for d in (old, new))
-    assert version_a == "local@stats-1+pre-1" and version_b is not None and version_b.startswith("onnx@sha256-")
+    assert version_a == "local@stats-1+pre-2" and version_b is not None and version_b.startswith("onnx@sha256-")
     rows = tables.EMBEDDINGS.read(settings).to_pylist()
     assert sum(r["code_version"] == version_a for r in rows) == before  # the old version's rows untouched
     by_batch = {b: {r["code_version"] for r in rows if r["batch"] == b} for b in {*batches, later}}
@@ -117,8 +117,8 @@ def test_prompt_set_preprocessing_and_deid_profile_changes_request_what_they_cha
             m.setattr(backends, "STRATEGIES_VERSION", "prompts-2")
             assert after(build_defs(settings)) == {a: batches if a == "segmentations" else set() for a in PER_BATCH}
         with monkeypatch.context() as m:  # new preprocessing: re-render, re-embed and re-segment every batch
-            m.setattr(pixels, "PREPROCESSING_VERSION", "pre-2")
-            m.setattr(backends, "PREPROCESSING_VERSION", "pre-2")
+            m.setattr(pixels, "PREPROCESSING_VERSION", "pre-3")
+            m.setattr(backends, "PREPROCESSING_VERSION", "pre-3")
             assert after(build_defs(settings)) == {
                 a: batches if a in ("images", "embeddings", "segmentations") else set() for a in PER_BATCH}
         profile = dataclasses.replace(settings, deid_options=("rtn_long_modif_dates",))  # every batch, every stage

@@ -88,7 +88,7 @@ def test_images_embeddings_index_eval_and_search(settings: Settings) -> None:
         assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
         assert stub.rows_seen == len(image_rows)
     rows = read_table(settings.table_uri("embeddings")).to_pylist()
-    azure_rows = [r for r in rows if r["code_version"] == "azure-mi2@medimageinsight-1+pre-1"]
+    azure_rows = [r for r in rows if r["code_version"] == "azure-mi2@medimageinsight-1+pre-2"]
     assert len(azure_rows) == len(image_rows) and all(len(r["vector"]) == 1024 for r in azure_rows)
     assert len(rows) == 2 * len(image_rows)  # the local version's rows stay next to the new version's
 

@@ -55,7 +55,7 @@ def test_segmentations_asset_with_the_azure_backend(settings: Settings) -> None:
     assert {r["modality"] for r in segmented} >= {"CR", "DX"} & {r["modality"] for r in rows} and len(status) >= 3
     assert {(r["backend"], r["code_version"], r["confidence"]) for r in segmented} == {
         ("azure-mip", segmenter_code_version(azure), None)}
-    assert segmenter_code_version(azure) == "azure-mip@mip-test+prompts-1+pre-1"
+    assert segmenter_code_version(azure) == "azure-mip@mip-test+prompts-1+pre-2"
     assert {r["structure"] for r in segmented if r["modality"] in ("CR", "DX")} == {"lung", "heart"}
     volume_row = next(r for r in segmented if r["series_instance_uid"] in volumes)
     mask = nib.load(Path(settings.segmentations) / volume_row["mask_path"])
@@ -70,5 +70,5 @@ def test_the_configured_backend_sets_code_versions_and_pool_at_load() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HCA_")}
     found = [subprocess.run([sys.executable, "-c", code], env=env | extra, capture_output=True, text=True, check=True,
                             timeout=120).stdout.split() for extra in ({"HCA_SEGMENTER": "azure", "HCA_MIP_MODEL_VERSION": "v7"}, {})]
-    assert found[0] == ["segmentation_endpoint", "azure-mip@v7+prompts-1+pre-1", "seg-eval-1+azure-mip@v7+prompts-1+pre-1"]
+    assert found[0] == ["segmentation_endpoint", "azure-mip@v7+prompts-1+pre-2", "seg-eval-1+azure-mip@v7+prompts-1+pre-2"]
     assert found[1][0] == "None" and found[1][1].startswith("local@")

@@ -21,7 +21,7 @@ from hca_assets.checks.search import (
     index_checks,
 )
 from hca_assets.config import Settings
-from hca_assets.embedding_run import aggregate_series, embed_images
+from hca_assets.embedding_run import aggregate_series, embed_images, embeddable
 from hca_assets.evaluation.labels import labels_from_truth
 from hca_assets.evaluation.report import retrieval_rows
 from hca_assets.images_run import RENDER_STAGE, render_batch, render_quarantine
@@ -91,7 +91,7 @@ def embeddings(context: dg.AssetExecutionContext, storage: HcaStorage,
     return dg.MaterializeResult(
         metadata={**md.written(written), "series_vectors": series.num_rows, "code_version": version,
                   "dim": embedder.dim, "images_per_second": round(table.num_rows / seconds, 1) if seconds else 0.0},
-        check_results=embedding_checks(settings, key, version, expected=len(rows), dim=embedder.dim),
+        check_results=embedding_checks(settings, key, version, expected=len(embeddable(rows)), dim=embedder.dim),
     )
 
 

@@ -22,8 +22,10 @@ from hca_assets.search.index import (
 )
 
 IMAGE_CHECKS = [
-    dg.AssetCheckSpec("few_constant_images", asset="images", blocking=True,
-                      description="constant (empty) images are at most HCA_MAX_CONSTANT_FRACTION of the batch"),
+    dg.AssetCheckSpec("few_constant_images", asset="images", blocking=False,
+                      description="constant images (their stored values are: an automatic window shows any that vary) "
+                                  "are at most HCA_MAX_CONSTANT_FRACTION of the batch; a warning — they are kept out of "
+                                  "the embeddings and index, and the rest of the batch goes on"),
     dg.AssetCheckSpec("image_shapes", asset="images", blocking=True,
                       description=f"every PNG is {IMAGE_SIZE}×{IMAGE_SIZE}; published = rendered + quarantined instances"),
     dg.AssetCheckSpec("nifti_affine_matches_dicom", asset="images", blocking=True,
@@ -57,7 +59,7 @@ def image_checks(settings: Settings, batch: str, *, failed: int) -> list[dg.Asse
         errors.append(check_volume_affine(Path(settings.images) / v["path"], members))
     worst = max(errors, default=0.0)
     return [
-        dg.AssetCheckResult(check_name="few_constant_images",
+        dg.AssetCheckResult(check_name="few_constant_images", severity=dg.AssetCheckSeverity.WARN,
                             passed=constant <= settings.max_constant_fraction * max(1, len(rows)),
                             metadata={"constant": constant, "images": len(rows)}),
         dg.AssetCheckResult(check_name="image_shapes", passed=wrong == 0 and rendered + failed == len(instances),

@@ -18,7 +18,7 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 __all__ = ["IMAGE_SIZE", "PREPROCESSING_VERSION", "WINDOWS", "Letterbox", "Window", "choose_window", "display_frames",
            "frames", "letterbox", "scale_to_uint8", "to_uint8"]
 
-PREPROCESSING_VERSION = "pre-1"
+PREPROCESSING_VERSION = "pre-2"  # pre-2: an automatic window where the chosen one or the VOI LUT shows nothing
 IMAGE_SIZE = 1024  # side of the square every image is letterboxed to (rendering, queries, model input)
 
 
@@ -67,7 +67,10 @@ def frames(ds: Dataset) -> np.ndarray:
 
 
 def to_uint8(ds: Dataset, frame: np.ndarray, window: Window | None) -> np.ndarray:
-    """One frame as 8-bit grey (or RGB): modality LUT → window, else VOI LUT, else 1st/99th percentiles."""
+    """One frame as 8-bit grey (or RGB): modality LUT → window, else VOI LUT, else 1st/99th percentiles — and, as a
+    viewer does, an automatic window where the chosen one shows nothing of values that vary (stored 0–255 with a
+    CT rescale shown through a soft-tissue window; a VOI LUT that maps the whole range to one value): the output is
+    constant only when the stored values are."""
     if frame.ndim == 3:  # colour: already RGB after decoding
         return _scale(frame.astype(np.float32), *np.percentile(frame, (0, 100)))
     values = apply_modality_lut(frame, ds).astype(np.float32)
@@ -76,6 +79,8 @@ def to_uint8(ds: Dataset, frame: np.ndarray, window: Window | None) -> np.ndarra
         out = _scale(voi, float(voi.min()), float(voi.max()))
     else:
         out = scale_to_uint8(values, window)
+    if out.min() == out.max() and values.min() != values.max():
+        out = _automatic(values)
     if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
         out = 255 - out
     return out
@@ -94,6 +99,13 @@ def display_frames(ds: Dataset) -> tuple[Window | None, Iterator[np.ndarray]]:
     """The window chosen for the instance and its frames as displayed (8-bit, before letterboxing)."""
     window = choose_window(str(ds.get("Modality", "")), str(ds.get("BodyPartExamined", "")) or None)
     return window, (to_uint8(ds, frame, window) for frame in frames(ds))
+
+
+def _automatic(values: np.ndarray) -> np.ndarray:
+    """The 1st–99th percentile window, or the full range where those coincide (a small bright object on a
+    uniform background)."""
+    low, high = (float(v) for v in np.percentile(values, (1, 99)))
+    return _scale(values, low, high) if high > low else _scale(values, float(values.min()), float(values.max()))
 
 
 def _scale(values: np.ndarray, low: float, high: float) -> np.ndarray:

@@ -40,6 +40,29 @@ def test_percentiles_monochrome1_and_voi_lut() -> None:
     assert stack.shape[0] == 2 and to_uint8(rgb, stack[1], None).shape[-1] == 3
 
 
+def test_a_window_that_shows_nothing_falls_back_to_an_automatic_one() -> None:
+    """The issue's real batch: CT converted to stored 0–255 with RescaleIntercept −1024 (HU −1024..−769, all
+    below the soft-tissue window) and a MONOCHROME1 CR whose VOI LUT maps its whole range to one value rendered
+    as constant frames; a viewer's automatic window shows them. Constant output only from constant values."""
+    files = {p.name: p for p in public_test_files()}
+    ct = pydicom.dcmread(files["CT_small.dcm"])  # real, pydicom-data (MIT)
+    stored = ct.pixel_array.astype(np.float32)
+    converted = np.round(255 * (stored - stored.min()) / (stored.max() - stored.min())).astype(np.uint16)
+    ct.PixelData, ct.BitsStored, ct.HighBit, ct.PixelRepresentation = converted.tobytes(), 8, 7, 0
+    ct.BitsAllocated, ct.RescaleIntercept, ct.RescaleSlope, ct.BodyPartExamined = 16, -1024, 1, "ABDOMEN"
+    shown = to_uint8(ct, ct.pixel_array, choose_window("CT", "ABDOMEN"))
+    assert shown.min() == 0 and shown.max() == 255 and len(np.unique(shown)) > 100
+
+    cr = pydicom.dcmread(files["vlut_04.dcm"])  # real VOI LUT Sequence, pydicom-data
+    cr.PhotometricInterpretation, cr.Modality = "MONOCHROME1", "CR"
+    item = cr.VOILUTSequence[0]
+    item.LUTDescriptor = [item.LUTDescriptor[0], int(cr.pixel_array.max()) + 1, item.LUTDescriptor[2]]  # all below it
+    assert len(np.unique(to_uint8(cr, cr.pixel_array, None))) > 100
+
+    blank = np.full((16, 16), 300, dtype=np.uint16)
+    assert np.unique(to_uint8(ct, blank, choose_window("CT", "ABDOMEN"))).size == 1  # truly constant stays so
+
+
 @pytest.mark.parametrize(("shape", "row_span", "col_span"), [
     ((100, 400), (384, 640), (0, 1024)), ((400, 100), (0, 1024), (384, 640)), ((512, 512), (0, 1024), (0, 1024)),
 ])

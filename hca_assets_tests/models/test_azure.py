@@ -66,7 +66,7 @@ def test_factory_and_versions(stub: Mi2Stub, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("HCA_MI2_MODEL_VERSION", "mi2-2025-06")
     monkeypatch.setenv("HCA_MI2_DEPLOYMENT", "mi2-blue")
     e = get_embedder("azure", url=stub.url, key=stub.key)
-    assert e.supports_text and embedder_code_version("azure") == "azure-mi2@mi2-2025-06+pre-1"
+    assert e.supports_text and embedder_code_version("azure") == "azure-mi2@mi2-2025-06+pre-2"
     assert e.embed_text(["lung"]).shape == (1, 1024) and stub.headers[-1]["azureml-model-deployment"] == "mi2-blue"
     assert embedder_code_version("local") == code_version(LocalEmbedder())
     with pytest.raises(ValueError, match="needs an endpoint URL and key"):

@@ -16,7 +16,7 @@ def test_deterministic_normalised_and_discriminative() -> None:
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert np.array_equal(v[0], v[1])
     assert v[0] @ v[2] < 0.5
-    assert code_version(e) == "local@stats-1+pre-1"
+    assert code_version(e) == "local@stats-1+pre-2"
     with pytest.raises(NotImplementedError):
         e.embed_text(["liver"])
     with pytest.raises(ValueError, match="unknown embedding backend"):

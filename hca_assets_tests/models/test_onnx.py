@@ -35,7 +35,7 @@ def test_embeds_like_the_model_says(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert np.allclose(v[1], expected / np.linalg.norm(expected), atol=1e-4)  # the model's own arithmetic
     monkeypatch.setenv("HCA_ONNX_MODEL", str(tmp_path / "m.onnx"))
     assert get_embedder("onnx").dim == 16
-    assert embedder_code_version("onnx") == f"onnx@{e.version}+pre-1"
+    assert embedder_code_version("onnx") == f"onnx@{e.version}+pre-2"
     with pytest.raises(NotImplementedError):
         e.embed_text(["x"])
 

@@ -16,19 +16,19 @@ def make(n: int, seed: int = 0) -> tuple[np.ndarray, pa.Table]:
 
 
 def test_build_extend_search_and_checksum(tmp_path: Path) -> None:
-    files = IndexFiles.for_version(tmp_path, "local@stats-1+pre-1", "image")
+    files = IndexFiles.for_version(tmp_path, "local@stats-1+pre-2", "image")
     v, keys = make(300)
-    first = build_or_extend(files, v[:200], keys.slice(0, 200), "local@stats-1+pre-1")
+    first = build_or_extend(files, v[:200], keys.slice(0, 200), "local@stats-1+pre-2")
     assert (first["count"], first["mode"]) == (200, "built")
-    grown = build_or_extend(files, v, keys, "local@stats-1+pre-1")
+    grown = build_or_extend(files, v, keys, "local@stats-1+pre-2")
     assert (grown["count"], grown["mode"]) == (300, "extended by 100")
-    again = build_or_extend(files, v, keys, "local@stats-1+pre-1")
+    again = build_or_extend(files, v, keys, "local@stats-1+pre-2")
     assert (again["count"], again["mode"]) == (300, "extended by 0")  # idempotent
     index, _ids, _manifest = load_index(files)
     sims, found = search(index, v[250:251], 3)
     assert found[0][0] == keys.column("id")[250].as_py() and sims[0][0] == pytest.approx(1.0)
     assert self_recall(index, v, keys.column("id").to_numpy()) == 1.0
-    fewer = build_or_extend(files, v[:50], keys.slice(0, 50), "local@stats-1+pre-1")
+    fewer = build_or_extend(files, v[:50], keys.slice(0, 50), "local@stats-1+pre-2")
     assert (fewer["count"], fewer["mode"]) == (50, "built")  # rows went away: rebuilt, not stale
     files.index.write_bytes(files.index.read_bytes() + b"x")
     with pytest.raises(ValueError, match="checksum"):
@@ -36,8 +36,8 @@ def test_build_extend_search_and_checksum(tmp_path: Path) -> None:
 
 
 def test_versions_live_side_by_side(tmp_path: Path) -> None:
-    a = IndexFiles.for_version(tmp_path, "local@stats-1+pre-1", "image")
-    b = IndexFiles.for_version(tmp_path, "local@stats-2+pre-1", "image")
+    a = IndexFiles.for_version(tmp_path, "local@stats-1+pre-2", "image")
+    b = IndexFiles.for_version(tmp_path, "local@stats-2+pre-2", "image")
     assert a.root != b.root and a.root.parent == b.root.parent
     v, _keys = make(10)
     with pytest.raises(ValueError, match="duplicate ids"):

@@ -156,7 +156,7 @@ def test_backend_choice_and_code_version(monkeypatch: pytest.MonkeyPatch) -> Non
         segmenter_for("azure", settings, url="http://127.0.0.1:9/score")
     built = segmenter_for("azure", settings, url="http://127.0.0.1:9/score", key="secret-key")
     assert isinstance(built, AzureSegmenter) and built.concurrency == 3 and "secret-key" not in repr(built)
-    assert code_version(built) == segmenter_code_version(settings) == "azure-mip@mip-2025-11+prompts-1+pre-1"
+    assert code_version(built) == segmenter_code_version(settings) == "azure-mip@mip-2025-11+prompts-1+pre-2"
     with pytest.raises(ValueError, match="`segmenter` must be one of local, azure, onnx"):
         Settings(data_dir="x", segmenter="gpu")
 

@@ -2,7 +2,8 @@
 -- deid_dicom: instances raw_dicom ingested (its latest successful run's row count, from `runs`) → instances
 --   published or quarantined by de-identification.
 -- images: instances published by de-identification → instances rendered (≥ 1 frame) or quarantined by rendering.
--- embeddings: frames rendered → frames embedded, per embedding code_version (nothing is quarantined there).
+-- embeddings: frames rendered → frames embedded, per embedding code_version; constant frames (stored values
+--   constant: nothing to embed) are set aside, counted as items_quarantined.
 with ingested as (
     select batch, arg_max(instances, finished_at) as n from {{ ref('stg_runs') }}
     where stage = 'raw_dicom' and outcome = 'success' and instances is not null
@@ -12,7 +13,8 @@ published as (
     select batch, count(*) as n from {{ ref('stg_deid_instances') }} group by batch
 ),
 rendered as (
-    select batch, count(distinct sop_instance_uid) as n, count(*) as frames, max(preprocessing_version) as version
+    select batch, count(distinct sop_instance_uid) as n, count(*) as frames, count(*) filter (where constant) as constant,
+           max(preprocessing_version) as version
     from {{ ref('stg_images') }} group by batch
 ),
 quarantined as (
@@ -34,7 +36,7 @@ ledger as (
     left join quarantined q on q.batch = p.batch and q.stage = 'images'
     where r.n is not null or q.n is not null  -- the stage has run on the batch
     union all
-    select e.batch, 3, 'embeddings', e.code_version, 'frames', coalesce(r.frames, 0), e.n, 0
+    select e.batch, 3, 'embeddings', e.code_version, 'frames', coalesce(r.frames, 0), e.n, coalesce(r.constant, 0)
     from embedded e
     left join rendered r using (batch)
 )
