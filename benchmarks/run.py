@@ -657,7 +657,7 @@ TITLES = {"generator": "## Synthetic generator", "ingest": "## Ingest", "deid": 
           "chaos": "## Chaos and load", "dbt": "## dbt build",
           "sql": "## SQL over the lake", "scaling": "## Scaling run",
           "objectstore": "## Object-store root (Azurite)", "dicomweb": "## DICOMweb pull",
-          "cstore": "## C-STORE listener", "adapter": "## Retrieval adapter"}
+          "cstore": "## C-STORE listener", "adapter": "## Retrieval adapter", "hostile": "## Hostile input"}
 PARTS = tuple(TITLES)
 
 
@@ -719,6 +719,10 @@ def main(parts: list[str]) -> None:
             measured["deid"] = bench_deid(work)
         if "ocr" in chosen:
             measured["ocr"] = bench_ocr()
+        if "hostile" in chosen:
+            from benchmarks.hostile import bench_hostile
+
+            measured["hostile"] = bench_hostile(work)
         if "recall" in chosen:
             from benchmarks.recall import bench_recall
 

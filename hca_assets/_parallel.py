@@ -71,7 +71,7 @@ def ordered_map(
     an :class:`ItemFailed`; an exception raised by ``fn`` is re-raised here, in the item's turn.
 
     Workers come from a fork server, not a plain fork: the callers (Dagster, ONNX runtime) run threads,
-    and forking a threaded process can deadlock or crash the child."""
+    and forking a threaded process can deadlock or crash the child (deltalake's runtime refuses to run in one)."""
     total = len(items)
     if timeout is None and (workers <= 1 or total < min_parallel):
         if initializer is not None:

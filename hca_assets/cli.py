@@ -40,6 +40,22 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
+def _write_report(folder: Path, rows: list[tuple[str, str, str]]) -> Path:
+    """``rejected-<time>.csv`` (sha256, reason, message) beside the quarantined copies: which input failed and why,
+    by content hash — never by file name, which may be a patient's."""
+    import csv
+
+    from hca_assets.files import atomic_write
+
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as fh:
+            csv.writer(fh).writerows([("sha256", "reason", "message"), *rows])
+
+    return atomic_write(folder / f"rejected-{datetime.now(UTC):%Y%m%dT%H%M%S%f}.csv", write)
+
+
 def _apart(folders: dict[str, Path]) -> None:
     """Refuse folders that overlap (one inside another, or the same): outputs would mix with PHI originals."""
     resolved = {name: path.resolve() for name, path in folders.items()}
@@ -215,10 +231,11 @@ def sql_cmd(query: str, restricted: bool, fmt: str) -> None:
     tables; no file, network, extension or setting access), bounded in time, memory and rows (HCA_SQL_TIMEOUT_SECONDS,
     HCA_SQL_MEMORY_MB, HCA_SQL_MAX_ROWS). With --restricted, the access is logged in audit_log."""
     from hca_assets._parallel import warm_up
-    from hca_assets.lake.warehouse import QueryRefused, bounded_query
+
+    warm_up(("hca_assets.lake.warehouse", "hca_assets.lake.render"))  # the statement's process forks from it
+    from hca_assets.lake.warehouse import QueryRefused, bounded_query  # meanwhile: both import DuckDB
 
     settings = _settings()
-    warm_up(("hca_assets.lake.warehouse", "hca_assets.lake.render"))  # the statement's process forks from here
     try:
         click.echo(bounded_query(settings, query, restricted=restricted, fmt=fmt), nl=False)
     except QueryRefused as exc:
@@ -252,7 +269,8 @@ def run_sql(settings: Settings, query: str, *, restricted: bool, fmt: str, comma
               help="A learned text detector reads every single-frame image and a sample of each series, whatever the screen says.")
 @click.option("--workers", type=int, default=None, help="Worker processes [default: HCA_WORKERS or 2].")
 @click.option("--quarantine", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Copy inputs that fail de-identification here (named by sha256).")
+              help="Copy inputs that fail de-identification here (named by sha256), with cli/rejected-<time>.csv "
+                   "(sha256, reason, message).")
 def deid_cmd(input_dir: Path, output_dir: Path, options: tuple[str, ...], basic_only: bool, uid_map: Path | None,
              patient_map: Path | None, ocr: str, net: bool, workers: int | None, quarantine: Path | None) -> None:
     """De-identify every DICOM file under INPUT_DIR into OUTPUT_DIR/<study>/<series>/<instance>.dcm.
@@ -285,6 +303,7 @@ def deid_cmd(input_dir: Path, output_dir: Path, options: tuple[str, ...], basic_
     written = duplicates = 0
     from tqdm import tqdm
 
+    report: list[tuple[str, str, str]] = []  # (sha256, reason, PHI-free message) of each input not written
     with tqdm(total=len(sources), unit="file", desc="deid") as bar:
         for i, result in enumerate(deidentify_files(sources, output_dir, spec, workers=settings.workers,
                                                     progress=lambda done, total: bar.update(done - bar.n),
@@ -295,9 +314,12 @@ def deid_cmd(input_dir: Path, output_dir: Path, options: tuple[str, ...], basic_
                 duplicates += 1  # an identical instance is already in the output: nothing lost, nothing written
             else:
                 rejected[str(result.reason)] += 1
+                report.append((result.sha256 or "", str(result.reason), result.message))
                 if quarantine:
                     keep_file(Path(result.source), quarantine, "cli", result.sha256, i,
                               max_copy_bytes=settings.limits.max_file_bytes)
+    if quarantine and report:
+        _write_report(quarantine / "cli", report)
     audit_note(inputs=len(found), written=written, duplicates=duplicates, rejected=sum(rejected.values()))
     click.echo(f"{written} file(s) written into {output_dir} from {len(found)} input(s) (profile {spec.profile.name})"
                + (f"; {duplicates} identical duplicate(s) not written again" if duplicates else ""))

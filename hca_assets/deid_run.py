@@ -33,7 +33,7 @@ from hca_assets.dicom.burned_in import (
 )
 from hca_assets.dicom.deid import DeidEngine, DeidFailure
 from hca_assets.dicom.enum import QuarantineReason
-from hca_assets.dicom.io import read_dataset
+from hca_assets.dicom.io import read_dataset, read_header
 from hca_assets.dicom.pixel_phi import phi_tokens, read_frames, readable_phi
 from hca_assets.dicom.profile import DeidOption, DeidProfile
 from hca_assets.dicom.pseudonyms import Pseudonymizer, load_mapping
@@ -229,14 +229,13 @@ MIN_SERIES = 3  # single-frame slices of one series and size from which the net 
 
 def series_plan(sources: list[Path], every: int) -> list[tuple[list[int], set[int]]]:
     """Multi-slice series among ``sources`` (indexes in slice order) with the slices the net reads in the first
-    pass: first, middle, last and every ``every``-th. Headers only; an unreadable one stands alone."""
+    pass: first, middle, last and every ``every``-th. Headers only (their first MiB, never inflated); an unreadable
+    one stands alone."""
     groups: dict[tuple[str, int, int], list[tuple[float, float, int]]] = {}
     for i, path in enumerate(sources):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=list(_SERIES_TAGS))
-            if int(ds.get("NumberOfFrames", 1) or 1) != 1 or not str(ds.get("SeriesInstanceUID", "")):
+            ds = read_header(path, list(_SERIES_TAGS))
+            if ds is None or int(ds.get("NumberOfFrames", 1) or 1) != 1 or not str(ds.get("SeriesInstanceUID", "")):
                 continue
             position = ds.get("ImagePositionPatient") or (0, 0, 0)
             key = (str(ds.SeriesInstanceUID), int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0))

@@ -14,7 +14,6 @@ configured nothing is routed (callers then add no tags).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,14 +62,12 @@ def parse_rules(text: str) -> tuple[Rule, ...]:
 def _header_priority(path: Path) -> str | None:
     """RequestedProcedurePriority of one file, read without its pixels; None if absent or not readable DICOM
     (ingest quarantines such files; here they only carry no priority)."""
-    import pydicom  # here, not at import: `hca sql` and the config do not pay for it
+    from hca_assets.dicom.io import (
+        read_header,  # here, not at import: `hca sql` and the config do not pay for pydicom
+    )
 
-    try:
-        with warnings.catch_warnings(), pydicom.config.disable_value_validation():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,  # raw data sets too, as ingest reads them
-                                 specific_tags=["RequestedProcedurePriority"])
-    except Exception:  # noqa: BLE001 - pydicom raises many types on input that is not DICOM
+    ds = read_header(path, ["RequestedProcedurePriority"])  # raw data sets too, as ingest reads them
+    if ds is None:
         return None
     value = str(ds.get("RequestedProcedurePriority") or "").strip().upper()
     return value or None

@@ -23,7 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 
 from hca_assets.config import DEFAULT_LIMITS, Limits
 from hca_assets.dicom import verify
@@ -38,7 +38,14 @@ from hca_assets.dicom.burned_in import (
     needs_text_check,
 )
 from hca_assets.dicom.enum import QuarantineReason
-from hca_assets.dicom.io import REQUIRED_UIDS, InvalidInstance, body_encoding, check_instance, read_dataset
+from hca_assets.dicom.io import (
+    PIXEL_KEYWORDS,
+    REQUIRED_UIDS,
+    InvalidInstance,
+    body_encoding,
+    check_instance,
+    read_dataset,
+)
 from hca_assets.dicom.iod import Path, attribute_types
 from hca_assets.dicom.profile import CLEAN_PIXEL_DATA_CODE, DeidProfile, resolve_action
 from hca_assets.dicom.pseudonyms import Pseudonymizer
@@ -408,6 +415,8 @@ class DeidEngine:
             missing = [kw for kw in REQUIRED_UIDS if not str(ds.get(kw, "") or "").strip()]
             if missing:
                 raise DeidFailure(QuarantineReason.MISSING_UID, f"required attribute(s) missing or empty: {', '.join(missing)}")
+            if not any(kw in ds for kw in PIXEL_KEYWORDS) and "Image Storage" in UID(str(ds.SOPClassUID)).name:
+                raise DeidFailure(QuarantineReason.NO_PIXEL_DATA, "an image instance without pixel data (cut short?)")
             check_text = "PixelData" in ds and needs_text_check(ds, mode=self.ocr_mode if self.reader else "off")
             ds.file_meta.setdefault("MediaStorageSOPClassUID", ds.get("SOPClassUID"))
             ds.file_meta.setdefault("MediaStorageSOPInstanceUID", ds.get("SOPInstanceUID"))

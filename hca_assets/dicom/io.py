@@ -40,7 +40,7 @@ from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.keys import keyed_digest
 
 __all__ = ["InstanceInfo", "InvalidInstance", "body_encoding", "check_instance", "header_excerpt", "inspect_bytes", "inspect_file",
-           "read_dataset", "sha256_file"]
+           "read_dataset", "read_header", "sha256_file"]
 
 REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -208,10 +208,35 @@ def _reconcile_encoding(ds: Dataset) -> None:
                           f"{'implicit' if found[0] else 'explicit'} VR {'little' if found[1] else 'big'} endian")
 
 
+def _deflated(data: bytes) -> bool:
+    """The file meta (its first few kB) names Deflated Explicit VR Little Endian."""
+    return data[128:132] == b"DICM" and DeflatedExplicitVRLittleEndian.encode() in data[132:4096]
+
+
+def read_header(path: Path, tags: list[str] | None = None) -> Dataset | None:
+    """``path``'s header (``tags`` only, if given) from its first :data:`EXCERPT_BYTES`, without pixels: for
+    planning and routing before a file is validated. A deflated data set is not inflated (pydicom inflates it
+    whole, and its size is unchecked here); None for that and for whatever cannot be parsed."""
+    with path.open("rb") as fh:
+        head = fh.read(EXCERPT_BYTES)
+    return _parse_head(head, tags)
+
+
+def _parse_head(head: bytes, tags: list[str] | None = None) -> Dataset | None:
+    if _deflated(head):
+        return None
+    try:
+        with warnings.catch_warnings(), pydicom.config.disable_value_validation():
+            warnings.simplefilter("ignore")
+            return pydicom.dcmread(io.BytesIO(head), stop_before_pixels=True, force=True, specific_tags=tags)
+    except Exception:  # noqa: BLE001 - pydicom raises many types on input that is not DICOM
+        return None
+
+
 def _check_inflated_size(data: bytes, limits: Limits) -> None:
     """A deflated data set is inflated whole by pydicom: count its inflated size first, in constant memory,
     and refuse one over ``limits.max_file_bytes`` (the largest valid uncompressed instance)."""
-    if data[128:132] != b"DICM" or DeflatedExplicitVRLittleEndian.encode() not in data[132:4096]:
+    if not _deflated(data):
         return
     fp = io.BytesIO(data)
     try:
@@ -322,12 +347,7 @@ def header_excerpt(path: Path) -> dict[str, object]:
     with path.open("rb") as fh:
         head = fh.read(EXCERPT_BYTES)
         size = os.fstat(fh.fileno()).st_size
-    try:
-        with warnings.catch_warnings(), pydicom.config.disable_value_validation():
-            warnings.simplefilter("ignore")
-            ds: Dataset | None = pydicom.dcmread(io.BytesIO(head), stop_before_pixels=True, force=True)
-    except Exception:  # noqa: BLE001 - an unparsable header gives an excerpt of its size only
-        ds = None
+    ds = _parse_head(head)  # None: an excerpt of its size only
     ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if ds is not None else ""
     standard_ts = ts in UID_dictionary and UID_dictionary[ts][1] == "Transfer Syntax"
     excerpt: dict[str, object] = {"file_size": size, "bytes_parsed": len(head),

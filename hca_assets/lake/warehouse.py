@@ -114,7 +114,8 @@ def bounded_query(settings: Settings, query: str, *, restricted: bool, fmt: str,
                          initializer=_bound_memory, initargs=(settings.sql_memory_mb << 20,))
     if isinstance(out, ItemFailed):
         raise QueryRefused(f"stopped after {settings.sql_timeout_seconds:g} s (HCA_SQL_TIMEOUT_SECONDS)" if out.timed_out
-                           else f"ran out of memory ({settings.sql_memory_mb} MB, HCA_SQL_MEMORY_MB)")
+                           else f"the query's process died (exit code {out.exitcode}): out of memory? "
+                                f"({settings.sql_memory_mb} MB, HCA_SQL_MEMORY_MB)")
     return out
 
 
@@ -131,8 +132,6 @@ def _rendered(job: tuple[Settings, str, bool, str, str]) -> str:
 def _bound_memory(budget: int) -> None:
     """Let this process allocate at most ``budget`` bytes beyond what it holds now (the interpreter and libraries)."""
     import resource
-
-    import pyarrow  # noqa: F401 - mapped before the bound: the lake's readers import it lazily
 
     data = next(int(line.split()[1]) << 10 for line in Path("/proc/self/status").read_text().splitlines()
                 if line.startswith("VmData:"))  # private writable memory: what allocations grow (reservations do not)
