@@ -23,9 +23,11 @@ def test_definitions_load_and_jobs_resolve() -> None:
         ("segmentations", "seg_files_valid"), ("segmentations", "expected_structures_present"),
         ("segmentation_eval", "dice_above_floor"),
     }
+    warnings_only = {("images", "few_constant_images")}  # constant images are set aside; the batch goes on
     for asset in ("raw_dicom", "deid_staged", "deid_dicom", "images", "embeddings", "segmentations", "faiss_index",
                   "retrieval_eval", "segmentation_eval"):
-        assert all(spec.blocking for spec in defs.resolve_assets_def(asset).check_specs)
+        assert all(spec.blocking != ((asset, spec.name) in warnings_only)
+                   for spec in defs.resolve_assets_def(asset).check_specs)
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} >= {"raw_dicom", "deid_staged", "deid_dicom",
                                                                                  "segmentations"}
     index = {k.to_user_string() for k in defs.resolve_job_def("index_job").asset_layer.selected_asset_keys}

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 from hca_assets.dicom.burned_in import BurnedInStatus
@@ -117,19 +118,26 @@ def collect_facts(original: Dataset, profile: DeidProfile) -> OriginalFacts:
     return facts
 
 
-def _retained(ds: Dataset, profile: DeidProfile) -> Iterator[tuple[str, bytes]]:
-    """(VR, lower-cased value) of every element the profile keeps or ignores, at any depth (slow path);
-    the parts of a coded entry count as code strings ("CS") whatever their VR."""
+def _kept(ds: Dataset, profile: DeidProfile) -> Iterator[tuple[Dataset, BaseTag, str]]:
+    """(holding data set, tag, VR) of every public element the profile keeps or ignores, at any depth."""
     for tag in list(ds.keys()):
         if tag.is_private:
             continue
         vr = vr_of(ds, tag)
         if vr == "SQ":
             for item in ds[tag].value or []:
-                yield from _retained(item, profile)
-        elif vr in SCANNED_VRS and profile.action_for(tag) in (None, "K"):
+                yield from _kept(item, profile)
+        elif profile.action_for(tag) in (None, "K"):
+            yield ds, tag, vr
+
+
+def _retained(ds: Dataset, profile: DeidProfile) -> Iterator[tuple[str, bytes]]:
+    """(VR, lower-cased value) of every element the profile keeps or ignores, at any depth (slow path);
+    the parts of a coded entry count as code strings ("CS") whatever their VR."""
+    for holder, tag, vr in _kept(ds, profile):
+        if vr in SCANNED_VRS:
             kind = "CS" if int(tag) in _CODE_TAGS else vr
-            yield from ((kind, v.lower()) for v in raw_values(ds, tag))
+            yield from ((kind, v.lower()) for v in raw_values(holder, tag))
 
 
 def _exempt(facts: OriginalFacts, candidates: set[bytes], original: Dataset, profile: DeidProfile) -> set[bytes]:
@@ -144,15 +152,7 @@ def _exempt(facts: OriginalFacts, candidates: set[bytes], original: Dataset, pro
 
 def kept_code_strings(ds: Dataset, profile: DeidProfile) -> Iterator[tuple[Dataset, int, list[bytes]]]:
     """(holding data set, tag, values) of every code string (CS) the profile keeps, at any depth."""
-    for tag in list(ds.keys()):
-        if tag.is_private:
-            continue
-        vr = vr_of(ds, tag)
-        if vr == "SQ":
-            for item in ds[tag].value or []:
-                yield from kept_code_strings(item, profile)
-        elif vr == "CS" and profile.action_for(tag) in (None, "K"):
-            yield ds, int(tag), raw_values(ds, tag)
+    return ((holder, int(tag), raw_values(holder, tag)) for holder, tag, vr in _kept(ds, profile) if vr == "CS")
 
 
 def malformed_code(value: bytes) -> bool:

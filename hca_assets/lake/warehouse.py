@@ -152,6 +152,7 @@ def _run(settings: Settings, query: str, *, restricted: bool, command: str,
                                f"{_explained_type(con, statements[0]).name}")
         con.execute(f"SET memory_limit = '{settings.sql_memory_mb * 3 // 4}MB'")
         con.execute("SET temp_directory = ''")  # nothing spills into the working directory
+        con.execute("SET enable_progress_bar = false")  # a long query's bar would garble the one-line answer
         marts = _attach_marts(con, settings, taken=set(tables))
         _lock(con, allowed=_views(con, _referenced(tables, query, marts)))
         if hidden is not None:  # the restricted tables written so far: what the query could read
