@@ -33,7 +33,7 @@ from hca_assets.dicom.burned_in import (
 )
 from hca_assets.dicom.deid import DeidEngine, DeidFailure
 from hca_assets.dicom.enum import QuarantineReason
-from hca_assets.dicom.io import read_dataset, read_header
+from hca_assets.dicom.io import InvalidInstance, check_size, read_dataset, read_header
 from hca_assets.dicom.pixel_phi import phi_tokens, read_frames, readable_phi
 from hca_assets.dicom.profile import DeidOption, DeidProfile
 from hca_assets.dicom.pseudonyms import Pseudonymizer, load_mapping
@@ -129,10 +129,10 @@ def _one(args: Job) -> DeidRecord | DeidRejected:
     source, out_root, net, hints = args
     assert _engine is not None
     try:
-        if (size := Path(source).stat().st_size) > _engine.limits.max_file_bytes:
-            return DeidRejected(source, None, QuarantineReason.FILE_TOO_LARGE,
-                                f"file is {size} bytes, over the limit of {_engine.limits.max_file_bytes} bytes")
+        check_size(Path(source).stat().st_size, _engine.limits)  # before the file is read into memory
         data = Path(source).read_bytes()
+    except InvalidInstance as exc:
+        return DeidRejected(source, None, exc.reason, exc.message)
     except OSError as exc:
         return DeidRejected(source, None, QuarantineReason.UNREADABLE, f"file cannot be read ({type(exc).__name__})")
     try:

@@ -92,15 +92,24 @@ def _codec(ts: UID) -> str | None:
     return None
 
 
+def _fragments(pixel_data: bytes) -> Iterator[bytes]:
+    """The fragments of encapsulated pixel data; broken or cut item tags (pydicom's ValueError, a short read's
+    struct.error) as :class:`CodestreamError`."""
+    buffer = io.BytesIO(pixel_data)
+    try:
+        parse_basic_offsets(buffer)
+        yield from generate_fragments(buffer)
+    except (ValueError, struct.error) as exc:
+        raise CodestreamError(f"encapsulated pixel data cannot be parsed ({type(exc).__name__})") from exc
+
+
 def declared_sizes(pixel_data: bytes, ts: UID) -> Iterator[FrameSize]:
     """The size every frame's codestream declares, one per fragment that starts a codestream (a frame may
     span fragments; only its first holds the header). Transfer syntaxes without a size header yield nothing."""
     codec = _codec(ts)
     if codec is None:
         return
-    buffer = io.BytesIO(pixel_data)
-    parse_basic_offsets(buffer)
-    for fragment in generate_fragments(buffer):
+    for fragment in _fragments(pixel_data):
         if _starts_frame(fragment, codec == "j2k"):
             yield _j2k_size(fragment) if codec == "j2k" else _jpeg_size(fragment)
 
@@ -115,32 +124,20 @@ def check_codestreams(pixel_data: bytes, ts: UID, *, rows: int, columns: int, sa
         _check_rle(pixel_data, samples * max(1, -(-bits_allocated // 8)))
         return
     seen = 0
-    try:
-        for size in declared_sizes(pixel_data, ts):
-            seen += 1
-            declared = size.rows * size.columns * size.samples
-            if declared > allowed:
-                raise CodestreamTooLarge(f"codestream of frame {seen} declares {size.rows}×{size.columns}×{size.samples}"
-                                      f" = {declared} samples; the header allows {allowed}")
-    except CodestreamError:
-        raise
-    except (ValueError, struct.error) as exc:  # pydicom raises ValueError on broken item tags
-        raise CodestreamError(f"encapsulated pixel data cannot be parsed ({type(exc).__name__})") from exc
+    for size in declared_sizes(pixel_data, ts):
+        seen += 1
+        declared = size.rows * size.columns * size.samples
+        if declared > allowed:
+            raise CodestreamTooLarge(f"codestream of frame {seen} declares {size.rows}×{size.columns}×{size.samples}"
+                                     f" = {declared} samples; the header allows {allowed}")
     if seen == 0 and _codec(ts) is not None:
         raise CodestreamError("no fragment starts a codestream")
 
 
 def _check_rle(pixel_data: bytes, segments: int) -> None:
-    buffer = io.BytesIO(pixel_data)
-    try:
-        parse_basic_offsets(buffer)
-        for fragment in generate_fragments(buffer):  # one fragment per RLE frame (PS3.5 Annex G)
-            if len(fragment) < 64:
-                raise CodestreamError(f"RLE header is {len(fragment)} bytes, not 64")
-            (count,) = struct.unpack_from("<I", fragment)
-            if not 1 <= count <= min(15, segments):
-                raise CodestreamError(f"RLE frame has {count} segment(s); the header allows {segments}")
-    except CodestreamError:
-        raise
-    except (ValueError, struct.error) as exc:
-        raise CodestreamError(f"encapsulated pixel data cannot be parsed ({type(exc).__name__})") from exc
+    for fragment in _fragments(pixel_data):  # one fragment per RLE frame (PS3.5 Annex G)
+        if len(fragment) < 64:
+            raise CodestreamError(f"RLE header is {len(fragment)} bytes, not 64")
+        (count,) = struct.unpack_from("<I", fragment)
+        if not 1 <= count <= min(15, segments):
+            raise CodestreamError(f"RLE frame has {count} segment(s); the header allows {segments}")

@@ -44,6 +44,7 @@ from hca_assets.dicom.io import (
     InvalidInstance,
     body_encoding,
     check_instance,
+    check_size,
     read_dataset,
 )
 from hca_assets.dicom.iod import Path, attribute_types
@@ -399,12 +400,10 @@ class DeidEngine:
         series' sample leaves out); ``hints`` are regions blacked out on every frame (where other slices of
         the series showed text). The limits (file size, samples by header and codestream) hold before
         anything is decoded, and a file cut short is refused, as at ingest."""
-        if len(data) > self.limits.max_file_bytes:
-            raise DeidFailure(QuarantineReason.FILE_TOO_LARGE,
-                              f"file is {len(data)} bytes, over the limit of {self.limits.max_file_bytes} bytes")
         with warnings.catch_warnings(), pydicom.config.disable_value_validation():
             warnings.simplefilter("ignore")
             try:
+                check_size(len(data), self.limits)
                 ds = read_dataset(data, self.limits)
                 check_instance(ds, data, self.limits)
                 facts = collect_facts(ds, self.profile)

@@ -39,7 +39,7 @@ from hca_assets.dicom.codestream import CodestreamError, CodestreamTooLarge, che
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.keys import keyed_digest
 
-__all__ = ["InstanceInfo", "InvalidInstance", "body_encoding", "check_instance", "header_excerpt", "inspect_bytes", "inspect_file",
+__all__ = ["InstanceInfo", "InvalidInstance", "body_encoding", "check_instance", "check_size", "header_excerpt", "inspect_bytes", "inspect_file",
            "read_dataset", "read_header", "sha256_file"]
 
 REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
@@ -88,7 +88,7 @@ def sha256_file(path: Path) -> str:
 def inspect_file(path: Path, key: bytes, limits: Limits = DEFAULT_LIMITS) -> InstanceInfo:
     """Validate one file and return its facts; raises :class:`InvalidInstance` on any defect. A file over
     ``limits.max_file_bytes`` is refused before it is read."""
-    _check_size(path.stat().st_size, limits)
+    check_size(path.stat().st_size, limits)
     try:
         data = path.read_bytes()
     except PermissionError as exc:
@@ -102,13 +102,14 @@ def inspect_bytes(data: bytes, key: bytes, limits: Limits = DEFAULT_LIMITS) -> I
     pydicom's value-validation warnings quote the offending value (which can be PHI), so they are
     silenced here; the checks that matter raise with PHI-free messages instead.
     """
-    _check_size(len(data), limits)
+    check_size(len(data), limits)
     with warnings.catch_warnings(), pydicom.config.disable_value_validation():
         warnings.simplefilter("ignore")
         return _inspect(data, key, limits)
 
 
-def _check_size(size: int, limits: Limits) -> None:
+def check_size(size: int, limits: Limits) -> None:
+    """Refuse a file over ``limits.max_file_bytes`` (before it is read). Raises :class:`InvalidInstance`."""
     if size > limits.max_file_bytes:
         raise InvalidInstance(QuarantineReason.FILE_TOO_LARGE,
                               f"file is {size} bytes, over the limit of {limits.max_file_bytes} bytes")

@@ -104,8 +104,8 @@ def display_frames(ds: Dataset) -> tuple[Window | None, Iterator[np.ndarray]]:
 def _automatic(values: np.ndarray) -> np.ndarray:
     """The 1st–99th percentile window, or the full range where those coincide (a small bright object on a
     uniform background)."""
-    low, high = (float(v) for v in np.percentile(values, (1, 99)))
-    return _scale(values, low, high) if high > low else _scale(values, float(values.min()), float(values.max()))
+    out = scale_to_uint8(values, None)
+    return out if out.min() != out.max() else _scale(values, float(values.min()), float(values.max()))
 
 
 def _scale(values: np.ndarray, low: float, high: float) -> np.ndarray:

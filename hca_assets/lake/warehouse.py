@@ -147,9 +147,9 @@ def _run(settings: Settings, query: str, *, restricted: bool, command: str,
         statements = con.extract_statements(query)
         if len(statements) != 1:
             raise QueryRefused(f"give exactly one SQL statement per call (got {len(statements)})")
-        if statements[0].type not in QUERY_TYPES or _explained_type(con, statements[0]) not in QUERY_TYPES:
-            raise QueryRefused(f"only a query runs here (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN), not "
-                               f"{_explained_type(con, statements[0]).name}")
+        kind = _explained_type(con, statements[0])
+        if kind not in QUERY_TYPES:
+            raise QueryRefused(f"only a query runs here (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN), not {kind.name}")
         con.execute(f"SET memory_limit = '{settings.sql_memory_mb * 3 // 4}MB'")
         con.execute("SET temp_directory = ''")  # nothing spills into the working directory
         con.execute("SET enable_progress_bar = false")  # a long query's bar would garble the one-line answer
