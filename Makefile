@@ -8,7 +8,7 @@ BENCH_DEBIAN_PACKAGES := tesseract-ocr
 export HCA_DATA_DIR ?= $(CURDIR)/data
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: install demo test bench ui clean dbt-manifest docs
+.PHONY: install demo test bench ui clean dbt-manifest docs dbt-docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,12 +41,19 @@ ui: install  # the instance lives in the data folder, or in the working copy of 
 
 # the dbt manifest @dbt_assets loads (dbt/target/manifest.json): parsed again whenever dbt/ may have changed
 dbt-manifest: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dagster-dbt project prepare-and-package --file hca_assets/dbt_project.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dagster-dbt project prepare-and-package --file hca_assets/orchestration/dbt_project.py
+
+# the documentation site: the configuration page and the lineage picture regenerated, then built strictly into site/
+docs: dbt-manifest
+	$(BIN)/python -c "from hca_assets.config.reference import reference_markdown; open('docs/configuration.md', 'w').write(reference_markdown())"
+	$(BIN)/python scripts/lineage.py docs/img/lineage.png
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	@echo "docs: $(CURDIR)/site/index.html"
 
 # dbt docs of the marts over the current data folder: dbt/target/index.html (`dbt docs serve` shows it)
-docs: dbt-manifest
+dbt-docs: dbt-manifest
 	cd dbt && PATH="$(CURDIR)/$(BIN):$$PATH" dbt docs generate --profiles-dir .
 	@echo "dbt docs: $(CURDIR)/dbt/target/index.html (serve: cd dbt && ../$(BIN)/dbt docs serve --profiles-dir .)"
 
 clean:
-	rm -rf $(VENV) data .pytest_cache
+	rm -rf $(VENV) data .pytest_cache site

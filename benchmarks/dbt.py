@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from hca_assets.dbt_project import DBT_DIR, DBT_EXECUTABLE
+from hca_assets.orchestration.dbt_project import DBT_DIR, DBT_EXECUTABLE
 
 __all__ = ["bench_dbt"]
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from hca_assets.storage import Store
+from hca_assets._infra.storage import Store
 from hca_assets_tests.services import azurite, azurite_connection
 
 HCA = str(Path(sys.executable).parent / "hca")

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 from pydicom.uid import generate_uid
 
-from hca_assets.deid_run import DeidRecord, DeidSpec, deidentify_files
 from hca_assets.dicom.burned_in import (
     NET_MAX_SIDE,
     BurnedInStatus,
@@ -24,6 +23,7 @@ from hca_assets.dicom.burned_in import (
     viewer_pixels,
 )
 from hca_assets.dicom.profile import DeidProfile
+from hca_assets.stages.deid import DeidRecord, DeidSpec, deidentify_files
 from hca_assets_tests import recall
 
 SERIES_SLICES = 600

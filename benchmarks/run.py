@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from hca_assets.ingest import ingest_batch
-from hca_assets.landing import claim
+from hca_assets.sources.claims import claim
+from hca_assets.stages.ingest import ingest_batch
 from hca_assets.synthetic import GeneratorOptions, generate
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
@@ -338,7 +338,7 @@ def bench_deid(work: Path) -> list[str]:
     load_runs = os.getloadavg()
 
     total_cli, offenders = import_offenders("hca_assets.cli")
-    preload = "hca_assets.deid_run"  # what hca deid's fork server imports (started before the parent's own work)
+    preload = "hca_assets.stages.deid"  # what hca deid's fork server imports (started before the parent's own work)
     total_preload, preload_offenders = import_offenders(preload)
     ct_wall, ct_cpu, ct_bands = screening_cost(sorted(inputs.iterdir()))
     flagged = sum(bool(b) for b in ct_bands)
@@ -471,8 +471,8 @@ def bench_images(work: Path) -> list[str]:
     machine's load falls on each alike; 2 workers (the default) and 1 for the scaling, and the CPU seconds of each
     stage run in this one process (no timeout), which the machine's load hardly changes."""
     from hca_assets.config import Limits, Settings
-    from hca_assets.deid_run import DeidSpec, load_staged, profile_from_settings, stage_batch
-    from hca_assets.images_run import RenderOutcome, render_batch
+    from hca_assets.stages.deid import DeidSpec, load_staged, profile_from_settings, stage_batch
+    from hca_assets.stages.images import RenderOutcome, render_batch
 
     settings = Settings()
     options = GeneratorOptions(patients=6, seed=0)  # `hca demo`'s batch

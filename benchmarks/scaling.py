@@ -28,12 +28,12 @@ from benchmarks.sql import QUERY, time_sql
 from hca_assets.config import Settings
 from hca_assets.definitions import build_defs
 from hca_assets.lake import registry as tables
-from hca_assets.landing import claim
 from hca_assets.models import embedder_code_version
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import HcaStorage
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import SettingsResource
 from hca_assets.search.index import EXACT_LIMIT, index_embeddings
-from hca_assets.sensors import landing_sensor
+from hca_assets.sensors.landing import landing_sensor
+from hca_assets.sources.claims import claim
 from hca_assets.synthetic import GeneratorOptions, generate
 
 SECTION = "## Scaling run (issue 12 item 4)"
@@ -200,7 +200,7 @@ def grow(work: Path, total: int, batch: int, budget: float) -> tuple[Settings, l
 def rebuild(settings: Settings, work: Path) -> str:
     """What a from-scratch build of the grown image index chooses (IVF is only tried on a rebuild above
     ``EXACT_LIMIT``), and how long it takes."""
-    version = embedder_code_version(settings.embedder)
+    version = embedder_code_version(settings)
     table = tables.EMBEDDINGS.read(settings, where={"code_version": version})
     start = time.perf_counter()
     manifest = index_embeddings(table, "image", work / "rebuilt", version)
@@ -236,7 +236,7 @@ def sensor_tick(work: Path, partitions: int) -> tuple[float, float, float]:
         succeeded(batch.key)
     instance.add_dynamic_partitions(INGEST_BATCHES, keys)
     setup = time.perf_counter() - start
-    resources = {"storage": HcaStorage.from_settings(settings)}
+    resources = {"storage": SettingsResource.from_settings(settings)}
     empty, new = math.inf, math.inf
     for i in range(3):
         start = time.perf_counter()

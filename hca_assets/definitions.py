@@ -16,18 +16,18 @@ from hca_assets.assets.segmentation import segmentations
 from hca_assets.assets.zero_shot import zero_shot_eval
 from hca_assets.checks.expectations import EXPECTATION_CHECKS
 from hca_assets.config import Settings
-from hca_assets.dicomweb_sensor import dicomweb_sensor
-from hca_assets.executors import executor_def
-from hca_assets.jobs import index_job, ingest_job
-from hca_assets.resources import default_resources
-from hca_assets.run_sensors import RUN_SENSORS
-from hca_assets.schedules import SCHEDULE_JOBS, SCHEDULES
-from hca_assets.sensors import automation_sensor, landing_sensor
-from hca_assets.versions import code_versions
+from hca_assets.orchestration.code_versions import code_versions
+from hca_assets.orchestration.executors import executor_def
+from hca_assets.orchestration.jobs import index_job, ingest_job
+from hca_assets.orchestration.resources import default_resources
+from hca_assets.orchestration.schedules import SCHEDULE_JOBS, SCHEDULES
+from hca_assets.sensors.dicomweb import dicomweb_sensor
+from hca_assets.sensors.landing import automation_sensor, landing_sensor
+from hca_assets.sensors.run_status import RUN_SENSORS
 
 
 def versioned(assets: list[dg.AssetsDefinition], settings: Settings) -> list[dg.AssetsDefinition]:
-    """``assets`` with the code_versions ``settings`` give them (:func:`hca_assets.versions.code_versions`)."""
+    """``assets`` with the code_versions ``settings`` give them (:func:`hca_assets.orchestration.code_versions.code_versions`)."""
     versions = code_versions(settings)
     return [a.map_asset_specs(lambda s: s.replace_attributes(code_version=versions[s.key.to_user_string()]))
             if len(a.keys) == 1 and a.key.to_user_string() in versions else a for a in assets]

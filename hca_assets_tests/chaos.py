@@ -19,12 +19,12 @@ from pathlib import Path
 import dagster as dg
 
 from hca_assets.config import Settings
-from hca_assets.deid_run import STAGE as DEID_STAGE
-from hca_assets.images_run import RENDER_STAGE
-from hca_assets.ingest import STAGE as INGEST_STAGE
 from hca_assets.lake import read_table
 from hca_assets.lake.schemas import DEID_INSTANCES, IMAGES, QUARANTINE, RAW_INSTANCES, VOLUMES
-from hca_assets.landing import MANIFEST, claim, claim_lock, committed_batches, load_batch, recover
+from hca_assets.sources.claims import MANIFEST, claim, claim_lock, committed_batches, load_batch, recover
+from hca_assets.stages.deid import STAGE as DEID_STAGE
+from hca_assets.stages.images import RENDER_STAGE
+from hca_assets.stages.ingest import STAGE as INGEST_STAGE
 
 REPO = Path(__file__).parents[1]
 HCA = [sys.executable, "-c", "from hca_assets.cli import main; main()"]
@@ -32,8 +32,8 @@ HCA = [sys.executable, "-c", "from hca_assets.cli import main; main()"]
 CLAIMER = """
 import os, random, signal, sys, time
 from pathlib import Path
-from hca_assets import landing as claims
-from hca_assets.landing import claim, claim_lock, recover
+from hca_assets.sources import claims
+from hca_assets.sources.claims import claim, claim_lock, recover
 landing, raw, die_after = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 real_rename, renames = os.rename, [0]
 
@@ -270,17 +270,17 @@ import sys, time
 import dagster as dg
 from hca_assets.config import Settings
 from hca_assets.definitions import build_defs
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.pipeline import open_instance
-from hca_assets.resources import HcaStorage
-from hca_assets.sensors import landing_sensor
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.in_process import open_instance
+from hca_assets.orchestration.resources import SettingsResource
+from hca_assets.sensors.landing import landing_sensor
 
 settings = Settings.from_env()
 instance = open_instance(settings)
 job = build_defs(settings).resolve_job_def("ingest_job")
 deadline = time.monotonic() + float(sys.argv[1])
 while time.monotonic() < deadline:  # what the daemon does with each tick: partitions first, then the runs
-    context = dg.build_sensor_context(instance=instance, resources={"storage": HcaStorage.from_settings(settings)})
+    context = dg.build_sensor_context(instance=instance, resources={"storage": SettingsResource.from_settings(settings)})
     result = landing_sensor(context)
     if isinstance(result, dg.SensorResult):
         for request in result.dynamic_partitions_requests or []:

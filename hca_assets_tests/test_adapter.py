@@ -22,7 +22,7 @@ from hca_assets.config import Settings
 from hca_assets.evaluation.feedback import FeedbackError, feedback_row, training_labels
 from hca_assets.lake import registry as tables
 from hca_assets.models import embedder_code_version
-from hca_assets.resources import EmbeddingEndpoint, HcaStorage
+from hca_assets.orchestration.resources import EmbeddingEndpoint, SettingsResource
 from hca_assets.search.adapter import (
     Adapter,
     AdapterConfig,
@@ -112,7 +112,7 @@ def test_corrected_labels_change_training_labels() -> None:
 def _lake(settings: Settings) -> dict[str, list]:  # type: ignore[type-arg]
     """A lake holding the clustered corpus as the current embedder's image vectors, with labels and instances."""
     c = corpus(dim=368, seed=1)
-    version = embedder_code_version(settings.embedder)
+    version = embedder_code_version(settings)
     now = datetime.now(UTC)
     sops = [f"2.25.{i + 1000}" for i in range(len(c["classes"]))]
     emb, labels, inst = [], [], []
@@ -144,7 +144,7 @@ def test_feedback_round_trip_refusal_and_adapter_asset(settings: Settings, monke
     rows = tables.FEEDBACK.read(settings).to_pylist()
     assert [(r["sop_instance_uid"], r["verdict"], r["corrected_label"], r["reviewer"], r["source"]) for r in rows] == [
         (c["sops"][0], "corrected", "class3", "dr x", "cli")]
-    assert rows[0]["code_version"] == embedder_code_version(settings.embedder) and rows[0]["reviewed_at"] is not None
+    assert rows[0]["code_version"] == embedder_code_version(settings) and rows[0]["reviewed_at"] is not None
 
     drop = Path(settings.feedback)
     drop.mkdir(parents=True)
@@ -156,7 +156,7 @@ def test_feedback_round_trip_refusal_and_adapter_asset(settings: Settings, monke
               {"feedback", "retrieval_adapter"}]
     with dg.instance_for_test() as instance:
         result = dg.materialize([feedback, retrieval_adapter, *checks], instance=instance,
-                                resources={"storage": HcaStorage.from_settings(settings),
+                                resources={"storage": SettingsResource.from_settings(settings),
                                            "embedding_endpoint": EmbeddingEndpoint()})
     assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
     meta = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
@@ -168,7 +168,7 @@ def test_feedback_round_trip_refusal_and_adapter_asset(settings: Settings, monke
     reviewed = [r for r in evaluations if r["target"] == "reviewed"]
     assert [(r["queries"], r["value"]) for r in reviewed] == [(3, pytest.approx(1 / 3))]
     adapted_version = str(meta["retrieval_adapter"]["code_version"].value)
-    base = embedder_code_version(settings.embedder)
+    base = embedder_code_version(settings)
     p1 = {r["code_version"]: r["value"] for r in evaluations
           if r["target"] == "class_label_heldout" and r["metric"] == "P@1" and r["label"] == "overall"}
     assert set(p1) == {base, adapted_version} and adapted_version.startswith(base + "+adapter-")
@@ -187,8 +187,8 @@ def test_each_bad_drop_file_is_refused_alone_without_echoing_it(settings: Settin
     ``hca sql --format csv`` never prints a live formula."""
     import os
 
-    from hca_assets.adapter_run import ingest_feedback
     from hca_assets.lake.render import render
+    from hca_assets.stages.adapter import ingest_feedback
 
     c = _lake(settings)
     drop = Path(settings.feedback)

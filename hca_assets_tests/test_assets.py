@@ -15,16 +15,16 @@ from hca_assets.checks.ingest import COUNTS, UNIQUE_SOP, run_ingest_checks
 from hca_assets.config import Settings
 from hca_assets.lake import RAW_INSTANCES, read_table
 from hca_assets.lake.delta import write_partition
-from hca_assets.landing import claim, load_batch
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import HcaStorage, PseudonymKey
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import PseudonymKey, SettingsResource
+from hca_assets.sources.claims import claim, load_batch
 from hca_assets.synthetic.bad_inputs import write_bad_inputs
 
 
 def materialize(settings: Settings, instance: dg.DagsterInstance, key: str) -> dg.ExecuteInJobResult:
     return dg.materialize(
         [raw_dicom], instance=instance, partition_key=key, raise_on_error=False,
-        resources={"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey()},
+        resources={"storage": SettingsResource.from_settings(settings), "pseudonym_key": PseudonymKey()},
     )
 
 
@@ -88,7 +88,7 @@ def test_failed_check_fails_the_run(settings: Settings, small_study: tuple[Path,
         instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
         result = dg.materialize(
             [raw_dicom, deid_staged], instance=instance, partition_key=batch.key, raise_on_error=False,
-            resources={"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey()},
+            resources={"storage": SettingsResource.from_settings(settings), "pseudonym_key": PseudonymKey()},
         )
     assert not result.success
     assert read_table(settings.table_uri("raw_instances", restricted=True)).num_rows == batch.received - 1

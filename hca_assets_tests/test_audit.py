@@ -22,8 +22,8 @@ from hca_assets.lake.audit import actor
 from hca_assets.lake.delta import read_table
 from hca_assets.lake.schemas import AUDIT_LOG
 from hca_assets.lake.warehouse import record_restricted_access
-from hca_assets.resources import AlertWebhook, HcaStorage
-from hca_assets.run_sensors import run_failure_audit, run_success_audit
+from hca_assets.orchestration.resources import AlertWebhook, SettingsResource
+from hca_assets.sensors.run_status import run_failure_audit, run_success_audit
 
 # audit_log as `hca sql --restricted` wrote it before this change (a demo lake from before)
 OLD_AUDIT_LOG = pa.schema([
@@ -114,7 +114,7 @@ def test_run_outcomes_are_recorded_and_a_failure_calls_the_webhook(settings: Set
     server = HTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/alert"
-    resources = {"storage": HcaStorage.from_settings(settings), "alert_webhook": AlertWebhook(url=url)}
+    resources = {"storage": SettingsResource.from_settings(settings), "alert_webhook": AlertWebhook(url=url)}
     try:
         with dg.instance_for_test() as instance:
             instance.add_dynamic_partitions("audit_batches", ["b1"])
@@ -146,7 +146,7 @@ def test_run_outcomes_are_recorded_and_a_failure_calls_the_webhook(settings: Set
 
 
 def test_a_failure_without_webhook_only_logs(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
-    from hca_assets.alerts import notify
+    from hca_assets.sensors.alerts import notify
 
     logged: list[str] = []
     assert notify({"event": "run_failed", "run_id": "r1"}, "", logged.append) is False

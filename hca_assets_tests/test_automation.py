@@ -6,7 +6,7 @@ import dagster as dg
 
 from hca_assets.assets.search import faiss_index, retrieval_eval
 from hca_assets.definitions import build_defs
-from hca_assets.partitions import INGEST_BATCHES, ingest_batches
+from hca_assets.orchestration.partitions import INGEST_BATCHES, ingest_batches
 
 
 def materialize_embeddings(instance: dg.DagsterInstance, *, checks_pass: bool) -> None:

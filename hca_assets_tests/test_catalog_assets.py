@@ -18,10 +18,10 @@ from hca_assets.assets.deid import deid_dicom, deid_staged
 from hca_assets.assets.ingest import raw_dicom
 from hca_assets.config import Settings
 from hca_assets.lake import registry as tables
-from hca_assets.landing import claim
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import HcaStorage, PseudonymKey
-from hca_assets.run_sensors import record_run, run_success_audit
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import PseudonymKey, SettingsResource
+from hca_assets.sensors.run_status import record_run, run_success_audit
+from hca_assets.sources.claims import claim
 
 ASSETS = [raw_dicom, deid_staged, deid_dicom, series, studies]
 
@@ -61,7 +61,7 @@ def test_series_studies_runs(settings: Settings, small_study: tuple[Path, Path],
     _faulty_ct_copy(ct, landing / "faulty")
     batch = claim(landing, Path(settings.raw_batches), settle_seconds=0)
     assert batch is not None
-    storage = HcaStorage.from_settings(settings)
+    storage = SettingsResource.from_settings(settings)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
         result = dg.materialize(ASSETS, instance=instance, partition_key=batch.key,

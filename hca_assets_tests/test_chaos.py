@@ -14,8 +14,8 @@ import dagster as dg
 import pytest
 
 from hca_assets.config import Settings
-from hca_assets.landing import committed_batches
-from hca_assets.sensors import ABANDONED_TAG
+from hca_assets.sensors.landing import ABANDONED_TAG
+from hca_assets.sources.claims import committed_batches
 from hca_assets.synthetic import generate
 from hca_assets_tests.chaos import (
     check_ledger,
@@ -95,7 +95,7 @@ def test_two_ingests_and_the_sensor_at_once(settings: Settings, small_study: tup
 def test_processes_opening_a_new_instance_at_once_all_succeed(tmp_path: Path) -> None:
     """The first open creates the instance's SQLite storage; without turns, a second creator crashed with
     ``table secondary_indexes already exists``."""
-    code = ("from hca_assets.config import Settings\nfrom hca_assets.pipeline import open_instance\n"
+    code = ("from hca_assets.config import Settings\nfrom hca_assets.in_process import open_instance\n"
             "print(len(open_instance(Settings.from_env()).get_runs()))")
     child = {k: v for k, v in env(HCA_DATA_DIR=str(tmp_path / "data")).items() if k != "DAGSTER_HOME"}
     procs = [subprocess.Popen([sys.executable, "-c", code], env=child, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -3,6 +3,7 @@ demo created; `hca search` exits cleanly (no C++ abort at interpreter exit)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -127,7 +128,7 @@ def small_index(settings: Settings, n: int = 6) -> np.ndarray:
     vectors = LocalEmbedder().embed(list(images))
     ids = [{"batch": "b1", "sop_instance_uid": f"2.25.{i}", "frame": 0, "series_instance_uid": f"2.25.10{i // 2}",
             "study_instance_uid": "2.25.200", "patient_pseudonym": f"PSN{i % 3}", "modality": "CT"} for i in range(n)]
-    version = embedder_code_version("local")
+    version = embedder_code_version(dataclasses.replace(Settings.from_env(), embedder="local"))
     write_partition(settings.table_uri("embeddings"), pa.Table.from_pylist(
         [{**r, "vector": v.tolist(), "code_version": version} for r, v in zip(ids, vectors, strict=True)], schema=EMBEDDINGS),
         match={"batch": "b1"}, schema=EMBEDDINGS)

@@ -39,9 +39,9 @@ def test_validation(field: str, value: object, match: str) -> None:
 def test_dagster_resource_mirrors_settings_exactly(tmp_path: Path) -> None:
     import dataclasses
 
-    from hca_assets.resources import HcaStorage
+    from hca_assets.orchestration.resources import SettingsResource
 
-    assert set(HcaStorage.model_fields) == {f.name for f in dataclasses.fields(Settings)}
+    assert set(SettingsResource.model_fields) == {f.name for f in dataclasses.fields(Settings)}
     s = Settings(data_dir=str(tmp_path), workers=3, deid_options=("clean_desc",), embedder="azure")
-    assert HcaStorage.from_settings(s).settings() == s
-    assert HcaStorage(data_dir="x").settings() == Settings(data_dir="x")  # same defaults
+    assert SettingsResource.from_settings(s).settings() == s
+    assert SettingsResource(data_dir="x").settings() == Settings(data_dir="x")  # same defaults

@@ -22,12 +22,12 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE, StoragePresentationContexts
 
 from hca_assets.config import Settings
-from hca_assets.ingest import IngestOutcome, ingest_batch
 from hca_assets.lake import registry as tables
-from hca_assets.landing import claim, load_batch
 from hca_assets.sources import cstore
 from hca_assets.sources.base import Incoming
+from hca_assets.sources.claims import claim, load_batch
 from hca_assets.sources.cstore import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, CStoreListener
+from hca_assets.stages.ingest import IngestOutcome, ingest_batch
 from hca_assets_tests.services import free_port, wait_for_port
 
 KEY = b"cstore-test-key-0123456789abcdef"

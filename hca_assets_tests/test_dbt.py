@@ -21,13 +21,13 @@ import pytest
 from hca_assets.assets.dbt import GROUP, PRODUCERS, analytics, dbt_resource
 from hca_assets.cli import TRUTH_DIRNAME
 from hca_assets.config import Settings
-from hca_assets.dbt_project import DBT_DIR, DBT_EXECUTABLE
 from hca_assets.definitions import defs
+from hca_assets.in_process import ingest_pending
 from hca_assets.lake.dbt_sources import SOURCES_YML, loaded_columns, render_sources
 from hca_assets.lake.delta import table_exists
 from hca_assets.lake.registry import lake_tables, spec
-from hca_assets.pipeline import ingest_pending
-from hca_assets.resources import HcaStorage
+from hca_assets.orchestration.dbt_project import DBT_DIR, DBT_EXECUTABLE
+from hca_assets.orchestration.resources import SettingsResource
 
 MARTS = ("study_catalog", "modality_bodypart_counts", "model_leaderboard", "deid_compliance", "quarantine_summary",
          "pipeline_throughput", "ingest_ledger")
@@ -103,7 +103,7 @@ def test_pipeline_builds_the_marts(settings: Settings, small_study: tuple[Path, 
 
     assert run_query(settings, "SELECT count(*) AS n FROM study_catalog").to_pylist() == [{"n": 4}]
     examples = re.findall(r"^\| `(\w+)` \|.*\| `(select [^`]+)`( \(with `--restricted`\))? \|$",
-                          (DBT_DIR.parent / "README.md").read_text(), flags=re.MULTILINE)
+                          (DBT_DIR.parent / "docs" / "sql.md").read_text(), flags=re.MULTILINE)
     assert {name for name, *_ in examples} >= set(MARTS)
     for name, query, restricted in examples:  # the README's example of every mart, and of every table written here
         if name in MARTS or table_exists(spec(name).uri(settings)):
@@ -147,7 +147,7 @@ def _write_lake(settings: Settings, *, rendered: int, quarantined: int) -> None:
 def test_ledger_test_fails_when_an_item_is_unaccounted(settings: Settings) -> None:
     """An instance neither rendered nor quarantined fails dbt build: the run fails and nothing is published; once
     it is quarantined the ledger balances."""
-    resources = {"storage": HcaStorage.from_settings(settings), "dbt": dbt_resource()}
+    resources = {"storage": SettingsResource.from_settings(settings), "dbt": dbt_resource()}
     _write_lake(settings, rendered=2, quarantined=0)
     package = _tree(DBT_DIR)
     with dg.instance_for_test() as instance:
@@ -165,7 +165,7 @@ def test_ledger_test_fails_when_an_item_is_unaccounted(settings: Settings) -> No
 
 
     # the README's own dbt command, literally, from a checkout's root in a fresh shell (no virtualenv on PATH)
-    (command,) = re.findall(r"`(HCA_DATA_DIR=\$PWD/data \.venv/bin/dbt build [^`]+)`", (DBT_DIR.parent / "README.md").read_text())
+    (command,) = re.findall(r"`(HCA_DATA_DIR=\$PWD/data \.venv/bin/dbt build [^`]+)`", (DBT_DIR.parent / "docs" / "sql.md").read_text())
     checkout = Path(settings.data_dir).parent / "clone" / "checkout"  # its ../data is not the data folder
     shutil.copytree(DBT_DIR, checkout / "dbt", ignore=shutil.ignore_patterns("target", "logs"))
     (checkout / ".venv" / "bin").mkdir(parents=True)
@@ -197,7 +197,7 @@ def test_every_lake_table_is_a_source_with_its_keys(table: str) -> None:
 _PARENT = """
 import subprocess, sys, time
 child = subprocess.Popen([sys.executable, "-c",
-                          "from hca_assets.orphans import exec_dying_with_parent; exec_dying_with_parent(['/bin/sleep', '60'])"])
+                          "from hca_assets._infra.orphans import exec_dying_with_parent; exec_dying_with_parent(['/bin/sleep', '60'])"])
 print(child.pid, flush=True)
 time.sleep(60)
 """

@@ -45,7 +45,7 @@ def test_the_code_location_loads_as_make_ui_loads_it(tmp_path) -> None:  # type:
     import sys
     from pathlib import Path
 
-    from hca_assets.dbt_project import DBT_DIR
+    from hca_assets.orchestration.dbt_project import DBT_DIR
 
     env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", str(tmp_path)), "DAGSTER_IS_DEV_CLI": "1",
            "HCA_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path)}

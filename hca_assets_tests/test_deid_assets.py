@@ -21,16 +21,16 @@ from hca_assets.config import Settings
 from hca_assets.dicom import verify as verify_module
 from hca_assets.dicom.contact_sheet import OUTLINE
 from hca_assets.lake import discover_tables, read_table
-from hca_assets.landing import claim
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import HcaStorage, PseudonymKey
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import PseudonymKey, SettingsResource
+from hca_assets.sources.claims import claim
 from hca_assets_tests.conftest import SMALL
 
 
 def run(settings: Settings, instance: dg.DagsterInstance, key: str) -> dg.ExecuteInJobResult:
     return dg.materialize(
         [raw_dicom, deid_staged, deid_dicom], instance=instance, partition_key=key, raise_on_error=False,
-        resources={"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey()},
+        resources={"storage": SettingsResource.from_settings(settings), "pseudonym_key": PseudonymKey()},
     )
 
 

@@ -14,7 +14,7 @@ from dagster_k8s import k8s_job_executor
 
 from hca_assets.config import EXECUTORS, Settings
 from hca_assets.definitions import build_defs
-from hca_assets.executors import CELERY_EXECUTOR_CONFIG, K8S_EXECUTOR_CONFIG, executor_def
+from hca_assets.orchestration.executors import CELERY_EXECUTOR_CONFIG, K8S_EXECUTOR_CONFIG, executor_def
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 

@@ -16,10 +16,10 @@ import yaml
 
 from hca_assets.config import Settings
 from hca_assets.definitions import build_defs
-from hca_assets.executors import CELERY_EXECUTOR_CONFIG
 from hca_assets.lake import read_table
-from hca_assets.landing import claim
-from hca_assets.partitions import INGEST_BATCHES
+from hca_assets.orchestration.executors import CELERY_EXECUTOR_CONFIG
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.sources.claims import claim
 from hca_assets_tests.services import redis_server, stop_group
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"

@@ -14,10 +14,10 @@ from dagster._core.run_coordinator import QueuedRunCoordinator
 from hca_assets.assets.deid import deid_dicom, deid_staged
 from hca_assets.assets.ingest import raw_dicom
 from hca_assets.config import Settings
-from hca_assets.landing import claim
 from hca_assets.models.endpoint import MI2_POOL, MIP_POOL
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import HcaStorage, PseudonymKey
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import PseudonymKey, SettingsResource
+from hca_assets.sources.claims import claim
 from hca_assets_tests.services import postgres_cluster
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -31,7 +31,7 @@ def test_batch_on_postgres_instance(settings: Settings, small_study: tuple[Path,
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(DEPLOY / "dagster.yaml", home / "dagster.yaml")
-    resources = {"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey()}
+    resources = {"storage": SettingsResource.from_settings(settings), "pseudonym_key": PseudonymKey()}
     with postgres_cluster() as env:
         for name, value in env.items():
             monkeypatch.setenv(name, value)

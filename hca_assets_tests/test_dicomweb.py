@@ -17,11 +17,11 @@ import requests
 from pydicom.uid import generate_uid
 
 from hca_assets.config import Settings
-from hca_assets.dicomweb_sensor import dicomweb_sensor
 from hca_assets.lake import registry as tables
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import DicomwebServer, HcaStorage, PseudonymKey
-from hca_assets.sensors import landing_sensor
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import DicomwebServer, PseudonymKey, SettingsResource
+from hca_assets.sensors.dicomweb import dicomweb_sensor
+from hca_assets.sensors.landing import landing_sensor
 from hca_assets.sources import dicomweb as dw
 from hca_assets.sources.dicomweb import Credentials, DicomwebError, DicomwebPoller
 from hca_assets_tests.services import FaultProxy, free_port, orthanc
@@ -212,7 +212,7 @@ def test_transient_errors_are_retried(settings: Settings, pacs: dict[str, object
 def test_sensor_keeps_its_cursor_and_hands_studies_to_the_landing_sensor(
         settings: Settings, pacs: dict[str, object]) -> None:
     upload(pacs, today_study(3))
-    resources = {"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey(secret="sensor-test-secret-0123456789"),
+    resources = {"storage": SettingsResource.from_settings(settings), "pseudonym_key": PseudonymKey(secret="sensor-test-secret-0123456789"),
                  "dicomweb": DicomwebServer(url=str(pacs["dicomweb"]), user=str(pacs["user"]),
                                             password=str(pacs["password"]))}
     with dg.instance_for_test() as instance:

@@ -21,8 +21,8 @@ from hca_assets.assets.drift import embedding_drift
 from hca_assets.assets.ingest import raw_dicom
 from hca_assets.assets.search import embeddings, images
 from hca_assets.checks.drift import DRIFT_FLAG, OOD_MAJORITY, drift_checks
+from hca_assets.checks.expectation_suites import validate
 from hca_assets.config import Settings
-from hca_assets.drift_run import drift_batch
 from hca_assets.evaluation.drift import (
     OodReference,
     mmd_test,
@@ -31,12 +31,12 @@ from hca_assets.evaluation.drift import (
     shift_summary,
 )
 from hca_assets.lake import registry as tables
-from hca_assets.landing import claim
 from hca_assets.models.base import vectors_of
 from hca_assets.models.local import LocalEmbedder
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import EmbeddingEndpoint, HcaStorage, PseudonymKey
-from hca_assets.suites import validate
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import EmbeddingEndpoint, PseudonymKey, SettingsResource
+from hca_assets.sources.claims import claim
+from hca_assets.stages.drift import drift_batch
 from hca_assets.synthetic import generate
 from hca_assets_tests.conftest import SMALL
 
@@ -53,7 +53,7 @@ def _corpus(root: Path) -> Settings:
         instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
         result = dg.materialize([raw_dicom, deid_staged, deid_dicom, images, embeddings], instance=instance,
                                 partition_key=batch.key, resources={
-                                    "storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey(),
+                                    "storage": SettingsResource.from_settings(settings), "pseudonym_key": PseudonymKey(),
                                     "embedding_endpoint": EmbeddingEndpoint()})
     assert result.success
     return settings
@@ -143,7 +143,7 @@ def _asset_through_dagster(corpus: Settings, tmp_path: Path) -> None:
     _rekey(settings, fresh, "x-fresh")
     _rekey(settings, mr, "x-mr")
     _rekey(settings, fresh, "x-corrupted", _salt_and_pepper(corpus, fresh))
-    resources = {"storage": HcaStorage.from_settings(settings)}
+    resources = {"storage": SettingsResource.from_settings(settings)}
     results = {}
     with dg.instance_for_test() as instance:
         keys = [*REFERENCE, "x-fresh", "x-mr", "x-corrupted"]

@@ -20,13 +20,18 @@ from hca_assets.assets.evaluation import segmentation_eval
 from hca_assets.assets.ingest import raw_dicom
 from hca_assets.assets.search import embeddings, faiss_index, images, labels, retrieval_eval
 from hca_assets.assets.segmentation import segmentations
+from hca_assets.checks.expectation_suites import suite, validate
 from hca_assets.checks.expectations import CHECK_NAME, EXPECTATION_CHECKS, TABLES_OF
 from hca_assets.config import Settings
 from hca_assets.lake.registry import spec
-from hca_assets.landing import claim
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import EmbeddingEndpoint, HcaStorage, PseudonymKey, SegmentationEndpoint
-from hca_assets.suites import suite, validate
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import (
+    EmbeddingEndpoint,
+    PseudonymKey,
+    SegmentationEndpoint,
+    SettingsResource,
+)
+from hca_assets.sources.claims import claim
 from hca_assets.synthetic import generate
 from hca_assets_tests.conftest import SMALL, TEST_KEY
 
@@ -35,7 +40,7 @@ WHOLE = [faiss_index, retrieval_eval, segmentation_eval, retrieval_adapter, feed
 
 
 def _resources(settings: Settings) -> dict[str, object]:
-    return {"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey(),
+    return {"storage": SettingsResource.from_settings(settings), "pseudonym_key": PseudonymKey(),
             "embedding_endpoint": EmbeddingEndpoint(), "segmentation_endpoint": SegmentationEndpoint()}
 
 
@@ -136,7 +141,7 @@ def test_blocking_gx_check_stops_the_downstream_asset(lake: tuple[Settings, str,
     the embeddings of that batch are not computed in the run."""
     settings, batch, _ = lake
     from hca_assets.assets import search
-    from hca_assets.images_run import render_batch
+    from hca_assets.stages.images import render_batch
 
     def broken_render(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         out = render_batch(*args, **kwargs)  # type: ignore[arg-type]

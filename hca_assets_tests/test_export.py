@@ -23,11 +23,16 @@ from hca_assets.assets.segmentation import segmentations
 from hca_assets.config import Settings
 from hca_assets.export.destinations import Credentials, Destination, parse_destination
 from hca_assets.export.fhir import validate
-from hca_assets.export.run import export_batch, plan_batch
 from hca_assets.lake import registry as tables
-from hca_assets.landing import claim
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import ExportCredentials, HcaStorage, PseudonymKey, SegmentationEndpoint
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import (
+    ExportCredentials,
+    PseudonymKey,
+    SegmentationEndpoint,
+    SettingsResource,
+)
+from hca_assets.sources.claims import claim
+from hca_assets.stages.export import export_batch, plan_batch
 from hca_assets_tests.conftest import TEST_KEY
 from hca_assets_tests.services import FaultProxy, free_port, orthanc
 
@@ -43,7 +48,7 @@ class Batch:
 
 
 def _resources(settings: Settings, credentials: ExportCredentials | None = None) -> dict[str, object]:
-    return {"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey(secret=TEST_KEY),
+    return {"storage": SettingsResource.from_settings(settings), "pseudonym_key": PseudonymKey(secret=TEST_KEY),
             "segmentation_endpoint": SegmentationEndpoint(), "export_credentials": credentials or ExportCredentials()}
 
 

@@ -9,10 +9,10 @@ import pydicom
 import pytest
 from PIL import Image
 
-from hca_assets import images_run
 from hca_assets.dicom.pixels import display_frames, letterbox
 from hca_assets.dicom.volumes import build_volume
-from hca_assets.images_run import encode_png, render_batch
+from hca_assets.stages import images as images_run
+from hca_assets.stages.images import encode_png, render_batch
 
 
 @pytest.mark.parametrize("shape", [(7, 13), (1, 1), (64, 48, 3), (1024, 1024)])

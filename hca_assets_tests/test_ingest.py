@@ -12,8 +12,8 @@ import pytest
 
 from hca_assets.config import Limits
 from hca_assets.dicom.enum import QuarantineReason
-from hca_assets.ingest import ingest_batch
-from hca_assets.landing import claim
+from hca_assets.sources.claims import claim
+from hca_assets.stages.ingest import ingest_batch
 from hca_assets.synthetic.bad_inputs import write_bad_inputs
 from hca_assets_tests.crafted import PHI, oversized, rle_bomb
 

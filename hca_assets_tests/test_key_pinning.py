@@ -14,16 +14,16 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
+from hca_assets._infra.keys import key_fingerprint
 from hca_assets.assets.deid import deid_dicom, deid_staged
 from hca_assets.assets.ingest import raw_dicom
 from hca_assets.config import Settings
 from hca_assets.dicom.pseudonyms import Pseudonymizer
-from hca_assets.keys import key_fingerprint
 from hca_assets.lake import read_table
 from hca_assets.lake.keypin import lake_key, read_pin, rotate_key
-from hca_assets.landing import claim
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import HcaStorage, PseudonymKey
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import PseudonymKey, SettingsResource
+from hca_assets.sources.claims import claim
 from hca_assets_tests.conftest import TEST_KEY
 
 ROOT = Path(__file__).parents[1]
@@ -35,7 +35,7 @@ def _run(settings: Settings, instance: dg.DagsterInstance, batch: str) -> dg.Exe
     instance.add_dynamic_partitions(INGEST_BATCHES, [batch])
     return dg.materialize([raw_dicom, deid_staged, deid_dicom], instance=instance, partition_key=batch,
                           raise_on_error=False,
-                          resources={"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey()})
+                          resources={"storage": SettingsResource.from_settings(settings), "pseudonym_key": PseudonymKey()})
 
 
 def _claim(settings: Settings) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hca_assets.keys import KeyRefused, key_fingerprint, keyed_digest, load_key
+from hca_assets._infra.keys import KeyRefused, key_fingerprint, keyed_digest, load_key
 
 ROOT = Path(__file__).parents[1]
 
@@ -67,7 +67,7 @@ def test_keyed_digest_depends_on_key_and_parts() -> None:
 RACER = """
 import sys, time, warnings
 from pathlib import Path
-from hca_assets.keys import load_key
+from hca_assets._infra.keys import load_key
 key_file, ready, go = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 ready.touch()
 while not go.exists():

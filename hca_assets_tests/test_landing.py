@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hca_assets import landing
-from hca_assets.landing import claim, committed_batches, load_batch, recover
+from hca_assets.sources import claims as landing
+from hca_assets.sources.claims import claim, committed_batches, load_batch, recover
 
 
 def make_files(root: Path, n: int) -> list[str]:
@@ -90,7 +90,7 @@ def test_crash_after_staging_before_commit_is_recovered(tmp_path: Path, monkeypa
 UNREADABLE_SCRIPT = """
 import sys
 from pathlib import Path
-from hca_assets.landing import claim
+from hca_assets.sources.claims import claim
 b = claim(Path(sys.argv[1]), Path(sys.argv[2]), settle_seconds=0)
 print(b.key, len(b.files), len(b.unreadable))
 """
@@ -153,7 +153,7 @@ def test_symlinks_are_refused_unread_and_reported_once(tmp_path: Path) -> None:
 def test_fifos_are_refused_unopened_and_emptied_folders_removed(tmp_path: Path) -> None:
     """A FIFO would block its reader: moved aside and reported (``not_regular_file``); the folders the claim
     emptied — one named after the patient — go with their files, also when a later claim finds nothing."""
-    from hca_assets.ingest import ingest_batch
+    from hca_assets.stages.ingest import ingest_batch
 
     landing_dir = tmp_path / "landing"
     (landing_dir / "DOE^JOHN" / "series1").mkdir(parents=True)
@@ -181,7 +181,7 @@ def test_file_swapped_for_a_symlink_before_the_commit_is_refused(tmp_path: Path)
 
 
 def test_dot_names_stay_and_are_reported_once_as_quarantine_rows(tmp_path: Path) -> None:
-    from hca_assets.ingest import ingest_batch
+    from hca_assets.stages.ingest import ingest_batch
 
     landing_dir = tmp_path / "landing"
     (landing_dir / ".git").mkdir(parents=True)
@@ -206,13 +206,13 @@ def test_recover_never_commits_a_claim_while_its_claimer_holds_the_lock(tmp_path
     staging.mkdir(parents=True)
     (staging / "a.dcm").write_bytes(b"x")
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
-                               "from hca_assets.landing import claim_lock\nwith claim_lock(Path(sys.argv[1])):\n"
+                               "from hca_assets.sources.claims import claim_lock\nwith claim_lock(Path(sys.argv[1])):\n"
                                "    print('held', flush=True); time.sleep(60)", str(raw)],
                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         waiter = subprocess.Popen([sys.executable, "-c", "import sys\nfrom pathlib import Path\n"
-                                   "from hca_assets.landing import recover\nprint(len(recover(Path(sys.argv[1]))))", str(raw)],
+                                   "from hca_assets.sources.claims import recover\nprint(len(recover(Path(sys.argv[1]))))", str(raw)],
                                   stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
         with pytest.raises(subprocess.TimeoutExpired):
             waiter.wait(timeout=1.5)

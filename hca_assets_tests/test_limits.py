@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hca_assets._parallel import ItemFailed, ordered_map
+from hca_assets._infra.parallel import ItemFailed, ordered_map
 from hca_assets.config import Limits, Settings
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets_tests.crafted import rle_bomb
@@ -130,7 +130,7 @@ def test_decompression_bomb_keeps_memory_low(tmp_path: Path) -> None:
 
 
 def test_rendering_past_the_timeout_is_quarantined_as_timeout(tmp_path: Path) -> None:
-    from hca_assets.images_run import render_batch, render_quarantine
+    from hca_assets.stages.images import render_batch, render_quarantine
 
     (tmp_path / "deid" / "b1").mkdir(parents=True)
     (tmp_path / "deid" / "b1" / "big.dcm").write_bytes(rle_bomb(8192, 8192))  # ~4 s to render one frame
@@ -150,7 +150,7 @@ def test_rendering_past_the_timeout_is_quarantined_as_timeout(tmp_path: Path) ->
 
 def test_limits_come_from_the_environment_and_reach_the_resource(monkeypatch: pytest.MonkeyPatch,
                                                                   tmp_path: Path) -> None:
-    from hca_assets.resources import HcaStorage
+    from hca_assets.orchestration.resources import SettingsResource
 
     monkeypatch.setenv("HCA_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("HCA_MAX_PIXELS", "1000")
@@ -158,7 +158,7 @@ def test_limits_come_from_the_environment_and_reach_the_resource(monkeypatch: py
     monkeypatch.setenv("HCA_FILE_TIMEOUT_SECONDS", "7.5")
     settings = Settings.from_env()
     assert settings.limits == Limits(max_pixels=1000, max_file_bytes=2000, file_timeout_seconds=7.5)
-    assert HcaStorage.from_settings(settings).settings().limits == settings.limits
+    assert SettingsResource.from_settings(settings).settings().limits == settings.limits
     assert Settings(data_dir=str(tmp_path)).limits == Limits()
 
 

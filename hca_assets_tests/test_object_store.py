@@ -1,5 +1,5 @@
 """The storage root on an object store: Azurite (npm) started on loopback, with a fault proxy before it for
-throttling and outages. Files go through hca_assets.storage, Delta tables through deltalake; both read the
+throttling and outages. Files go through hca_assets._infra.storage, Delta tables through deltalake; both read the
 credentials of AZURE_STORAGE_CONNECTION_STRING."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from hca_assets import storage
-from hca_assets.storage import Store, StoreError
+from hca_assets._infra import storage
+from hca_assets._infra.storage import Store, StoreError
 from hca_assets_tests.services import FaultProxy, azurite, azurite_connection, free_port
 
 HCA = [str(Path(sys.executable).parent / "hca")]

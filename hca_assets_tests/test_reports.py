@@ -17,11 +17,11 @@ from hca_assets.assets.search import images
 from hca_assets.config import Settings
 from hca_assets.definitions import versioned
 from hca_assets.lake import read_table
-from hca_assets.landing import claim
 from hca_assets.models.cxrreportgen import crop_box_to_pixels, decode_findings
 from hca_assets.models.endpoint import ContractError
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import HcaStorage, PseudonymKey, ReportEndpoint
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import PseudonymKey, ReportEndpoint, SettingsResource
+from hca_assets.sources.claims import claim
 from hca_assets_tests.stubs import CXR_FINDINGS, CxrStub
 
 STUDY = dict(patients=2, seed=5, ct_slices=8, ct_size=64, cxr_size=96, mr_slices=8, mr_size=48, lesion_rate=0.0)
@@ -36,7 +36,7 @@ def _run(settings: Settings, endpoint: ReportEndpoint) -> tuple[dg.ExecuteInProc
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
     result = dg.materialize(versioned([raw_dicom, deid_staged, deid_dicom, images, reports], settings), instance=instance,
-                            partition_key=batch.key, resources={"storage": HcaStorage.from_settings(settings),
+                            partition_key=batch.key, resources={"storage": SettingsResource.from_settings(settings),
                                                                 "pseudonym_key": PseudonymKey(), "report_endpoint": endpoint})
     logs = " ".join(str(e.user_message) for e in instance.all_logs(result.run_id))
     return result, logs, instance

@@ -16,13 +16,13 @@ from hca_assets.config import Settings
 from hca_assets.definitions import build_defs, versioned
 from hca_assets.dicom import pixels
 from hca_assets.lake import registry as tables
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import HcaStorage, PseudonymKey
+from hca_assets.orchestration.code_versions import StaleDefinition
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import PseudonymKey, SettingsResource
 from hca_assets.search.query import load_query_image, search_similar
 from hca_assets.segmentation import backends
-from hca_assets.sensors import landing_sensor
+from hca_assets.sensors.landing import landing_sensor
 from hca_assets.synthetic import GeneratorOptions, generate
-from hca_assets.versions import StaleDefinition
 from hca_assets_tests.models.test_onnx import tiny_model
 
 TINY = GeneratorOptions(patients=1, ct_slices=8, ct_size=32, cxr_size=48, mr_slices=8, mr_size=32, lesion_rate=0.0)
@@ -34,7 +34,7 @@ def land_and_ingest(settings: Settings, instance: dg.DagsterInstance, defs: dg.D
     """New files in the landing zone: the landing sensor claims them and requests a run, run here as the daemon would."""
     generate(Path(settings.landing), Path(settings.truth_file).parent, dataclasses.replace(TINY, seed=seed))
     result = landing_sensor(dg.build_sensor_context(instance=instance,
-                                                    resources={"storage": HcaStorage.from_settings(settings)}))
+                                                    resources={"storage": SettingsResource.from_settings(settings)}))
     assert isinstance(result, dg.SensorResult)
     for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(INGEST_BATCHES, list(request.partition_keys))
@@ -128,7 +128,7 @@ def test_prompt_set_preprocessing_and_deid_profile_changes_request_what_they_cha
         before = tables.DEID_INSTANCES.read(settings).num_rows
         stale = versioned([deid_staged], settings)
         result = dg.materialize(stale, instance=instance, partition_key=min(batches), raise_on_error=False,
-                                resources={"storage": HcaStorage.from_settings(profile), "pseudonym_key": PseudonymKey()})
+                                resources={"storage": SettingsResource.from_settings(profile), "pseudonym_key": PseudonymKey()})
         (failure,) = result.get_step_failure_events()
         error = failure.step_failure_data.error
         cause = error.cause if error is not None else None

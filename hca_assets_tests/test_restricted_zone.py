@@ -20,9 +20,9 @@ from hca_assets.assets.deid import deid_dicom, deid_staged
 from hca_assets.assets.ingest import raw_dicom
 from hca_assets.config import Settings
 from hca_assets.lake import read_table
-from hca_assets.landing import claim
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import HcaStorage, PseudonymKey
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import PseudonymKey, SettingsResource
+from hca_assets.sources.claims import claim
 
 # Root reads everything: the reads are tried as nobody, as another local user would.
 AS_OTHER_USER = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
@@ -70,10 +70,10 @@ def test_restricted_zone_is_private_after_a_real_run(
     with dg.instance_for_test() as instance, pytest.warns(UserWarning, match="created a random key"):
         instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
         result = dg.materialize([raw_dicom, deid_staged], instance=instance, partition_key=batch.key,
-                                resources={"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey()})
+                                resources={"storage": SettingsResource.from_settings(settings), "pseudonym_key": PseudonymKey()})
         assert result.success
         assert dg.materialize([deid_dicom], instance=instance, partition_key=batch.key,
-                              resources={"storage": HcaStorage.from_settings(settings),
+                              resources={"storage": SettingsResource.from_settings(settings),
                                          "pseudonym_key": PseudonymKey()}).success
 
     restricted = Path(settings.restricted)

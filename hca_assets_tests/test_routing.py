@@ -18,11 +18,11 @@ from dagster._core.workspace.load_target import EmptyWorkspaceTarget
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
 from hca_assets.config import Settings
-from hca_assets.landing import Batch
-from hca_assets.pipeline import ingest_pending
-from hca_assets.resources import HcaStorage
-from hca_assets.routing import batch_priority, parse_rules
-from hca_assets.sensors import LEVEL_TAG, landing_sensor
+from hca_assets.in_process import ingest_pending
+from hca_assets.orchestration.resources import SettingsResource
+from hca_assets.sensors.landing import LEVEL_TAG, landing_sensor
+from hca_assets.sources.claims import Batch
+from hca_assets.sources.routing import batch_priority, parse_rules
 
 FOLDERS = "STAT:folder=stat,Research:folder=backfill"
 QUEUED = {
@@ -99,7 +99,7 @@ def land(settings: Settings, folder: str, instance: dg.DagsterInstance) -> list[
     path = Path(settings.landing) / folder / "x.dcm"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("payload")
-    ctx = dg.build_sensor_context(instance=instance, resources={"storage": HcaStorage.from_settings(settings)})
+    ctx = dg.build_sensor_context(instance=instance, resources={"storage": SettingsResource.from_settings(settings)})
     result = landing_sensor(ctx)
     assert isinstance(result, dg.SensorResult)
     for request in result.dynamic_partitions_requests or []:

@@ -18,9 +18,9 @@ from hca_assets.config import Settings
 from hca_assets.definitions import defs
 from hca_assets.lake.delta import read_table
 from hca_assets.lake.maintenance import MIN_RETENTION_HOURS, maintain_table
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import HcaStorage
-from hca_assets.schedules import (
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import SettingsResource
+from hca_assets.orchestration.schedules import (
     BACKFILL_TAG,
     maintenance_job,
     nightly_evaluation,
@@ -95,7 +95,7 @@ def test_maintenance_job_runs_over_the_lake(settings: Settings) -> None:
              "study_has_lesion": False, "source": "synthetic_truth"} for i in range(3)]
     for i in range(len(rows)):  # three appends: three small files
         write_deltalake(uri, pa.Table.from_pylist(rows[i:i + 1]), mode="append")
-    result = maintenance_job.execute_in_process(resources={"storage": HcaStorage.from_settings(settings)})
+    result = maintenance_job.execute_in_process(resources={"storage": SettingsResource.from_settings(settings)})
     assert result.success
     output = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_OUTPUT)
     metadata = output.step_output_data.metadata
@@ -107,7 +107,7 @@ def test_hca_backfill_creates_a_real_backfill(settings: Settings, tmp_path: Path
     home = tmp_path / "dagster_home"
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     env = {"HCA_DATA_DIR": settings.data_dir, "DAGSTER_HOME": str(home)}
-    from hca_assets.pipeline import open_instance
+    from hca_assets.in_process import open_instance
 
     instance = open_instance(settings)
     instance.add_dynamic_partitions(INGEST_BATCHES, ["b1", "b2"])

@@ -14,10 +14,10 @@ from hca_assets.config import Settings
 from hca_assets.definitions import versioned
 from hca_assets.lake import read_table
 from hca_assets.lake import registry as tables
-from hca_assets.landing import claim
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import EmbeddingEndpoint, HcaStorage, PseudonymKey
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import EmbeddingEndpoint, PseudonymKey, SettingsResource
 from hca_assets.search.query import load_query_image, search_similar
+from hca_assets.sources.claims import claim
 from hca_assets.synthetic import generate
 from hca_assets_tests.conftest import SMALL
 from hca_assets_tests.stubs import Mi2Stub
@@ -30,7 +30,7 @@ def test_images_embeddings_index_eval_and_search(settings: Settings) -> None:
     generate(Path(settings.landing), Path(settings.truth_file).parent, two_patients)
     batch = claim(Path(settings.landing), Path(settings.raw_batches), settle_seconds=0)
     assert batch is not None
-    resources = {"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey(),
+    resources = {"storage": SettingsResource.from_settings(settings), "pseudonym_key": PseudonymKey(),
                  "embedding_endpoint": EmbeddingEndpoint()}
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
@@ -84,7 +84,7 @@ def test_images_embeddings_index_eval_and_search(settings: Settings) -> None:
     with Mi2Stub() as stub, dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
         result = dg.materialize(versioned([embeddings], azure), instance=instance, partition_key=batch.key, resources={
-            "storage": HcaStorage.from_settings(azure), "embedding_endpoint": EmbeddingEndpoint(url=stub.url, key=stub.key)})
+            "storage": SettingsResource.from_settings(azure), "embedding_endpoint": EmbeddingEndpoint(url=stub.url, key=stub.key)})
         assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
         assert stub.rows_seen == len(image_rows)
     rows = read_table(settings.table_uri("embeddings")).to_pylist()
@@ -94,7 +94,7 @@ def test_images_embeddings_index_eval_and_search(settings: Settings) -> None:
 
 
 def test_unrenderable_instance_is_quarantined_not_fatal(tmp_path: Path) -> None:
-    from hca_assets.images_run import render_batch, render_quarantine
+    from hca_assets.stages.images import render_batch, render_quarantine
 
     (tmp_path / "deid" / "b1").mkdir(parents=True)
     (tmp_path / "deid" / "b1" / "broken.dcm").write_bytes(b"DICM but not really")

@@ -18,9 +18,9 @@ from hca_assets.assets.search import images
 from hca_assets.assets.segmentation import segmentations
 from hca_assets.config import Settings
 from hca_assets.lake import read_table
-from hca_assets.landing import claim
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import HcaStorage, PseudonymKey, SegmentationEndpoint
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import PseudonymKey, SegmentationEndpoint, SettingsResource
+from hca_assets.sources.claims import claim
 from hca_assets.synthetic import generate
 from hca_assets_tests.conftest import SMALL
 
@@ -31,7 +31,7 @@ def test_segmentations_asset(settings: Settings) -> None:
     generate(Path(settings.landing), Path(settings.truth_file).parent, STUDY)
     batch = claim(Path(settings.landing), Path(settings.raw_batches), settle_seconds=0)
     assert batch is not None
-    resources = {"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey(),
+    resources = {"storage": SettingsResource.from_settings(settings), "pseudonym_key": PseudonymKey(),
                  "segmentation_endpoint": SegmentationEndpoint()}
     counts = []
     with dg.instance_for_test() as instance:

@@ -20,10 +20,10 @@ from hca_assets.assets.segmentation import segmentations
 from hca_assets.config import Settings
 from hca_assets.definitions import versioned
 from hca_assets.lake import read_table
-from hca_assets.landing import claim
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import HcaStorage, PseudonymKey, SegmentationEndpoint
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import PseudonymKey, SegmentationEndpoint, SettingsResource
 from hca_assets.segmentation.backends import segmenter_code_version
+from hca_assets.sources.claims import claim
 from hca_assets.synthetic import GeneratorOptions, generate
 from hca_assets_tests.stubs import MipStub
 
@@ -38,7 +38,7 @@ def test_segmentations_asset_with_the_azure_backend(settings: Settings) -> None:
     assert batch is not None
     with MipStub() as stub, dg.instance_for_test() as instance:
         stub.faults = ["wrong_dim"]  # the first request (the first volume's first slice) gets 512² masks
-        resources = {"storage": HcaStorage.from_settings(azure), "pseudonym_key": PseudonymKey(),
+        resources = {"storage": SettingsResource.from_settings(azure), "pseudonym_key": PseudonymKey(),
                      "segmentation_endpoint": SegmentationEndpoint(url=stub.url, key=stub.key)}
         instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
         result = dg.materialize(versioned([raw_dicom, deid_staged, deid_dicom, images, segmentations], azure),

@@ -15,9 +15,9 @@ from hca_assets.assets.search import images
 from hca_assets.assets.segmentation import segmentations
 from hca_assets.config import Settings
 from hca_assets.lake import read_table
-from hca_assets.landing import claim
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import HcaStorage, PseudonymKey, SegmentationEndpoint
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import PseudonymKey, SegmentationEndpoint, SettingsResource
+from hca_assets.sources.claims import claim
 from hca_assets.synthetic import generate
 from hca_assets_tests.conftest import SMALL
 
@@ -30,7 +30,7 @@ def test_segmentation_eval_asset_and_dice_floor(settings: Settings) -> None:
     assert batch is not None
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
-        resources = {"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey(),
+        resources = {"storage": SettingsResource.from_settings(settings), "pseudonym_key": PseudonymKey(),
                      "segmentation_endpoint": SegmentationEndpoint()}
         result = dg.materialize([raw_dicom, deid_staged, deid_dicom, images, segmentations], instance=instance,
                                 partition_key=batch.key, resources=resources)
@@ -38,7 +38,7 @@ def test_segmentation_eval_asset_and_dice_floor(settings: Settings) -> None:
         evaluated = dg.materialize([segmentation_eval], instance=instance, resources=resources)
         (check,) = evaluated.get_asset_check_evaluations()
         (meta,) = [m.metadata for m in evaluated.asset_materializations_for_node("segmentation_eval")]
-        strict = {**resources, "storage": HcaStorage.from_settings(dataclasses.replace(settings, seg_min_dice=1.01))}
+        strict = {**resources, "storage": SettingsResource.from_settings(dataclasses.replace(settings, seg_min_dice=1.01))}
         failed = dg.materialize([segmentation_eval], instance=instance, resources=strict, raise_on_error=False)
         (strict_check,) = failed.get_asset_check_evaluations()
     rows = read_table(settings.table_uri("evaluations")).to_pylist()

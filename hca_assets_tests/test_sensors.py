@@ -13,16 +13,16 @@ import dagster as dg
 from dagster._core.events import DagsterEvent, JobFailureData, RunFailureReason
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
+from hca_assets._infra.locks import FileLock
 from hca_assets.config import Settings
-from hca_assets.landing import MANIFEST, mark_requested
-from hca_assets.locks import FileLock
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import HcaStorage
-from hca_assets.sensors import ABANDONED_TAG, LOCK_TAG, BatchState, batch_statuses, landing_sensor
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import SettingsResource
+from hca_assets.sensors.landing import ABANDONED_TAG, LOCK_TAG, BatchState, batch_statuses, landing_sensor
+from hca_assets.sources.claims import MANIFEST, mark_requested
 
 
 def tick(instance: dg.DagsterInstance, settings: Settings) -> dg.SensorResult | dg.SkipReason:
-    ctx = dg.build_sensor_context(instance=instance, resources={"storage": HcaStorage.from_settings(settings)})
+    ctx = dg.build_sensor_context(instance=instance, resources={"storage": SettingsResource.from_settings(settings)})
     result = landing_sensor(ctx)
     if isinstance(result, dg.SensorResult):  # apply what the daemon would apply
         for request in result.dynamic_partitions_requests or []:

@@ -33,10 +33,15 @@ from hca_assets.config import Settings
 from hca_assets.lake import audit, warehouse
 from hca_assets.lake import registry as tables
 from hca_assets.lake.maintenance import maintain_lake
-from hca_assets.landing import claim
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import EmbeddingEndpoint, HcaStorage, PseudonymKey, SegmentationEndpoint
-from hca_assets.run_sensors import record_run
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import (
+    EmbeddingEndpoint,
+    PseudonymKey,
+    SegmentationEndpoint,
+    SettingsResource,
+)
+from hca_assets.sensors.run_status import record_run
+from hca_assets.sources.claims import claim
 from hca_assets.synthetic import generate
 from hca_assets.synthetic.bad_inputs import write_bad_inputs
 from hca_assets_tests.conftest import SMALL
@@ -74,7 +79,7 @@ def _materialize_lake(settings: Settings) -> None:
                      unreadable_dir=False)  # quarantine rows
     batch = claim(Path(settings.landing), Path(settings.raw_batches), settle_seconds=0)
     assert batch is not None
-    storage = HcaStorage.from_settings(settings)
+    storage = SettingsResource.from_settings(settings)
     resources = {"storage": storage, "pseudonym_key": PseudonymKey(), "embedding_endpoint": EmbeddingEndpoint(),
                  "segmentation_endpoint": SegmentationEndpoint()}
     with dg.instance_for_test() as instance:

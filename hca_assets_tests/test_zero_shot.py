@@ -16,7 +16,7 @@ from hca_assets.lake import read_table
 from hca_assets.lake import registry as tables
 from hca_assets.lake.schemas import EMBEDDINGS, LABELS
 from hca_assets.models import embedder_code_version
-from hca_assets.resources import EmbeddingEndpoint, HcaStorage
+from hca_assets.orchestration.resources import EmbeddingEndpoint, SettingsResource
 from hca_assets_tests.stubs import Mi2Stub, vector_for
 
 CLASSES = ["cr_chest", "ct_chest", "mr_head"]
@@ -60,11 +60,11 @@ def _lake(settings: Settings, version: str) -> None:
 
 def test_zero_shot_asset_with_medimageinsight_and_skipped_for_local(settings: Settings) -> None:
     azure = dataclasses.replace(settings, embedder="azure")
-    version = embedder_code_version("azure")
+    version = embedder_code_version(dataclasses.replace(Settings.from_env(), embedder="azure"))
     _lake(azure, version)
     with Mi2Stub() as stub, dg.instance_for_test() as instance:
         result = dg.materialize([zero_shot_eval], instance=instance, resources={
-            "storage": HcaStorage.from_settings(azure), "embedding_endpoint": EmbeddingEndpoint(url=stub.url, key=stub.key)})
+            "storage": SettingsResource.from_settings(azure), "embedding_endpoint": EmbeddingEndpoint(url=stub.url, key=stub.key)})
         assert result.success and sorted(stub.texts[:3]) == sorted(class_prompt(c) for c in CLASSES)
     rows = [r for r in read_table(settings.table_uri("evaluations")).to_pylist() if r["target"] == "zero_shot"]
     overall = {r["metric"]: r["value"] for r in rows if r["label"] == "overall"}
@@ -73,7 +73,7 @@ def test_zero_shot_asset_with_medimageinsight_and_skipped_for_local(settings: Se
 
     with dg.instance_for_test() as instance:
         local = dg.materialize([zero_shot_eval], instance=instance, resources={
-            "storage": HcaStorage.from_settings(settings), "embedding_endpoint": EmbeddingEndpoint()})
+            "storage": SettingsResource.from_settings(settings), "embedding_endpoint": EmbeddingEndpoint()})
         logs = " ".join(str(e.user_message) for e in instance.all_logs(local.run_id))
         assert local.success and "the 'local' backend embeds no text" in logs
         assert not instance.get_latest_materialization_event(dg.AssetKey("zero_shot_eval"))

@@ -4,17 +4,17 @@ import time
 
 import dagster as dg
 
-from hca_assets.adapter_run import ingest_feedback, overall, run_adapter
 from hca_assets.assets import _metadata as md
 from hca_assets.assets.search import embeddings, labels
-from hca_assets.resources import HcaStorage
+from hca_assets.orchestration.resources import SettingsResource
+from hca_assets.stages.adapter import ingest_feedback, overall, run_adapter
 
 
 @dg.asset(deps=["deid_dicom", "segmentations"], group_name="evaluation", kinds={"python", "deltalake"},
           automation_condition=dg.AutomationCondition.eager(),
           description="Reviewer verdicts from the CSV drop folder <data>/feedback/ into Delta feedback (a file with an "
                       "unknown id, not UTF-8 or not well-formed is refused whole, alone), and the accuracy on reviewed items into evaluations (target reviewed).")
-def feedback(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
+def feedback(context: dg.AssetExecutionContext, storage: SettingsResource) -> dg.MaterializeResult:
     settings = storage.settings()
     out = ingest_feedback(settings, context.run.run_id)
     for label, reason in out.refused.items():
@@ -34,7 +34,7 @@ def feedback(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Mater
                       "supervised contrastive loss on class labels (reviewers' corrections applied), patients split into "
                       "train and held out; a versioned adapter file, the adapted vectors' FAISS index and held-out "
                       "evaluations of base and adapted vectors (targets class_label_heldout, lesion_heldout).")
-def retrieval_adapter(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
+def retrieval_adapter(context: dg.AssetExecutionContext, storage: SettingsResource) -> dg.MaterializeResult:
     settings = storage.settings()
     start = time.perf_counter()
     out = run_adapter(settings, context.run.run_id)

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import dagster as dg
 
+from hca_assets._infra.storage import pull
 from hca_assets.assets import _metadata as md
-from hca_assets.automation import REPROCESS
-from hca_assets.catalog_run import series_table, studies_table
 from hca_assets.lake import registry as tables
-from hca_assets.partitions import ingest_batches
-from hca_assets.resources import HcaStorage
-from hca_assets.storage import pull
+from hca_assets.orchestration.automation import REPROCESS
+from hca_assets.orchestration.partitions import ingest_batches
+from hca_assets.orchestration.resources import SettingsResource
+from hca_assets.stages.catalog import series_table, studies_table
 
 CATALOG_VERSION = "catalog-1"
 
@@ -21,7 +21,7 @@ CATALOG_VERSION = "catalog-1"
           code_version=CATALOG_VERSION, automation_condition=REPROCESS,
           description="One row per series of the batch: modality, body part, manufacturer, shifted dates, spacing, "
                       "instance counts and slice geometry QA, from the published headers (no pixels read).")
-def series(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
+def series(context: dg.AssetExecutionContext, storage: SettingsResource) -> dg.MaterializeResult:
     settings = storage.settings()
     key = context.partition_key
     instances = tables.DEID_INSTANCES.read(settings, where={"batch": key}).to_pylist()
@@ -39,7 +39,7 @@ def series(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Materia
 @dg.asset(deps=[series], partitions_def=ingest_batches, group_name="catalog", kinds={"python", "deltalake"},
           code_version=CATALOG_VERSION, automation_condition=REPROCESS,
           description="One row per study of the batch, aggregated from its series.")
-def studies(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
+def studies(context: dg.AssetExecutionContext, storage: SettingsResource) -> dg.MaterializeResult:
     settings = storage.settings()
     key = context.partition_key
     table = studies_table(key, tables.SERIES.read(settings, where={"batch": key}).to_pylist())

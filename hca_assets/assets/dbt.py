@@ -24,39 +24,18 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from hca_assets.dbt_project import DBT_EXECUTABLE, dbt_project, ensure_manifest
-from hca_assets.resources import HcaStorage
-from hca_assets.storage import push
+from hca_assets._infra.storage import push
+from hca_assets.lake.registry import lake_tables
+from hca_assets.orchestration.dbt_project import DBT_EXECUTABLE, dbt_project, ensure_manifest
+from hca_assets.orchestration.resources import SettingsResource
 
 __all__ = ["GROUP", "PRODUCERS", "LakeTranslator", "analytics", "dbt_resource"]
 
 GROUP = "analytics"
 
-PRODUCERS: dict[str, tuple[str, ...]] = {
-    # lake table → the assets that write it (the first one is the dbt source's asset key); () = written outside
-    # an asset, shown as its own source asset lake/<table>
-    "quarantine": ("raw_dicom", "deid_staged", "images"),
-    "deid_instances": ("deid_dicom",),
-    "deid_audit": ("deid_dicom",),
-    "series": ("series",),
-    "studies": ("studies",),
-    "images": ("images",),
-    "volumes": ("images",),
-    "embeddings": ("embeddings",),
-    "series_embeddings": ("embeddings",),
-    "labels": ("labels",),
-    "index_builds": ("faiss_index",),
-    "evaluations": ("retrieval_eval", "segmentation_eval", "retrieval_adapter", "feedback"),
-    "segmentations": ("segmentations",),
-    "exports": ("export",),
-    "drift": ("embedding_drift",),
-    "ood_scores": ("embedding_drift",),
-    "feedback": ("feedback",),  # and `hca feedback`
-    "runs": (),
-    "study_arrivals": (),
-    "reports": ("reports",),
-    "audit_log": (),
-}
+# lake table -> the assets writing it (the first is the dbt source's asset key); () = written outside an asset,
+# shown as its own source asset lake/<table>
+PRODUCERS: dict[str, tuple[str, ...]] = {t.name: tuple(dict.fromkeys(w.asset for w in t.writers)) for t in lake_tables()}
 
 
 class LakeTranslator(DagsterDbtTranslator):
@@ -83,12 +62,12 @@ class LakeTranslator(DagsterDbtTranslator):
 
 def _producer_keys(table: str) -> list[dg.AssetKey]:
     if table not in PRODUCERS:
-        raise KeyError(f"lake table {table!r} has no entry in hca_assets.assets.dbt.PRODUCERS")
+        raise KeyError(f"dbt source {table!r} is not a lake table of hca_assets.lake.registry")
     return [dg.AssetKey(name) for name in PRODUCERS[table]] or [dg.AssetKey(["lake", table])]
 
 
 @dbt_assets(manifest=ensure_manifest(), project=dbt_project, dagster_dbt_translator=LakeTranslator(), name=GROUP)
-def analytics(context: dg.AssetExecutionContext, dbt: DbtCliResource, storage: HcaStorage) -> Iterator[Any]:
+def analytics(context: dg.AssetExecutionContext, dbt: DbtCliResource, storage: SettingsResource) -> Iterator[Any]:
     """``dbt build`` (models and their tests) over the lake of ``storage``, published only when it passes; dbt's
     target and logs go under the data folder (kept there when the build fails), never into the package."""
     settings = storage.settings()

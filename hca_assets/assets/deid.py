@@ -10,10 +10,17 @@ from pathlib import Path
 
 import dagster as dg
 
+from hca_assets._infra.keys import key_fingerprint
+from hca_assets._infra.storage import prune, pull, push
 from hca_assets.assets import _metadata as md
-from hca_assets.automation import REPROCESS
 from hca_assets.checks.deid import DEID_STAGED_CHECKS, PUBLISH_CHECKS, publish_checks, staged_checks
-from hca_assets.deid_run import (
+from hca_assets.dicom.contact_sheet import contact_sheet
+from hca_assets.lake import registry as tables
+from hca_assets.orchestration.automation import REPROCESS
+from hca_assets.orchestration.code_versions import DEFAULTS
+from hca_assets.orchestration.partitions import ingest_batches
+from hca_assets.orchestration.resources import PseudonymKey, SettingsResource
+from hca_assets.stages.deid import (
     STAGE,
     DeidRecord,
     profile_from_settings,
@@ -22,13 +29,6 @@ from hca_assets.deid_run import (
     spec_from_settings,
     stage_batch,
 )
-from hca_assets.dicom.contact_sheet import contact_sheet
-from hca_assets.keys import key_fingerprint
-from hca_assets.lake import registry as tables
-from hca_assets.partitions import ingest_batches
-from hca_assets.resources import HcaStorage, PseudonymKey
-from hca_assets.storage import prune, pull, push
-from hca_assets.versions import DEFAULTS
 
 
 @dg.asset(
@@ -41,7 +41,7 @@ from hca_assets.versions import DEFAULTS
     check_specs=DEID_STAGED_CHECKS,
     description="PS3.15 de-identification of one batch into restricted staging, re-verified by blocking checks.",
 )
-def deid_staged(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym_key: PseudonymKey) -> dg.MaterializeResult:
+def deid_staged(context: dg.AssetExecutionContext, storage: SettingsResource, pseudonym_key: PseudonymKey) -> dg.MaterializeResult:
     settings = storage.settings()
     storage.code_version(context)  # the loaded definition's version is this profile's
     key = context.partition_key
@@ -90,7 +90,7 @@ def _by_modality(records: list[DeidRecord]) -> dict[str, list[DeidRecord]]:
     check_specs=PUBLISH_CHECKS,
     description="Checked de-identified files of one batch, published to the PHI-free zone, with the audit table.",
 )
-def deid_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym_key: PseudonymKey) -> dg.MaterializeResult:
+def deid_dicom(context: dg.AssetExecutionContext, storage: SettingsResource, pseudonym_key: PseudonymKey) -> dg.MaterializeResult:
     settings = storage.settings()
     storage.code_version(context)  # the loaded definition's version is this profile's
     key = context.partition_key

@@ -7,15 +7,15 @@ import dagster as dg
 import pyarrow.compute as pc
 
 from hca_assets.assets import _metadata as md
-from hca_assets.automation import REPROCESS
 from hca_assets.checks.drift import DRIFT_CHECKS, drift_checks
-from hca_assets.drift_run import drift_batch
 from hca_assets.evaluation.drift import drift_plot_png
 from hca_assets.lake import registry as tables
 from hca_assets.models import embedder_code_version
-from hca_assets.partitions import ingest_batches
-from hca_assets.resources import HcaStorage
-from hca_assets.versions import DEFAULTS
+from hca_assets.orchestration.automation import REPROCESS
+from hca_assets.orchestration.code_versions import DEFAULTS
+from hca_assets.orchestration.partitions import ingest_batches
+from hca_assets.orchestration.resources import SettingsResource
+from hca_assets.stages.drift import drift_batch
 
 PLOTTED = 40  # the latest batches the plot shows
 
@@ -24,11 +24,11 @@ PLOTTED = 40  # the latest batches the plot shows
           code_version=DEFAULTS["embedding_drift"], automation_condition=REPROCESS, check_specs=DRIFT_CHECKS,
           description="MMD² (RBF, permutation p-value) of the batch's image embeddings against the earliest batches "
                       "of the same code_version, per-dimension shift, and per-image OOD scores (k-th reference neighbour).")
-def embedding_drift(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
+def embedding_drift(context: dg.AssetExecutionContext, storage: SettingsResource) -> dg.MaterializeResult:
     settings = storage.settings()
     storage.code_version(context)  # a stale definition fails here, in one line
     key = context.partition_key
-    version = embedder_code_version(settings.embedder)
+    version = embedder_code_version(settings)
     start = time.perf_counter()
     out = drift_batch(settings, key, version)
     own = {"batch": key, "code_version": version}

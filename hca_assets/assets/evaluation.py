@@ -7,16 +7,16 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 
+from hca_assets._infra.storage import pull
 from hca_assets.assets import _metadata as md
 from hca_assets.assets.segmentation import segmentations
 from hca_assets.checks.evaluation import SEG_EVAL_CHECKS, segmentation_eval_checks
 from hca_assets.evaluation.segmentation import Score, segmentation_rows
 from hca_assets.evaluation.segmentation_truth import evaluate_segmentations
 from hca_assets.lake import registry as tables
-from hca_assets.resources import HcaStorage
+from hca_assets.orchestration.code_versions import DEFAULTS
+from hca_assets.orchestration.resources import SettingsResource
 from hca_assets.segmentation.backends import segmenter_code_version
-from hca_assets.storage import pull
-from hca_assets.versions import DEFAULTS
 
 
 @dg.asset(deps=[segmentations], group_name="evaluation", kinds={"python", "deltalake"}, code_version=DEFAULTS["segmentation_eval"],
@@ -24,7 +24,7 @@ from hca_assets.versions import DEFAULTS
           automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
           description="Dice, IoU and HD95 (mm) per structure of the current segmentations against the synthetic "
                       "ground truth and the reference masks in HCA_SEG_REFERENCE_DIR; Delta evaluations.")
-def segmentation_eval(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
+def segmentation_eval(context: dg.AssetExecutionContext, storage: SettingsResource) -> dg.MaterializeResult:
     settings = storage.settings()
     storage.code_version(context)  # the loaded definition's version is this segmenter's
     version = segmenter_code_version(settings)

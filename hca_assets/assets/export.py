@@ -7,14 +7,14 @@ from pathlib import Path
 
 import dagster as dg
 
+from hca_assets._infra.storage import pull
 from hca_assets.assets import _metadata as md
 from hca_assets.config import Settings
 from hca_assets.export.destinations import Credentials, StudyOutcome, parse_destination
-from hca_assets.export.run import export_batch, plan_batch
 from hca_assets.lake import registry as tables
-from hca_assets.partitions import ingest_batches
-from hca_assets.resources import ExportCredentials, HcaStorage
-from hca_assets.storage import pull
+from hca_assets.orchestration.partitions import ingest_batches
+from hca_assets.orchestration.resources import ExportCredentials, SettingsResource
+from hca_assets.stages.export import export_batch, plan_batch
 
 CONFIGURED = Settings.from_env()  # automation only where a destination is configured
 
@@ -26,7 +26,7 @@ CONFIGURED = Settings.from_env()  # automation only where a destination is confi
           description="Sends the batch's de-identified studies and DICOM SEG results to the configured PACS (STOW-RS or "
                       "C-STORE), writes a FHIR R4 ImagingStudy per study under exports/<batch>/ and a row per study "
                       "(outcome, counts) to Delta exports. Skipped when HCA_EXPORT_DESTINATION is not set.")
-def export(context: dg.AssetExecutionContext, storage: HcaStorage,
+def export(context: dg.AssetExecutionContext, storage: SettingsResource,
            export_credentials: ExportCredentials) -> Iterator[dg.MaterializeResult]:
     settings = storage.settings()
     destination = parse_destination(settings.export_destination, settings.export_calling_ae)

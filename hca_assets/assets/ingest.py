@@ -6,14 +6,14 @@ from pathlib import Path
 
 import dagster as dg
 
+from hca_assets._infra.storage import pull, push
 from hca_assets.assets import _metadata as md
 from hca_assets.checks.ingest import INGEST_CHECKS, run_ingest_checks
-from hca_assets.ingest import STAGE, ingest_batch
 from hca_assets.lake import registry as tables
-from hca_assets.landing import load_batch
-from hca_assets.partitions import ingest_batches
-from hca_assets.resources import HcaStorage, PseudonymKey
-from hca_assets.storage import pull, push
+from hca_assets.orchestration.partitions import ingest_batches
+from hca_assets.orchestration.resources import PseudonymKey, SettingsResource
+from hca_assets.sources.claims import load_batch
+from hca_assets.stages.ingest import STAGE, ingest_batch
 
 INGEST_VERSION = "ingest-1"
 
@@ -26,7 +26,7 @@ INGEST_VERSION = "ingest-1"
     check_specs=INGEST_CHECKS,
     description="Bronze index of one ingest batch: header facts, sha256, decodability; bad files quarantined.",
 )
-def raw_dicom(context: dg.AssetExecutionContext, storage: HcaStorage, pseudonym_key: PseudonymKey) -> dg.MaterializeResult:
+def raw_dicom(context: dg.AssetExecutionContext, storage: SettingsResource, pseudonym_key: PseudonymKey) -> dg.MaterializeResult:
     settings = storage.settings()
     key = pseudonym_key.key(settings)  # a key the lake is not pinned to is refused here, before anything is written
     pull(settings, Path(settings.raw_batches) / context.partition_key)  # object-store root, another machine claimed it

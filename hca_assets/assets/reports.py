@@ -8,15 +8,15 @@ from pathlib import Path
 
 import dagster as dg
 
+from hca_assets._infra.storage import pull
 from hca_assets.assets import _metadata as md
 from hca_assets.lake import registry as tables
 from hca_assets.models.cxrreportgen import CxrReportGenClient
 from hca_assets.models.endpoint import Endpoint
-from hca_assets.partitions import ingest_batches
-from hca_assets.report_run import report_batch
-from hca_assets.resources import HcaStorage, ReportEndpoint
-from hca_assets.storage import pull
-from hca_assets.versions import DEFAULTS
+from hca_assets.orchestration.code_versions import DEFAULTS
+from hca_assets.orchestration.partitions import ingest_batches
+from hca_assets.orchestration.resources import ReportEndpoint, SettingsResource
+from hca_assets.stages.reports import report_batch
 
 
 @dg.asset(deps=["images"], partitions_def=ingest_batches, group_name="reports", kinds={"python", "deltalake"},
@@ -24,7 +24,7 @@ from hca_assets.versions import DEFAULTS
           retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
           description="CXRReportGen findings (sentence + boxes) per CR/DX chest study: frontal image, lateral when "
                       "present, technique text; Delta reports. Skipped when HCA_CXR_ENDPOINT is not set.")
-def reports(context: dg.AssetExecutionContext, storage: HcaStorage,
+def reports(context: dg.AssetExecutionContext, storage: SettingsResource,
             report_endpoint: ReportEndpoint) -> Iterator[dg.MaterializeResult]:
     if not report_endpoint.url:
         context.log.info("reports skipped: no CXRReportGen endpoint configured (set HCA_CXR_ENDPOINT and HCA_CXR_KEY); "

@@ -8,8 +8,8 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hca_assets._infra.storage import prune, pull, pull_file, push
 from hca_assets.assets import _metadata as md
-from hca_assets.automation import REPROCESS
 from hca_assets.checks.search import (
     EMBEDDING_CHECKS,
     EVAL_CHECKS,
@@ -21,26 +21,26 @@ from hca_assets.checks.search import (
     index_checks,
 )
 from hca_assets.config import Settings
-from hca_assets.embedding_run import aggregate_series, embed_images, embeddable
 from hca_assets.evaluation.labels import labels_from_truth
 from hca_assets.evaluation.report import retrieval_rows
-from hca_assets.images_run import RENDER_STAGE, render_batch, render_quarantine
 from hca_assets.lake import registry as tables
 from hca_assets.models import embedder_code_version, get_embedder
 from hca_assets.models.base import vectors_of
 from hca_assets.models.endpoint import MI2_POOL
-from hca_assets.partitions import ingest_batches
-from hca_assets.resources import EmbeddingEndpoint, HcaStorage
+from hca_assets.orchestration.automation import REPROCESS
+from hca_assets.orchestration.code_versions import DEFAULTS
+from hca_assets.orchestration.partitions import ingest_batches
+from hca_assets.orchestration.resources import EmbeddingEndpoint, SettingsResource
 from hca_assets.search.index import index_builds, index_embeddings, index_studies
 from hca_assets.search.sheet import neighbour_sheet
-from hca_assets.storage import prune, pull, pull_file, push
-from hca_assets.versions import DEFAULTS
+from hca_assets.stages.embeddings import aggregate_series, embed_images, embeddable
+from hca_assets.stages.images import RENDER_STAGE, render_batch, render_quarantine
 
 
 @dg.asset(deps=["deid_dicom"], partitions_def=ingest_batches, group_name="images", kinds={"python", "png", "nifti"},
           code_version=DEFAULTS["images"], automation_condition=REPROCESS, check_specs=IMAGE_CHECKS,
           description="1024² 8-bit PNG per frame (windowed, letterboxed) and NIfTI per 3D series, from de-identified DICOM.")
-def images(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
+def images(context: dg.AssetExecutionContext, storage: SettingsResource) -> dg.MaterializeResult:
     settings = storage.settings()
     storage.code_version(context)  # the loaded definition's version is this preprocessing's
     key = context.partition_key
@@ -71,11 +71,11 @@ def images(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Materia
           code_version=DEFAULTS["embeddings"], automation_condition=REPROCESS, check_specs=EMBEDDING_CHECKS,
           pool=MI2_POOL, retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
           description="One L2-normalised vector per image, and per 3D series by mean/max/median/std of its slices.")
-def embeddings(context: dg.AssetExecutionContext, storage: HcaStorage,
+def embeddings(context: dg.AssetExecutionContext, storage: SettingsResource,
                embedding_endpoint: EmbeddingEndpoint) -> dg.MaterializeResult:
     settings = storage.settings()
     key = context.partition_key
-    embedder = get_embedder(settings.embedder, url=embedding_endpoint.url, key=embedding_endpoint.key)
+    embedder = get_embedder(settings, url=embedding_endpoint.url, key=embedding_endpoint.key)
     version = storage.code_version(context)  # the version the loaded definition declares, or a one-line failure
     rows = tables.IMAGES.read(settings, where={"batch": key}).to_pylist()
     start = time.perf_counter()
@@ -98,7 +98,7 @@ def embeddings(context: dg.AssetExecutionContext, storage: HcaStorage,
 @dg.asset(deps=["deid_staged", "deid_dicom"], partitions_def=ingest_batches, group_name="embeddings",
           kinds={"python", "deltalake"}, code_version="labels-1", automation_condition=REPROCESS,
           description="Class and lesion labels of published instances, from synthetic ground truth via the crosswalk.")
-def labels(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
+def labels(context: dg.AssetExecutionContext, storage: SettingsResource) -> dg.MaterializeResult:
     settings = storage.settings()
     key = context.partition_key
     crosswalk = tables.DEID_CROSSWALK.read(settings, where={"batch": key}).to_pylist()
@@ -116,9 +116,9 @@ def labels(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.Materia
           automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
           description="Exact FAISS indexes (image, series and study level) per embedding code_version; image and series "
                       "indexes grow incrementally.")
-def faiss_index(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
+def faiss_index(context: dg.AssetExecutionContext, storage: SettingsResource) -> dg.MaterializeResult:
     settings = storage.settings()
-    version = embedder_code_version(settings.embedder)
+    version = embedder_code_version(settings)
     manifests = {}
     pull(settings, settings.indexes)  # the index grows from the files last published
     read = {"image": tables.EMBEDDINGS.read(settings), "series": tables.SERIES_EMBEDDINGS.read(settings)}
@@ -164,9 +164,9 @@ def _neighbours(settings: Settings, emb: pa.Table, label_rows: pa.Table) -> byte
           automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
           description="Leave-one-out kNN retrieval metrics (no same-patient/series neighbours), image, series and study "
                       "level.")
-def retrieval_eval(context: dg.AssetExecutionContext, storage: HcaStorage) -> dg.MaterializeResult:
+def retrieval_eval(context: dg.AssetExecutionContext, storage: SettingsResource) -> dg.MaterializeResult:
     settings = storage.settings()
-    version = embedder_code_version(settings.embedder)
+    version = embedder_code_version(settings)
     emb = tables.EMBEDDINGS.read(settings, where={"code_version": version})  # this version's rows only, at read time
     series = tables.SERIES_EMBEDDINGS.read(settings, where={"code_version": version})
     label_rows = tables.LABELS.read(settings)

@@ -7,19 +7,19 @@ from pathlib import Path
 
 import dagster as dg
 
+from hca_assets._infra.storage import pull, push
 from hca_assets.assets import _metadata as md
-from hca_assets.automation import REPROCESS
 from hca_assets.checks.segmentation import SEGMENTATION_CHECKS, segmentation_checks
 from hca_assets.config import Settings
 from hca_assets.lake import registry as tables
 from hca_assets.models.endpoint import MIP_POOL
-from hca_assets.partitions import ingest_batches
-from hca_assets.resources import HcaStorage, SegmentationEndpoint
+from hca_assets.orchestration.automation import REPROCESS
+from hca_assets.orchestration.code_versions import DEFAULTS
+from hca_assets.orchestration.partitions import ingest_batches
+from hca_assets.orchestration.resources import SegmentationEndpoint, SettingsResource
 from hca_assets.segmentation.backends import segmenter_for
 from hca_assets.segmentation.overlay import overlay_sheet
-from hca_assets.segmentation_run import segment_batch
-from hca_assets.storage import pull, push
-from hca_assets.versions import DEFAULTS
+from hca_assets.stages.segmentation import segment_batch
 
 CONFIGURED = Settings.from_env()  # the backend this code location was loaded with: its pool
 
@@ -29,7 +29,7 @@ CONFIGURED = Settings.from_env()  # the backend this code location was loaded wi
           pool=MIP_POOL if CONFIGURED.segmenter == "azure" else None,
           description="Organ and lesion masks (prompt strategies per modality/body part): NIfTI per structure, "
                       "DICOM SEG per series, volumes in mL and areas in mm².")
-def segmentations(context: dg.AssetExecutionContext, storage: HcaStorage,
+def segmentations(context: dg.AssetExecutionContext, storage: SettingsResource,
                   segmentation_endpoint: SegmentationEndpoint) -> dg.MaterializeResult:
     settings = storage.settings()
     version = storage.code_version(context)  # the version the loaded definition declares, or a one-line failure

@@ -11,22 +11,22 @@ from hca_assets.evaluation.zero_shot import TARGET, class_prompt, zero_shot_rows
 from hca_assets.lake import registry as tables
 from hca_assets.models import embedder_code_version, get_embedder
 from hca_assets.models.base import vectors_of
-from hca_assets.resources import EmbeddingEndpoint, HcaStorage
+from hca_assets.orchestration.resources import EmbeddingEndpoint, SettingsResource
 
 
 @dg.asset(deps=["embeddings", "labels"], group_name="search", kinds={"python", "deltalake"}, output_required=False,
           description="Zero-shot class of every labelled image: nearest class prompt ('<modality> <anatomy>') in the "
                       "backend's text space, softmax at its scaling factor; accuracy per class into evaluations "
                       "(target zero_shot). Skipped for backends without text embeddings.")
-def zero_shot_eval(context: dg.AssetExecutionContext, storage: HcaStorage,
+def zero_shot_eval(context: dg.AssetExecutionContext, storage: SettingsResource,
                    embedding_endpoint: EmbeddingEndpoint) -> Iterator[dg.MaterializeResult]:
     settings = storage.settings()
-    embedder = get_embedder(settings.embedder, url=embedding_endpoint.url, key=embedding_endpoint.key)
+    embedder = get_embedder(settings, url=embedding_endpoint.url, key=embedding_endpoint.key)
     if not embedder.supports_text or not hasattr(embedder, "scaling_factor"):
         context.log.info(f"zero-shot skipped: the {embedder.name!r} backend embeds no text (MedImageInsight does: "
                          "HCA_EMBEDDER=azure)")
         return
-    version = embedder_code_version(settings.embedder)
+    version = embedder_code_version(settings)
     labels = {r["sop_instance_uid"]: r["class_label"] for r in tables.LABELS.read(settings).to_pylist()}
     emb = tables.EMBEDDINGS.read(settings, where={"code_version": version})
     keep = np.array([sop in labels for sop in emb.column("sop_instance_uid").to_pylist()], dtype=bool)

@@ -7,9 +7,9 @@ from pathlib import Path
 import dagster as dg
 
 from hca_assets.config import Settings
-from hca_assets.deid_run import STAGE, DeidSpec, recheck_staged
 from hca_assets.dicom.burned_in import RapidOcrReader
 from hca_assets.lake import registry as tables
+from hca_assets.stages.deid import STAGE, DeidSpec, recheck_staged
 
 NO_PHI = "no_phi_residue"
 UIDS = "uids_pseudonymised_consistently"

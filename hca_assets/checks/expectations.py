@@ -1,4 +1,4 @@
-"""Great Expectations suites (:mod:`hca_assets.suites`) as blocking asset checks: one check per asset over
+"""Great Expectations suites (:mod:`hca_assets.checks.expectation_suites`) as blocking asset checks: one check per asset over
 the lake rows it just wrote (its batch, or its run for the evaluations); per expectation, success and the
 observed value appear in the check's metadata in the UI."""
 
@@ -6,15 +6,11 @@ from collections.abc import Callable, Mapping
 
 import dagster as dg
 
-from hca_assets.deid_run import STAGE as DEID_STAGE
-from hca_assets.evaluation.feedback import REVIEWED_TARGET
-from hca_assets.images_run import RENDER_STAGE
-from hca_assets.ingest import STAGE as INGEST_STAGE
-from hca_assets.lake.registry import spec
+from hca_assets.checks.expectation_suites import SuiteResult, validate
+from hca_assets.lake.registry import Writer, lake_tables, spec
 from hca_assets.models import get_embedder
-from hca_assets.resources import EmbeddingEndpoint, HcaStorage
-from hca_assets.suites import SuiteResult, validate
-from hca_assets.versions import code_versions
+from hca_assets.orchestration.code_versions import code_versions
+from hca_assets.orchestration.resources import EmbeddingEndpoint, SettingsResource
 
 __all__ = ["CHECK_NAME", "EXPECTATION_CHECKS", "check_result"]
 
@@ -23,30 +19,20 @@ CHECK_NAME = "great_expectations"
 Slice = Callable[[dg.AssetCheckExecutionContext], Mapping[str, str]]
 
 
-def _batch(**more: str) -> Slice:
-    return lambda context: {"batch": context.partition_key, **more}
+def _slice(writer: Writer) -> Slice:
+    """The rows one materialization of ``writer`` owns, as ``column = value`` filters."""
+    def where(context: dg.AssetCheckExecutionContext) -> Mapping[str, str]:
+        owned = {"batch": {"batch": context.partition_key}, "run": {"run_id": context.run.run_id}, "all": {}}[writer.owns]
+        return {**owned, **dict(writer.where)}
+    return where
 
 
-def _run(context: dg.AssetCheckExecutionContext) -> Mapping[str, str]:
-    return {"run_id": context.run.run_id}
-
-
-# asset -> the lake tables it writes and the slice of each that one materialization owns
-TABLES_OF: dict[str, dict[str, Slice]] = {
-    "raw_dicom": {"quarantine": _batch(stage=INGEST_STAGE)},
-    "deid_staged": {"quarantine": _batch(stage=DEID_STAGE)},
-    "deid_dicom": {"deid_instances": _batch(), "deid_audit": _batch()},
-    "images": {"images": _batch(), "volumes": _batch(), "quarantine": _batch(stage=RENDER_STAGE)},
-    "embeddings": {"embeddings": _batch(), "series_embeddings": _batch()},
-    "embedding_drift": {"drift": _batch(), "ood_scores": _batch()},
-    "labels": {"labels": _batch()},
-    "segmentations": {"segmentations": _batch()},
-    "retrieval_eval": {"evaluations": _run},
-    "retrieval_adapter": {"evaluations": _run},
-    "feedback": {"feedback": lambda context: {},  # the whole table: CLI verdicts too
-                 "evaluations": lambda context: {**_run(context), "target": REVIEWED_TARGET}},
-    "segmentation_eval": {"evaluations": _run},
-}
+# asset -> the PHI-free tables it writes and the slice of each one materialization owns (from the registry)
+TABLES_OF: dict[str, dict[str, Slice]] = {}
+for _table in lake_tables():
+    for _writer in _table.writers:
+        if _writer.expectations:
+            TABLES_OF.setdefault(_writer.asset, {})[_table.name] = _slice(_writer)
 
 
 def _markdown(results: list[SuiteResult]) -> str:
@@ -74,13 +60,13 @@ def check_result(results: list[SuiteResult]) -> dg.AssetCheckResult:
 def _gx_check(asset: str, tables: Mapping[str, Slice]) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=asset, name=CHECK_NAME, blocking=True,
                     description=f"Great Expectations suites of {', '.join(tables)}: schema, nulls, unique keys, "
-                                "value sets and ranges (hca_assets/suites.py)")
-    def _check(context: dg.AssetCheckExecutionContext, storage: HcaStorage,
+                                "value sets and ranges (hca_assets/checks/expectation_suites.py)")
+    def _check(context: dg.AssetCheckExecutionContext, storage: SettingsResource,
                embedding_endpoint: EmbeddingEndpoint) -> dg.AssetCheckResult:
         settings = storage.settings()
         params = {}
         if asset == "embeddings":  # the vectors must have the configured model's dimension
-            params["model_dim"] = get_embedder(settings.embedder, url=embedding_endpoint.url, key=embedding_endpoint.key).dim
+            params["model_dim"] = get_embedder(settings, url=embedding_endpoint.url, key=embedding_endpoint.key).dim
         version = code_versions(settings).get(asset)  # tables keyed by code_version hold other versions' rows too
         # (a run's evaluations, keyed by run, may hold several versions: base and adapted vectors)
         wheres = {name: {**where(context), **({"code_version": version} if version and "code_version" in spec(name).keys

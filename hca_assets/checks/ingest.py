@@ -6,10 +6,10 @@ import dagster as dg
 import pyarrow.compute as pc
 
 from hca_assets.config import Settings
-from hca_assets.ingest import STAGE
 from hca_assets.lake import registry as tables
 from hca_assets.lake.delta import table_schema
-from hca_assets.landing import Batch
+from hca_assets.sources.claims import Batch
+from hca_assets.stages.ingest import STAGE
 
 SCHEMA = "schema_matches"
 UNIQUE_SOP = "sop_instance_uid_unique"

@@ -8,7 +8,6 @@ from PIL import Image
 
 from hca_assets.config import Settings
 from hca_assets.dicom.pixels import IMAGE_SIZE
-from hca_assets.images_run import check_volume_affine
 from hca_assets.lake import registry as tables
 from hca_assets.models.base import vectors_of
 from hca_assets.search.index import (
@@ -20,6 +19,7 @@ from hca_assets.search.index import (
     recall_at_10,
     self_recall,
 )
+from hca_assets.stages.images import check_volume_affine
 
 IMAGE_CHECKS = [
     dg.AssetCheckSpec("few_constant_images", asset="images", blocking=False,

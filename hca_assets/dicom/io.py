@@ -34,10 +34,10 @@ from pydicom.uid import (
     UID_dictionary,
 )
 
+from hca_assets._infra.keys import keyed_digest
 from hca_assets.config import DEFAULT_LIMITS, Limits
 from hca_assets.dicom.codestream import CodestreamError, CodestreamTooLarge, check_codestreams
 from hca_assets.dicom.enum import QuarantineReason
-from hca_assets.keys import keyed_digest
 
 __all__ = ["InstanceInfo", "InvalidInstance", "body_encoding", "check_instance", "check_size", "header_excerpt", "inspect_bytes", "inspect_file",
            "read_dataset", "read_header", "sha256_file"]

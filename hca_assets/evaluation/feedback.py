@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
+from hca_assets.lake.registry import REVIEWED_TARGET
 from hca_assets.lake.schemas import EVALUATIONS, FEEDBACK
 
 __all__ = ["KINDS", "REVIEWED_TARGET", "VERDICTS", "FeedbackError", "csv_source", "feedback_row", "feedback_table", "latest", "read_csv", "reviewed_rows",
@@ -25,7 +26,6 @@ __all__ = ["KINDS", "REVIEWED_TARGET", "VERDICTS", "FeedbackError", "csv_source"
 
 KINDS = ("search_hit", "mask")
 VERDICTS = ("correct", "wrong", "corrected")
-REVIEWED_TARGET = "reviewed"  # evaluations.target of the accuracy on reviewed items
 CSV_COLUMNS = ("kind", "sop_instance_uid", "series_instance_uid", "structure", "query_sop_instance_uid", "verdict",
                "corrected_label", "reviewer")
 _SAFE = re.compile(r"^[A-Za-z0-9._:@+-]+$")

@@ -10,7 +10,7 @@ import pyarrow as pa
 from hca_assets.evaluation.retrieval import RetrievalMetrics, evaluate_retrieval
 from hca_assets.lake.schemas import EVALUATIONS
 from hca_assets.models.base import vectors_of
-from hca_assets.search.studies import study_vectors
+from hca_assets.models.study_vectors import study_vectors
 
 __all__ = ["retrieval_rows"]
 

@@ -12,8 +12,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Protocol
+
+from hca_assets.config.destinations import Destination, parse_destination
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -27,50 +28,12 @@ ACCEPTED_STATUSES = {0x0000, 0xB000, 0xB006, 0xB007}  # success and the C-STORE 
 
 
 @dataclass(frozen=True)
-class Destination:
-    """Where results go: ``stow`` (``url`` = DICOMweb root) or ``cstore`` (``host``, ``port``, ``called_ae``)."""
-
-    kind: Literal["stow", "cstore"]
-    url: str = ""
-    host: str = ""
-    port: int = 0
-    called_ae: str = ""
-    calling_ae: str = "HCA"
-
-    def describe(self) -> str:
-        """Where it points, for tables and logs (never credentials)."""
-        return self.url if self.kind == "stow" else f"{self.called_ae}@{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
 class Credentials:
     """HTTP basic (``user``/``password``) or bearer (``token``) auth for STOW-RS; kept out of ``repr``."""
 
     user: str = field(default="", repr=False)
     password: str = field(default="", repr=False)
     token: str = field(default="", repr=False)
-
-
-def parse_destination(text: str, calling_ae: str = "HCA") -> Destination | None:
-    """The destination ``text`` names; None when it is empty (export off); ValueError (without the text, which may
-    hold credentials) when it is malformed."""
-    if not text:
-        return None
-    parts = urlsplit(text)
-    if parts.scheme in ("http", "https") and parts.hostname:
-        if parts.username or parts.password:
-            raise ValueError("`export_destination` must not carry credentials: set HCA_EXPORT_USER / "
-                             "HCA_EXPORT_PASSWORD or HCA_EXPORT_TOKEN")
-        return Destination("stow", url=text.rstrip("/"), calling_ae=calling_ae)
-    if parts.scheme == "dicom" and parts.hostname and parts.username and not parts.password:
-        try:
-            port = parts.port or 104
-        except ValueError:
-            port = 0
-        if 0 < port < 65536 and 0 < len(parts.username) <= 16 and 0 < len(calling_ae) <= 16:
-            return Destination("cstore", host=parts.hostname, port=port, called_ae=parts.username, calling_ae=calling_ae)
-    raise ValueError("`export_destination` must be a DICOMweb root (http(s)://host[:port]/path) or "
-                     "dicom://CALLED_AE@host[:port] (AE titles of 1-16 characters)")
 
 
 class Refused(RuntimeError):

@@ -25,11 +25,12 @@ import pyarrow.json as pa_json
 from deltalake import write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
+from hca_assets._infra.locks import FileLock
+from hca_assets._infra.storage import delta_options
 from hca_assets.config import Settings, is_uri
+from hca_assets.lake import registry
 from hca_assets.lake.delta import delta_table, table_exists
 from hca_assets.lake.schemas import AUDIT_LOG
-from hca_assets.locks import FileLock
-from hca_assets.storage import delta_options
 
 __all__ = ["AuditEvent", "AuditUnavailable", "actor", "migrate", "record"]
 
@@ -74,7 +75,7 @@ class AuditEvent:
 
 
 def _uri(settings: Settings) -> str:
-    return settings.table_uri("audit_log")
+    return registry.AUDIT_LOG.uri(settings)
 
 
 def _current(uri: str) -> bool:

@@ -15,9 +15,9 @@ import pyarrow.fs as pafs
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
+from hca_assets._infra.storage import delta_options
 from hca_assets.config import is_uri
 from hca_assets.lake.schemas import PARTITION_COLUMN
-from hca_assets.storage import delta_options
 
 __all__ = ["WriteResult", "delta_table", "open_dataset", "read_table", "table_exists", "write_partition"]
 
@@ -34,7 +34,7 @@ def table_exists(uri: str) -> bool:
 
 
 def delta_table(uri: str) -> DeltaTable:
-    """The Delta table at ``uri`` (local or object store: credentials and retries from :mod:`hca_assets.storage`)."""
+    """The Delta table at ``uri`` (local or object store: credentials and retries from :mod:`hca_assets._infra.storage`)."""
     return DeltaTable(uri, storage_options=delta_options(uri))
 
 

@@ -1,7 +1,7 @@
 """The key pin: which key a data folder's lake was built with, so that another key never splits patients.
 
 The pin is a small restricted JSON record (0600) of the key's fingerprint, written before the first row
-of the first batch. A run with another key is refused (:class:`~hca_assets.keys.KeyRefused`) before it
+of the first batch. A run with another key is refused (:class:`~hca_assets._infra.keys.KeyRefused`) before it
 writes anything. :func:`rotate_key` is the one deliberate way to change it: the old fingerprint is kept
 as retired, and from then on de-identification takes the pseudonyms and date offsets of everything
 already seen from the restricted crosswalk (:func:`kept_pseudonyms`), so nobody gets a second pseudonym.
@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
+from hca_assets._infra.keys import KEY_ENV, KeyRefused, checked_key, key_fingerprint, load_key
+from hca_assets._infra.storage import pull_file, push
 from hca_assets.config import Settings
-from hca_assets.keys import KEY_ENV, KeyRefused, checked_key, key_fingerprint, load_key
+from hca_assets.config.secrets import secret as secret_from_env
 from hca_assets.lake import registry as tables
-from hca_assets.storage import pull_file, push
 
 __all__ = ["KeptPseudonyms", "KeyPin", "kept_pseudonyms", "lake_key", "read_pin", "rotate_key"]
 
@@ -112,7 +113,7 @@ def lake_key(settings: Settings, secret: str | None = None, *, pin: bool = True)
     current = pinned or _audited_pin(settings)
     if secret:
         key = checked_key(secret.encode(), KEY_ENV)
-    elif current is not None and not os.environ.get(KEY_ENV) and not Path(settings.key_file).exists():
+    elif current is not None and not secret_from_env(KEY_ENV) and not Path(settings.key_file).exists():
         raise KeyRefused(f"this data folder's lake was built with key {current.fingerprint}, but no {KEY_ENV} is set "
                          "and restricted/hca.key is missing: restore that key")
     else:

@@ -21,9 +21,25 @@ if TYPE_CHECKING:
 __all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "DRIFT", "EMBEDDINGS", "EVALUATIONS", "EXPORTS",
            "FEEDBACK", "IMAGES", "INDEX_BUILDS", "LABELS", "OOD_SCORES", "QUARANTINE", "RAW_INSTANCES", "REPORTS", "RUNS",
            "SEGMENTATIONS", "SERIES", "SERIES_EMBEDDINGS", "STUDIES", "STUDY_ARRIVALS", "TABLES", "VOLUMES", "TableSpec",
-           "lake_tables", "restricted_names", "spec"]
+           "Writer", "lake_tables", "restricted_names", "spec", "writers_of"]
 
 Zone = Literal["lake", "restricted"]
+Owns = Literal["batch", "run", "all"]
+
+# the `stage` of a quarantine row: which step set the item aside (each the name of the asset that writes it)
+INGEST_STAGE, DEID_STAGE, RENDER_STAGE = "raw_dicom", "deid_dicom", "images"
+REVIEWED_TARGET = "reviewed"  # evaluations.target of the accuracy on reviewed items (feedback)
+
+
+@dataclass(frozen=True)
+class Writer:
+    """An asset that writes a table, and the slice one materialization of it replaces: its ``batch`` (partition),
+    its ``run`` (run_id) or ``all`` of the table; ``where`` adds columns that narrow that slice (quarantine's stage)."""
+
+    asset: str
+    owns: Owns = "batch"
+    where: tuple[tuple[str, str], ...] = ()
+    expectations: bool = True  # its slice validated by the table's Great Expectations suite after each materialization
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,7 @@ class TableSpec:
     keys: tuple[str, ...]
     partition_by: tuple[str, ...] = ("batch",)
     description: str = ""
+    writers: tuple[Writer, ...] = ()  # the assets writing it, the dbt source's first; () = written outside an asset
 
     @property
     def schema(self) -> pa.Schema:
@@ -78,59 +95,78 @@ class TableSpec:
 
 RAW_INSTANCES = TableSpec(
     "raw_instances", "restricted", ("batch", "path"),
-    description="every file claimed from the landing zone, with its original (PHI) attributes")
+    description="every file claimed from the landing zone, with its original (PHI) attributes",
+    writers=(Writer("raw_dicom"),))
 QUARANTINE = TableSpec(
     "quarantine", "lake", ("batch", "stage", "item"),
-    description="what a stage could not process, with a PHI-free reason and where it is kept")
+    description="what a stage could not process, with a PHI-free reason and where it is kept",
+    writers=(Writer("raw_dicom", where=(("stage", INGEST_STAGE),)), Writer("deid_staged", where=(("stage", DEID_STAGE),)),
+             Writer("images", where=(("stage", RENDER_STAGE),))))
 DEID_INSTANCES = TableSpec(
     "deid_instances", "lake", ("sop_instance_uid",),
-    description="de-identified instances (pseudonymous UIDs, shifted dates) and their files")
+    description="de-identified instances (pseudonymous UIDs, shifted dates) and their files",
+    writers=(Writer("deid_dicom"),))
 DEID_AUDIT = TableSpec(
     "deid_audit", "lake", ("sop_instance_uid",),
-    description="per instance, how many attributes each PS3.15 action touched")
+    description="per instance, how many attributes each PS3.15 action touched",
+    writers=(Writer("deid_dicom"),))
 DEID_CROSSWALK = TableSpec(
     "deid_crosswalk", "restricted", ("batch", "kind", "original"),
-    description="original identifiers to pseudonyms (PHI)")
+    description="original identifiers to pseudonyms (PHI)",
+    writers=(Writer("deid_staged"),))
 SERIES = TableSpec(
     "series", "lake", ("batch", "series_instance_uid"),
     description="one row per series and batch (a series spread over batches has a row in each): modality, body "
-                "part, manufacturer, shifted dates, spacing, instance counts and slice geometry QA")
+                "part, manufacturer, shifted dates, spacing, instance counts and slice geometry QA",
+    writers=(Writer("series", expectations=False),))
 STUDIES = TableSpec(
     "studies", "lake", ("batch", "study_instance_uid"),
-    description="one row per study and batch, aggregated from its series")
+    description="one row per study and batch, aggregated from its series",
+    writers=(Writer("studies", expectations=False),))
 IMAGES = TableSpec(
     "images", "lake", ("sop_instance_uid", "frame"),
-    description="one 1024² 8-bit PNG per frame, with its windowing")
+    description="one 1024² 8-bit PNG per frame, with its windowing",
+    writers=(Writer("images"),))
 VOLUMES = TableSpec(
     "volumes", "lake", ("series_instance_uid",),
-    description="one NIfTI per 3D series, with its shape and RAS affine")
+    description="one NIfTI per 3D series, with its shape and RAS affine",
+    writers=(Writer("images"),))
 EMBEDDINGS = TableSpec(
     "embeddings", "lake", ("sop_instance_uid", "frame", "code_version"),
-    description="one vector per image frame and embedding code_version")
+    description="one vector per image frame and embedding code_version",
+    writers=(Writer("embeddings"),))
 SERIES_EMBEDDINGS = TableSpec(
     "series_embeddings", "lake", ("series_instance_uid", "aggregation", "code_version"),
-    description="series vectors aggregated from image vectors")
+    description="series vectors aggregated from image vectors",
+    writers=(Writer("embeddings"),))
 LABELS = TableSpec(
-    "labels", "lake", ("sop_instance_uid",), description="class and lesion labels per instance")
+    "labels", "lake", ("sop_instance_uid",), description="class and lesion labels per instance",
+    writers=(Writer("labels"),))
 INDEX_BUILDS = TableSpec(
     "index_builds", "lake", ("run_id", "level"), partition_by=(),
-    description="every FAISS index build or extension: version, level, type, size, recall where measured, file")
+    description="every FAISS index build or extension: version, level, type, size, recall where measured, file",
+    writers=(Writer("faiss_index", owns="run", expectations=False),))
 EVALUATIONS = TableSpec(
     "evaluations", "lake", ("run_id", "metric", "level", "target", "label", "aggregation", "code_version"),
-    partition_by=(), description="retrieval and segmentation metrics per run and code_version")
+    partition_by=(), description="retrieval and segmentation metrics per run and code_version",
+    writers=(Writer("retrieval_eval", owns="run"), Writer("segmentation_eval", owns="run"),
+             Writer("retrieval_adapter", owns="run"), Writer("feedback", owns="run", where=(("target", REVIEWED_TARGET),))))
 SEGMENTATIONS = TableSpec(
     "segmentations", "lake", ("series_instance_uid", "sop_instance_uid", "structure", "code_version"),
-    description="one row per series (3D) or image (2D) and prompted structure, with its mask files")
+    description="one row per series (3D) or image (2D) and prompted structure, with its mask files",
+    writers=(Writer("segmentations"),))
 REPORTS = TableSpec(
     "reports", "lake", ("study_instance_uid", "finding_index", "code_version"),
-    description="CXRReportGen findings per chest X-ray study: sentence, boxes (0-1 and pixels), or a failed study")
+    description="CXRReportGen findings per chest X-ray study: sentence, boxes (0-1 and pixels), or a failed study",
+    writers=(Writer("reports", expectations=False),))
 STUDY_ARRIVALS = TableSpec(
     "study_arrivals", "lake", ("source", "study_key"), partition_by=(),
     description="per network source and study (keyed digest): expected and received instances, complete or not")
 EXPORTS = TableSpec(
     "exports", "lake", ("batch", "study_instance_uid"),
     description="per batch and de-identified study: where it was exported (STOW-RS or C-STORE), the outcome, "
-                "counts sent and confirmed, and its FHIR ImagingStudy file")
+                "counts sent and confirmed, and its FHIR ImagingStudy file",
+    writers=(Writer("export", expectations=False),))
 RUNS = TableSpec(
     "runs", "lake", ("run_id", "stage"), partition_by=(),
     description="per Dagster run and stage: outcome, rows processed, seconds")
@@ -141,15 +177,18 @@ AUDIT_LOG = TableSpec(
 DRIFT = TableSpec(
     "drift", "lake", ("batch", "code_version"),
     description="per batch and embedding code_version: MMD² (permutation p-value) against the reference window, "
-                "its calibrated threshold, per-dimension mean/variance shift and the out-of-distribution fraction")
+                "its calibrated threshold, per-dimension mean/variance shift and the out-of-distribution fraction",
+    writers=(Writer("embedding_drift"),))
 OOD_SCORES = TableSpec(
     "ood_scores", "lake", ("sop_instance_uid", "frame", "code_version"),
-    description="per image and embedding code_version: distance to the k-th nearest reference vector, calibrated")
+    description="per image and embedding code_version: distance to the k-th nearest reference vector, calibrated",
+    writers=(Writer("embedding_drift"),))
 
 FEEDBACK = TableSpec(
     "feedback", "lake", ("feedback_id",), partition_by=(),
     description="reviewer verdicts on search hits and masks (correct, wrong, corrected label): pseudonymous ids, "
-                "reviewer and time")
+                "reviewer and time",
+    writers=(Writer("feedback", owns="all"),))
 
 TABLES: dict[str, TableSpec] = {t.name: t for t in (
     RAW_INSTANCES, QUARANTINE, DEID_INSTANCES, DEID_AUDIT, DEID_CROSSWALK, SERIES, STUDIES, IMAGES, VOLUMES, EMBEDDINGS,
@@ -172,3 +211,8 @@ def restricted_names() -> frozenset[str]:
 def lake_tables() -> list[TableSpec]:
     """The PHI-free tables: what SQL, dbt and Great Expectations see by default."""
     return [t for t in TABLES.values() if not t.restricted]
+
+
+def writers_of(asset: str) -> list[tuple[TableSpec, Writer]]:
+    """The tables ``asset`` writes, each with the slice one materialization of it owns."""
+    return [(table, w) for table in TABLES.values() for w in table.writers if w.asset == asset]

@@ -22,9 +22,9 @@ import duckdb
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
+from hca_assets._infra.storage import pull_file
 from hca_assets.config import Settings, is_uri
 from hca_assets.lake import registry
-from hca_assets.storage import pull_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -108,7 +108,7 @@ def bounded_query(settings: Settings, query: str, *, restricted: bool, fmt: str,
     then killed: DuckDB does not look at an interrupt while it builds one huge value) and in address space
     (``sql_memory_mb`` beyond the interpreter's own; DuckDB's memory limit is three quarters of it, nothing
     spilled to disk)."""
-    from hca_assets._parallel import ItemFailed, ordered_map
+    from hca_assets._infra.parallel import ItemFailed, ordered_map
 
     (out,) = ordered_map(_rendered, [(settings, query, restricted, fmt, command)], timeout=settings.sql_timeout_seconds,
                          initializer=_bound_memory, initargs=(settings.sql_memory_mb << 20,))

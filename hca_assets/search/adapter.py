@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hca_assets._infra.files import atomic_write
 from hca_assets.evaluation.retrieval import RetrievalMetrics, evaluate_retrieval
-from hca_assets.files import atomic_write
 
 __all__ = ["DEFAULT_CONFIG", "HELDOUT_TARGETS", "Adapter", "AdapterConfig", "Split", "adapted_version", "config_dict", "heldout_metrics", "lesion_labels",
            "load_adapter", "patient_split", "save_adapter", "supcon_loss", "train_adapter"]

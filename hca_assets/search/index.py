@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hca_assets.files import atomic_write
+from hca_assets._infra.files import atomic_write
 
 __all__ = ["LEVELS", "IndexFiles", "build_or_extend", "index_builds", "index_studies", "load_index", "search", "self_recall",
            "stable_id"]
@@ -165,10 +165,10 @@ def index_embeddings(table: pa.Table, level: str, indexes_root: Path, code_versi
 
 def index_studies(embeddings: pa.Table, series_embeddings: pa.Table, indexes_root: Path,
                   code_version: str) -> dict[str, object]:
-    """Index one code_version's study vectors (:func:`~hca_assets.search.studies.study_vectors`); returns the manifest.
+    """Index one code_version's study vectors (:func:`~hca_assets.models.study_vectors.study_vectors`); returns the manifest.
     Always rebuilt: a study's vector changes when a later batch brings it another series (studies are few)."""
     from hca_assets.models.base import of_version
-    from hca_assets.search.studies import study_vectors
+    from hca_assets.models.study_vectors import study_vectors
 
     keys, vectors = study_vectors(of_version(embeddings, code_version), of_version(series_embeddings, code_version))
     ids = pa.array([stable_id("study", s) for s in keys.column("study_instance_uid").to_pylist()], pa.int64())

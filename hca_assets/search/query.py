@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from hca_assets._infra.storage import pull
 from hca_assets.config import Settings
 from hca_assets.dicom.io import read_dataset
 from hca_assets.dicom.pixels import IMAGE_SIZE, display_frames, letterbox
@@ -18,7 +19,6 @@ from hca_assets.lake import registry as tables
 from hca_assets.lake.warehouse import select_ids
 from hca_assets.models import embedder_code_version, get_embedder
 from hca_assets.search.index import LEVELS, IndexFiles, load_index, search
-from hca_assets.storage import pull
 
 __all__ = ["Neighbour", "filter_view", "load_query_image", "search_similar"]
 
@@ -55,10 +55,10 @@ def search_similar(settings: Settings, *, image: np.ndarray | None = None, text:
         raise ValueError("give exactly one of `image` and `text`")
     if level not in LEVELS:
         raise ValueError(f"`level` must be one of {', '.join(LEVELS)}, got {level!r}")
-    embedder = get_embedder(settings.embedder)
+    embedder = get_embedder(settings)
     if text is not None and not embedder.supports_text:
         raise ValueError(f"the {embedder.name!r} backend cannot embed text; choose a backend that can (HCA_EMBEDDER)")
-    version = embedder_code_version(settings.embedder)
+    version = embedder_code_version(settings)
     files = IndexFiles.for_version(Path(settings.indexes), version, level)
     pull(settings, files.manifest.parent)  # object-store root: the index as last published
     if not files.manifest.exists():

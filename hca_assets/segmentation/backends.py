@@ -3,10 +3,10 @@ Dagster here)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from hca_assets.config import Settings
+from hca_assets.config.secrets import MIP, secret
 from hca_assets.dicom.pixels import PREPROCESSING_VERSION
 from hca_assets.segmentation import BACKENDS
 from hca_assets.segmentation.base import Segmenter
@@ -14,7 +14,6 @@ from hca_assets.segmentation.strategies import STRATEGIES_VERSION
 
 __all__ = ["BACKENDS", "BackendError", "code_version", "segmenter_code_version", "segmenter_for"]
 
-MIP_ENDPOINT_ENV, MIP_KEY_ENV = "HCA_MIP_ENDPOINT", "HCA_MIP_KEY"
 
 
 class BackendError(ValueError):
@@ -62,8 +61,8 @@ def segmenter_for(backend: str, settings: Settings | None = None, *, url: str = 
         from hca_assets.models.medimageparse import MedImageParseClient
         from hca_assets.segmentation.azure import AzureSegmenter
 
-        url, key = url or os.environ.get(MIP_ENDPOINT_ENV, ""), key or os.environ.get(MIP_KEY_ENV, "")
-        missing = [name for name, value in ((MIP_ENDPOINT_ENV, url), (MIP_KEY_ENV, key)) if not value]
+        url, key = url or secret(MIP["url"]), key or secret(MIP["key"])
+        missing = [name for name, value in ((MIP["url"], url), (MIP["key"], key)) if not value]
         if missing:
             raise BackendError(f"backend `azure` needs {' and '.join(missing)} (the MedImageParse endpoint's scoring "
                                "URL and key)")

@@ -4,10 +4,10 @@ A network source never writes into the landing folder instance by instance: it c
 ``incoming/<source>/<study_key>/`` (atomic writes, one file per SOP instance) and, once the study is complete by
 the source's own rule (DICOMweb: the retrieved count equals QIDO's NumberOfStudyRelatedInstances; C-STORE: its
 association was released and nothing arrived for a stable age), moves the folder into the landing zone with one
-rename. The landing claim (``hca_assets/landing.py``) then makes it an ingest batch as for any dropped folder, so
+rename. The landing claim (``hca_assets/sources/claims.py``) then makes it an ingest batch as for any dropped folder, so
 ingest, quarantine and the ledger do not change. A late instance of a study already released is collected again
 and released as a new, smaller folder; ingest quarantines true duplicates (``duplicate_instance``) and keeps new
-instances. Keys are keyed digests of the UIDs (:func:`hca_assets.keys.keyed_digest`), folder and file names
+instances. Keys are keyed digests of the UIDs (:func:`hca_assets._infra.keys.keyed_digest`), folder and file names
 alike: no UID reaches a path, a log line or a PHI-free table. What a source writes is owner-only (folders 0700,
 files 0600), in ``incoming/`` and in the landing zone it releases into: both hold PHI.
 """
@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from hca_assets.files import atomic_write
-from hca_assets.keys import keyed_digest
+from hca_assets._infra.files import atomic_write
+from hca_assets._infra.keys import keyed_digest
 
 __all__ = ["DicomSource", "Incoming", "StudyState", "instance_name", "study_key"]
 

@@ -30,8 +30,8 @@ import pydicom
 import requests
 from dicomweb_client import DICOMwebClient
 
+from hca_assets._infra.files import atomic_write
 from hca_assets.config import Settings
-from hca_assets.files import atomic_write
 from hca_assets.lake import registry as tables
 from hca_assets.lake.schemas import STUDY_ARRIVALS
 from hca_assets.sources.base import Incoming, study_key

@@ -1,13 +1,13 @@
 """The landing folder as a :class:`~hca_assets.sources.base.DicomSource`: files dropped (or released by a network
-source) into the landing zone become ingest batches through the claim protocol of :mod:`hca_assets.landing`."""
+source) into the landing zone become ingest batches through the claim protocol of :mod:`hca_assets.sources.claims`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from hca_assets._infra.locks import FileLock
 from hca_assets.config import Settings
-from hca_assets.landing import Batch, claim
-from hca_assets.locks import FileLock
+from hca_assets.sources.claims import Batch, claim
 
 __all__ = ["LandingFolder"]
 

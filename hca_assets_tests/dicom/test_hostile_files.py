@@ -20,12 +20,12 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from hca_assets.config import Limits
-from hca_assets.deid_run import DeidRecord, DeidRejected, DeidSpec, deidentify_files
 from hca_assets.dicom.codestream import CodestreamError, check_codestreams, declared_sizes
 from hca_assets.dicom.deid import DeidFailure, _read_back
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.dicom.io import InvalidInstance, inspect_bytes, read_dataset
 from hca_assets.dicom.profile import DeidProfile
+from hca_assets.stages.deid import DeidRecord, DeidRejected, DeidSpec, deidentify_files
 from hca_assets_tests import crafted
 
 KEY = b"hostile-files-test-key-0123456789"
@@ -139,7 +139,7 @@ import sys, warnings
 warnings.simplefilter("ignore")
 from pathlib import Path
 from hca_assets.dicom.deid import DeidFailure
-from hca_assets.deid_run import DeidSpec
+from hca_assets.stages.deid import DeidSpec
 from hca_assets.dicom.profile import DeidProfile
 engine = DeidSpec(DeidProfile(), b"k" * 32, ocr_mode="all", net=False).engine()
 try:

@@ -11,7 +11,6 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from hca_assets.deid_run import DeidRecord, DeidSpec, deidentify_files, series_plan
 from hca_assets.dicom.burned_in import (
     NET_MAX_SIDE,
     BurnedInStatus,
@@ -24,6 +23,7 @@ from hca_assets.dicom.burned_in import (
     viewer_pixels,
 )
 from hca_assets.dicom.profile import DeidProfile
+from hca_assets.stages.deid import DeidRecord, DeidSpec, deidentify_files, series_plan
 from hca_assets_tests import recall
 
 READER, NET = RapidOcrReader(), RapidOcrReader(max_side=NET_MAX_SIDE, threads=1)

@@ -23,11 +23,11 @@ from hca_assets.evaluation.segmentation import dice, hd95, score
 from hca_assets.evaluation.segmentation_truth import evaluate_segmentations, present_dice, truth_on_grid
 from hca_assets.lake import read_table
 from hca_assets.lake.schemas import DEID_CROSSWALK, DEID_INSTANCES, IMAGES, VOLUMES
-from hca_assets.landing import claim
-from hca_assets.partitions import INGEST_BATCHES
-from hca_assets.resources import HcaStorage, PseudonymKey
+from hca_assets.orchestration.partitions import INGEST_BATCHES
+from hca_assets.orchestration.resources import PseudonymKey, SettingsResource
 from hca_assets.segmentation.base import UNSUPPORTED, Mask, Outcome
-from hca_assets.segmentation_run import segment_batch
+from hca_assets.sources.claims import claim
+from hca_assets.stages.segmentation import segment_batch
 from hca_assets.synthetic import generate
 from hca_assets_tests.conftest import SMALL
 
@@ -97,7 +97,7 @@ def test_oracle_scores_dice_one_and_reference_masks_need_the_same_grid(settings:
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(INGEST_BATCHES, [batch.key])
         assert dg.materialize([raw_dicom, deid_staged, deid_dicom, images], instance=instance, partition_key=batch.key,
-                              resources={"storage": HcaStorage.from_settings(settings), "pseudonym_key": PseudonymKey()}
+                              resources={"storage": SettingsResource.from_settings(settings), "pseudonym_key": PseudonymKey()}
                               ).success
     volumes = read_table(settings.table_uri("volumes"), schema=VOLUMES).to_pylist()
     instances = read_table(settings.table_uri("deid_instances"), schema=DEID_INSTANCES).to_pylist()

@@ -14,9 +14,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from hca_assets._infra.keys import KeyRefused, key_fingerprint
 from hca_assets.config import Settings
 from hca_assets.dicom.pseudonyms import Pseudonymizer
-from hca_assets.keys import KeyRefused, key_fingerprint
 from hca_assets.lake import write_partition
 from hca_assets.lake.keypin import kept_pseudonyms, lake_key, read_pin, rotate_key
 from hca_assets.lake.schemas import DEID_AUDIT, DEID_CROSSWALK
@@ -138,7 +138,7 @@ PINNER = """
 import sys, time
 from pathlib import Path
 from hca_assets.config import Settings
-from hca_assets.keys import KeyRefused
+from hca_assets._infra.keys import KeyRefused
 from hca_assets.lake.keypin import lake_key
 ready, go = Path(sys.argv[2]), Path(sys.argv[3])
 ready.touch()

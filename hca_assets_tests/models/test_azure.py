@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from hca_assets.config import Settings
 from hca_assets.models import embedder_code_version, get_embedder
 from hca_assets.models.azure import AzureMedImageInsight
 from hca_assets.models.base import code_version
@@ -65,9 +68,9 @@ def test_wrong_dimension_and_refusals_are_not_retried(stub: Mi2Stub) -> None:
 def test_factory_and_versions(stub: Mi2Stub, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HCA_MI2_MODEL_VERSION", "mi2-2025-06")
     monkeypatch.setenv("HCA_MI2_DEPLOYMENT", "mi2-blue")
-    e = get_embedder("azure", url=stub.url, key=stub.key)
-    assert e.supports_text and embedder_code_version("azure") == "azure-mi2@mi2-2025-06+pre-2"
+    e = get_embedder(dataclasses.replace(Settings.from_env(), embedder="azure"), url=stub.url, key=stub.key)
+    assert e.supports_text and embedder_code_version(dataclasses.replace(Settings.from_env(), embedder="azure")) == "azure-mi2@mi2-2025-06+pre-2"
     assert e.embed_text(["lung"]).shape == (1, 1024) and stub.headers[-1]["azureml-model-deployment"] == "mi2-blue"
-    assert embedder_code_version("local") == code_version(LocalEmbedder())
+    assert embedder_code_version(dataclasses.replace(Settings.from_env(), embedder="local")) == code_version(LocalEmbedder())
     with pytest.raises(ValueError, match="needs an endpoint URL and key"):
-        get_embedder("azure", url="", key="")
+        get_embedder(dataclasses.replace(Settings.from_env(), embedder="azure"), url="", key="")

@@ -1,6 +1,9 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
+from hca_assets.config import Settings
 from hca_assets.models import LocalEmbedder, get_embedder
 from hca_assets.models.base import code_version
 
@@ -20,4 +23,4 @@ def test_deterministic_normalised_and_discriminative() -> None:
     with pytest.raises(NotImplementedError):
         e.embed_text(["liver"])
     with pytest.raises(ValueError, match="unknown embedding backend"):
-        get_embedder("nope")
+        get_embedder(dataclasses.replace(Settings.from_env(), embedder="nope"))

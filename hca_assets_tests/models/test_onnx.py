@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from hca_assets.config import Settings
 from hca_assets.models import embedder_code_version, get_embedder
 from hca_assets.models.onnx import OnnxEmbedder
 
@@ -34,8 +36,8 @@ def test_embeds_like_the_model_says(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     expected = (x @ weights)[0]
     assert np.allclose(v[1], expected / np.linalg.norm(expected), atol=1e-4)  # the model's own arithmetic
     monkeypatch.setenv("HCA_ONNX_MODEL", str(tmp_path / "m.onnx"))
-    assert get_embedder("onnx").dim == 16
-    assert embedder_code_version("onnx") == f"onnx@{e.version}+pre-2"
+    assert get_embedder(dataclasses.replace(Settings.from_env(), embedder="onnx")).dim == 16
+    assert embedder_code_version(dataclasses.replace(Settings.from_env(), embedder="onnx")) == f"onnx@{e.version}+pre-2"
     with pytest.raises(NotImplementedError):
         e.embed_text(["x"])
 

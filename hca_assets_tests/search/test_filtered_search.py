@@ -15,9 +15,9 @@ from hca_assets.config import Settings
 from hca_assets.lake import read_table
 from hca_assets.lake.schemas import EMBEDDINGS, SERIES_EMBEDDINGS
 from hca_assets.lake.warehouse import QueryRefused
+from hca_assets.models.study_vectors import study_vectors
 from hca_assets.search.index import exact_index, ivf_index, search
 from hca_assets.search.query import load_query_image, search_similar
-from hca_assets.search.studies import study_vectors
 from hca_assets_tests.test_cli_user_errors import assert_one_line_user_error, small_index
 
 

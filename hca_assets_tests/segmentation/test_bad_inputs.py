@@ -16,7 +16,7 @@ import pytest
 
 from hca_assets.segmentation.base import Outcome
 from hca_assets.segmentation.local import LocalSegmenter
-from hca_assets.segmentation_run import segment_batch
+from hca_assets.stages.segmentation import segment_batch
 from hca_assets.synthetic.phantoms import ct_volume
 from hca_assets_tests.conftest import public_test_files
 from hca_assets_tests.segmentation.conftest import run_segment
