@@ -1,7 +1,7 @@
 """Chaos and load figures (issue 9), the "chaos" part of ``make bench`` (``python -m benchmarks.run chaos``):
 ``bench_chaos`` measures them and returns the section's lines for benchmarks/RESULTS.md.
 
-Same harness and invariants as ``hca_assets_tests/test_chaos.py``, at a larger scale.
+Same harness and invariants as ``hca_assets_tests/sources/test_claims_chaos.py``, at a larger scale.
 """
 
 from __future__ import annotations
@@ -64,9 +64,9 @@ def bench_chaos(work: Path) -> list[str]:
     lines = [
         SECTION,
         "",
-        f"Measured by `python -m benchmarks.chaos` ({time.perf_counter() - started:.0f} s in all, {os.cpu_count()} cores, "
+        f"Measured by `python -m benchmarks.run chaos` ({time.perf_counter() - started:.0f} s in all, {os.cpu_count()} cores, "
         f"load average {os.getloadavg()[0]:.1f} at the end: times are wall-clock); the same scenarios,",
-        "smaller, run in CI as `hca_assets_tests/test_chaos.py`. Every invariant below is asserted, not just timed.",
+        "smaller, run in CI as `hca_assets_tests/sources/test_claims_chaos.py`. Every invariant below is asserted, not just timed.",
         "",
         f"**Concurrent claimers killed at random points**: {stress.claimers} claimer processes × {stress.rounds} rounds "
         f"× {stress.files // stress.rounds} files ({stress.files} in all); {stress.kills} SIGKILLs from outside at random "
@@ -94,14 +94,3 @@ def bench_chaos(work: Path) -> list[str]:
         "",
     ]
     return lines
-
-
-def main() -> None:
-    """`python -m benchmarks.chaos`: the same as `python -m benchmarks.run chaos`."""
-    from benchmarks.run import main as run_parts
-
-    run_parts(["chaos"])
-
-
-if __name__ == "__main__":
-    main()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from benchmarks.run import REPEATS, best_of
+from benchmarks.timing import REPEATS, best_of
 from hca_assets.config import Settings
 from hca_assets.sources.dicomweb import Credentials, DicomwebPoller
 from hca_assets.synthetic import GeneratorOptions, generate

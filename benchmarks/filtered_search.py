@@ -42,11 +42,11 @@ def _quality(found: list[np.ndarray], truth: list[set[int]]) -> tuple[float, flo
 
 def bench_filtered_search(n: int = 1_000_000, keep: float = 0.01, queries: int = 50) -> list[str]:
     """Filtered vs unfiltered vs post-filtered single queries on exact and IVF indexes, one thread."""
-    from benchmarks.run import _clustered
+    from benchmarks.timing import clustered_vectors
 
     dim = LocalEmbedder.dim
     rng = np.random.default_rng(0)
-    v = _clustered(n, dim, rng.normal(size=(1000, dim)).astype(np.float32), rng)
+    v = clustered_vectors(n, dim, rng.normal(size=(1000, dim)).astype(np.float32), rng)
     ids = np.unique(rng.integers(1, 2**62, size=n + 1000, dtype=np.int64))[:n]  # hashed ids, as stable_id makes them
     rng.shuffle(ids)
     modality = np.where(rng.random(n) < keep, "CT", "MR")  # the condition keeps a random 1 %, across clusters

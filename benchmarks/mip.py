@@ -42,7 +42,7 @@ def ct_volume() -> np.ndarray:
 
 def bench_mip() -> list[str]:
     """Best of 3 per cell; each cell segments the volume with the abdominal CT strategy's prompts."""
-    from benchmarks.run import REPEATS, best_of
+    from benchmarks.timing import REPEATS, best_of
 
     prompts = pick_strategy("CT", "ABDOMEN").prompts
     volume = ct_volume()

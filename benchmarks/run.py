@@ -24,22 +24,13 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
+from benchmarks.timing import REPEATS, best_of, clustered_vectors
 from hca_assets.sources.claims import claim
 from hca_assets.stages.ingest import ingest_batch
 from hca_assets.synthetic import GeneratorOptions, generate
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
-REPEATS = 3
 KEY = b"benchmark-key-0123456789"
-
-
-def best_of(fn: Callable[[], object]) -> float:
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def machine() -> str:
@@ -570,17 +561,6 @@ def bench_embeddings(synthetic: Path) -> list[str]:
             f"**{len(images) / t:.0f} images/s** on one process.", ""]
 
 
-def _clustered(n: int, dim: int, centres: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    import numpy as np
-
-    v = np.empty((n, dim), dtype=np.float32)
-    for start in range(0, n, 100_000):
-        m = min(100_000, n - start)
-        chunk = centres[rng.integers(len(centres), size=m)] + 0.5 * rng.normal(size=(m, dim)).astype(np.float32)
-        v[start:start + m] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
-    return v
-
-
 def _latency(search: Callable[[np.ndarray], object], queries: np.ndarray) -> tuple[float, float]:
     import numpy as np
 
@@ -641,7 +621,7 @@ def bench_faiss(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), dim: int 
     lines = ["## FAISS (random-but-clustered 1024-d vectors, 1000 clusters; single query, 1 thread)", "",
              "| vectors | index | build s | p50 ms | p99 ms | recall@10 |", "|---:|---|---:|---:|---:|---:|"]
     for n in sizes:
-        v = _clustered(n, dim, centres, rng)
+        v = clustered_vectors(n, dim, centres, rng)
         queries = v[rng.choice(n, size=100 if n < 1_000_000 else 30, replace=False)] + 0.01
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
         lines += _faiss_rows(v, queries)

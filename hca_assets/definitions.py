@@ -2,18 +2,17 @@
 
 import dagster as dg
 
-from hca_assets.assets.adapter import feedback, retrieval_adapter
+from hca_assets.assets.analytics import analytics, dbt_resource
 from hca_assets.assets.catalog import series, studies
-from hca_assets.assets.dbt import analytics, dbt_resource
 from hca_assets.assets.deid import deid_dicom, deid_staged
-from hca_assets.assets.drift import embedding_drift
-from hca_assets.assets.evaluation import segmentation_eval
-from hca_assets.assets.export import export
+from hca_assets.assets.embeddings import embedding_drift, embeddings, labels
+from hca_assets.assets.evaluation import feedback, segmentation_eval
+from hca_assets.assets.export import export_asset
+from hca_assets.assets.images import images
 from hca_assets.assets.ingest import raw_dicom
 from hca_assets.assets.reports import reports
-from hca_assets.assets.search import embeddings, faiss_index, images, labels, retrieval_eval
-from hca_assets.assets.segmentation import segmentations
-from hca_assets.assets.zero_shot import zero_shot_eval
+from hca_assets.assets.search import faiss_index, retrieval_adapter, retrieval_eval, zero_shot_eval
+from hca_assets.assets.segmentation import segmentations_asset
 from hca_assets.checks.expectations import EXPECTATION_CHECKS
 from hca_assets.config import Settings
 from hca_assets.orchestration.code_versions import code_versions
@@ -37,8 +36,9 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     """Definitions bound to ``settings`` (default: from the environment), code_versions and executor included."""
     settings = settings or Settings.from_env()
     return dg.Definitions(
-        assets=versioned([raw_dicom, deid_staged, deid_dicom, images, embeddings, segmentations, labels, faiss_index,
-                          retrieval_eval, segmentation_eval, analytics, series, studies, export, reports, embedding_drift,
+        assets=versioned([raw_dicom, deid_staged, deid_dicom, images, embeddings, segmentations_asset(settings), labels,
+                          faiss_index, retrieval_eval, segmentation_eval, analytics, series, studies,
+                          export_asset(settings), reports, embedding_drift,
                           feedback, retrieval_adapter, zero_shot_eval], settings),
         asset_checks=EXPECTATION_CHECKS,
         jobs=[ingest_job, index_job, *SCHEDULE_JOBS],

@@ -1,4 +1,4 @@
-"""Chaos harness shared by ``test_chaos.py`` and ``benchmarks/chaos.py``: concurrent claimers killed at
+"""Chaos harness shared by ``sources/test_claims_chaos.py`` and ``benchmarks/chaos.py``: concurrent claimers killed at
 random points, ``hca ingest`` killed during a stage, and the invariants every round must keep."""
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -36,10 +37,16 @@ def small_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return root / "dicom", root / "truth"
 
 
+def manifest_strings(truth: Path) -> list[str]:
+    """The identifying strings a generated study carries (its ``phi_manifest.json``), those long enough (≥ 4
+    characters) to look for in output bytes without matching by chance."""
+    manifest = json.loads((truth / "phi_manifest.json").read_text())
+    return [s for s in manifest["strings"] if len(s) >= 4]
+
+
 @pytest.fixture(scope="session")
 def phi_strings(small_study: tuple[Path, Path]) -> list[str]:
-    manifest = json.loads((small_study[1] / "phi_manifest.json").read_text())
-    return [s for s in manifest["strings"] if len(s) >= 4]
+    return manifest_strings(small_study[1])
 
 
 @pytest.fixture
@@ -68,3 +75,12 @@ def public_test_files() -> list[Path]:
     files = [p for p in sorted(pydicom_dir.rglob("*")) + sorted(store_dir.glob("*"))
              if p.is_file() and p.suffix not in (".py", ".pyc", ".gz", ".bz2", ".json", ".txt", ".zip")]
     return files
+
+
+@pytest.fixture
+def pacs() -> Iterator[dict[str, object]]:
+    """A real Orthanc (REST, DICOMweb and DICOM port) on loopback for this test, awaited until it answers."""
+    from hca_assets_tests.services import orthanc
+
+    with orthanc() as server:
+        yield server

@@ -112,3 +112,27 @@ def test_no_import_cycle_between_packages() -> None:
             if b.startswith("hca_assets.") and _part(a) and _part(b) != _part(a):
                 packages[_part(a)].add(_part(b))
     assert packages and not _cycles(packages), f"package cycles: {_cycles(packages)}"
+
+
+def _asset_functions() -> list[tuple[str, ast.FunctionDef]]:
+    found = []
+    for path in sorted((PACKAGE / "assets").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and any("asset" in ast.unparse(d) for d in node.decorator_list):
+                found.append((f"{path.name}:{node.name}", node))
+    return found
+
+
+def test_assets_are_wiring() -> None:
+    """Every asset body is at most 30 lines, and no asset module reads or writes a table or the store itself: the
+    stage runners own that I/O."""
+    functions = _asset_functions()
+    long = [f"{name} ({node.end_lineno - node.lineno + 1} lines)" for name, node in functions
+            if node.end_lineno - node.lineno + 1 > 30]
+    doing_io = sorted({name.split(":")[0] for name, node in functions for call in ast.walk(node)
+                       if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                       and call.func.attr in ("read", "write") and call.args
+                       and isinstance(call.args[0], ast.Name) and call.args[0].id == "settings"})
+    storage = sorted(a for a, targets in _graph().items() if _part(a) == "assets" and "hca_assets._infra.storage" in targets)
+    assert len(functions) >= 19 and not long and not doing_io and not storage, (
+        f"too long: {long}; table I/O: {doing_io}; store I/O: {storage}")

@@ -7,6 +7,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import dagster as dg
 from PIL import Image, ImageDraw, ImageFont
 
 from hca_assets.definitions import build_defs
@@ -20,9 +21,9 @@ def main(out: Path) -> None:
     graph = build_defs().resolve_asset_graph()
     keys = sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string())
     parents = {k: [p for p in graph.get(k).parent_keys if p in keys] for k in keys}
-    depth: dict = {}
+    depth: dict[dg.AssetKey, int] = {}
 
-    def level(k) -> int:  # noqa: ANN001 - an AssetKey
+    def level(k: dg.AssetKey) -> int:
         if k not in depth:
             depth[k] = 1 + max((level(p) for p in parents[k]), default=-1)
         return depth[k]

@@ -1,25 +1,22 @@
-"""Segmentation evaluation over all batches: stored masks against the synthetic truth and user reference masks."""
+"""The evaluation group, over all batches: segmentations against the synthetic truth and user reference masks, and
+the reviewers' verdicts from the feedback drop folder."""
 
-import time
 from collections import defaultdict
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
 
-from hca_assets._infra.storage import pull
 from hca_assets.assets import _metadata as md
-from hca_assets.assets.segmentation import segmentations
 from hca_assets.checks.evaluation import SEG_EVAL_CHECKS, segmentation_eval_checks
-from hca_assets.evaluation.segmentation import Score, segmentation_rows
-from hca_assets.evaluation.segmentation_truth import evaluate_segmentations
-from hca_assets.lake import registry as tables
+from hca_assets.evaluation.segmentation import Score
 from hca_assets.orchestration.code_versions import DEFAULTS
 from hca_assets.orchestration.resources import SettingsResource
 from hca_assets.segmentation.backends import segmenter_code_version
+from hca_assets.stages.feedback import ingest_feedback
+from hca_assets.stages.segmentation_eval import run_segmentation_eval
 
 
-@dg.asset(deps=[segmentations], group_name="evaluation", kinds={"python", "deltalake"}, code_version=DEFAULTS["segmentation_eval"],
+@dg.asset(deps=["segmentations"], group_name="evaluation", kinds={"python", "deltalake"}, code_version=DEFAULTS["segmentation_eval"],
           check_specs=SEG_EVAL_CHECKS,
           automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
           description="Dice, IoU and HD95 (mm) per structure of the current segmentations against the synthetic "
@@ -28,26 +25,32 @@ def segmentation_eval(context: dg.AssetExecutionContext, storage: SettingsResour
     settings = storage.settings()
     storage.code_version(context)  # the loaded definition's version is this segmenter's
     version = segmenter_code_version(settings)
-    rows = tables.SEGMENTATIONS.read(settings, where={"code_version": version}).to_pylist()
-    start = time.perf_counter()
-    pull(settings, Path(settings.truth_file).parent, settings.segmentations, settings.deid)
-    out = evaluate_segmentations(
-        rows, tables.DEID_INSTANCES.read(settings).to_pylist(),
-        tables.DEID_CROSSWALK.read(settings, where={"kind": "instance"}).to_pylist(),
-        seg_root=Path(settings.segmentations), deid_root=Path(settings.deid),
-        truth_dir=Path(settings.truth_file).parent,
-        reference_dir=Path(settings.seg_reference_dir) if settings.seg_reference_dir else None)
-    table = segmentation_rows([s for _, s in out.scores], version, context.run.run_id)
-    written = tables.EVALUATIONS.write(settings, table, match={"run_id": context.run.run_id, "target": "segmentation"})
-    # retrieval_eval owns this run's other targets
-    for series, structure, reason in out.skipped:
+    run = run_segmentation_eval(settings, version, context.run.run_id)
+    for series, structure, reason in run.skipped:
         context.log.warning(f"series {series}, {structure}: not evaluated: {reason}")
     return dg.MaterializeResult(
-        metadata={**md.written(written), "code_version": version, "cases": len(out.scores),
-                  "skipped": len(out.skipped), md.SECONDS: round(time.perf_counter() - start, 3),
-                  "per_structure": dg.MetadataValue.md(_table([s for _, s in out.scores]))},
-        check_results=segmentation_eval_checks(settings, out.scores),
+        metadata={**md.written(run.written), "code_version": version, "cases": len(run.scores),
+                  "skipped": len(run.skipped), md.SECONDS: round(run.seconds, 3),
+                  "per_structure": dg.MetadataValue.md(_table([s for _, s in run.scores]))},
+        check_results=segmentation_eval_checks(settings, run.scores),
     )
+
+
+@dg.asset(deps=["deid_dicom", "segmentations"], group_name="evaluation", kinds={"python", "deltalake"},
+          automation_condition=dg.AutomationCondition.eager(),
+          description="Reviewer verdicts from the CSV drop folder <data>/feedback/ into Delta feedback (a file with an "
+                      "unknown id, not UTF-8 or not well-formed is refused whole, alone), and the accuracy on reviewed items into evaluations (target reviewed).")
+def feedback(context: dg.AssetExecutionContext, storage: SettingsResource) -> dg.MaterializeResult:
+    out = ingest_feedback(storage.settings(), context.run.run_id)
+    for label, reason in out.refused.items():
+        context.log.warning(f"feedback file {label} refused whole: {reason}")
+    context.log.info(f"feedback: {len(out.taken)} file(s) taken ({sum(out.taken.values())} verdicts), "
+                     f"{len(out.refused)} refused")
+    lines = ["| kind (level) | code_version | reviewed | accuracy |", "|---|---|---:|---:|"] + [
+        f"| {r['level']} | {r['code_version']} | {r['queries']} | {r['value']:.3f} |" for r in out.evaluations.to_pylist()]
+    return dg.MaterializeResult(metadata={
+        "files_taken": len(out.taken), "files_refused": len(out.refused), "verdicts_taken": sum(out.taken.values()),
+        "reviewed_accuracy": dg.MetadataValue.md("\n".join(lines))})
 
 
 def _table(scores: list[Score]) -> str:

@@ -1,22 +1,18 @@
 """CXRReportGen per batch: grounded findings of each chest X-ray study (optional Azure backend; skipped, never
 faked, when no endpoint is configured)."""
 
-import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 
-from hca_assets._infra.storage import pull
 from hca_assets.assets import _metadata as md
-from hca_assets.lake import registry as tables
 from hca_assets.models.cxrreportgen import CxrReportGenClient
 from hca_assets.models.endpoint import Endpoint
 from hca_assets.orchestration.code_versions import DEFAULTS
 from hca_assets.orchestration.partitions import ingest_batches
 from hca_assets.orchestration.resources import ReportEndpoint, SettingsResource
-from hca_assets.stages.reports import report_batch
+from hca_assets.stages.reports import run_reports
 
 
 @dg.asset(deps=["images"], partitions_def=ingest_batches, group_name="reports", kinds={"python", "deltalake"},
@@ -32,24 +28,17 @@ def reports(context: dg.AssetExecutionContext, storage: SettingsResource,
         return
     settings = storage.settings()
     version = storage.code_version(context)
-    key = context.partition_key
-    images = tables.IMAGES.read(settings, where={"batch": key}).to_pylist()
-    paths = {r["sop_instance_uid"]: r["path"] for r in
-             tables.DEID_INSTANCES.read(settings, where={"batch": key}, columns=["sop_instance_uid", "path"]).to_pylist()}
-    pull(settings, Path(settings.deid) / key)
     client = CxrReportGenClient(Endpoint(report_endpoint.url, report_endpoint.key, deployment=settings.cxr_deployment),
                                 version=settings.cxr_model_version)
-    start = time.perf_counter()
-    table = report_batch(key, images, paths, Path(settings.deid), client, version,
-                         progress=md.progress_logger(context, "reported"))
-    written = tables.REPORTS.write(settings, table, match={"batch": key, "code_version": version})
+    run = run_reports(settings, context.partition_key, client, version, md.progress_logger(context, "reported"))
+    table = run.table
     status = Counter(zip(table.column("study_instance_uid").to_pylist(), table.column("status").to_pylist(), strict=True))
-    failed = sum(1 for (_, s) in status if s == "failed")
     for reason in {r for r, s in zip(table.column("reason").to_pylist(), table.column("status").to_pylist(), strict=True)
                    if s == "failed"}:
         context.log.warning(f"a study was not reported: {reason}")
     yield dg.MaterializeResult(metadata={
-        **md.written(written), md.SECONDS: round(time.perf_counter() - start, 3), "code_version": version,
-        "studies_reported": len({s for (s, st) in status if st == "reported"}), "studies_failed": failed,
+        **md.written(run.written), md.SECONDS: round(run.seconds, 3), "code_version": version,
+        "studies_reported": len({s for (s, st) in status if st == "reported"}),
+        "studies_failed": sum(1 for (_, s) in status if s == "failed"),
         "findings": sum(1 for s in table.column("status").to_pylist() if s == "reported"),
     })

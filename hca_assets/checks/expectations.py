@@ -22,7 +22,10 @@ Slice = Callable[[dg.AssetCheckExecutionContext], Mapping[str, str]]
 def _slice(writer: Writer) -> Slice:
     """The rows one materialization of ``writer`` owns, as ``column = value`` filters."""
     def where(context: dg.AssetCheckExecutionContext) -> Mapping[str, str]:
-        owned = {"batch": {"batch": context.partition_key}, "run": {"run_id": context.run.run_id}, "all": {}}[writer.owns]
+        if writer.owns == "batch":
+            owned = {"batch": context.partition_key}
+        else:
+            owned = {"run_id": context.run.run_id} if writer.owns == "run" else {}
         return {**owned, **dict(writer.where)}
     return where
 

@@ -1,15 +1,12 @@
-"""Blocking checks for images, embeddings, the FAISS index and the retrieval evaluation."""
+"""Blocking checks of the search group: the FAISS index matches its embeddings, retrieval stays above its floor."""
 
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
-from PIL import Image
 
 from hca_assets.config import Settings
-from hca_assets.dicom.pixels import IMAGE_SIZE
 from hca_assets.lake import registry as tables
-from hca_assets.models.base import vectors_of
 from hca_assets.search.index import (
     MIN_RECALL,
     IndexFiles,
@@ -19,22 +16,7 @@ from hca_assets.search.index import (
     recall_at_10,
     self_recall,
 )
-from hca_assets.stages.images import check_volume_affine
 
-IMAGE_CHECKS = [
-    dg.AssetCheckSpec("few_constant_images", asset="images", blocking=False,
-                      description="constant images (their stored values are: an automatic window shows any that vary) "
-                                  "are at most HCA_MAX_CONSTANT_FRACTION of the batch; a warning — they are kept out of "
-                                  "the embeddings and index, and the rest of the batch goes on"),
-    dg.AssetCheckSpec("image_shapes", asset="images", blocking=True,
-                      description=f"every PNG is {IMAGE_SIZE}×{IMAGE_SIZE}; published = rendered + quarantined instances"),
-    dg.AssetCheckSpec("nifti_affine_matches_dicom", asset="images", blocking=True,
-                      description="each NIfTI affine places every slice within 0.01 mm of its DICOM position"),
-]
-EMBEDDING_CHECKS = [
-    dg.AssetCheckSpec("vectors_valid", asset="embeddings", blocking=True,
-                      description="model dimension, finite values, unit norm, one row per image, no duplicate keys"),
-]
 INDEX_CHECKS = [
     dg.AssetCheckSpec("index_matches_embeddings", asset="faiss_index", blocking=True,
                       description="ntotal equals the embedding rows of this version; ≥ 99 % of sampled rows find themselves; "
@@ -45,44 +27,6 @@ EVAL_CHECKS = [
                       description="image-level class P@5 overall ≥ HCA_EVAL_MIN_P5 (when labelled data exist)"),
 ]
 
-
-def image_checks(settings: Settings, batch: str, *, failed: int) -> list[dg.AssetCheckResult]:
-    rows = tables.IMAGES.read(settings, where={"batch": batch}).to_pylist()
-    instances = tables.DEID_INSTANCES.read(settings, where={"batch": batch}).to_pylist()
-    constant = sum(r["constant"] for r in rows)
-    sizes = [Image.open(Path(settings.images) / r["path"]).size for r in rows]
-    wrong = sum(size != (IMAGE_SIZE, IMAGE_SIZE) for size in sizes)
-    rendered = len({r["sop_instance_uid"] for r in rows})
-    errors = []
-    for v in tables.VOLUMES.read(settings, where={"batch": batch}).to_pylist():
-        members = [Path(settings.deid) / i["path"] for i in instances if i["series_instance_uid"] == v["series_instance_uid"]]
-        errors.append(check_volume_affine(Path(settings.images) / v["path"], members))
-    worst = max(errors, default=0.0)
-    return [
-        dg.AssetCheckResult(check_name="few_constant_images", severity=dg.AssetCheckSeverity.WARN,
-                            passed=constant <= settings.max_constant_fraction * max(1, len(rows)),
-                            metadata={"constant": constant, "images": len(rows)}),
-        dg.AssetCheckResult(check_name="image_shapes", passed=wrong == 0 and rendered + failed == len(instances),
-                            metadata={"wrong_size": wrong, "rendered_instances": rendered, "failed": failed,
-                                      "published": len(instances)}),
-        dg.AssetCheckResult(check_name="nifti_affine_matches_dicom", passed=worst <= 0.01,
-                            metadata={"volumes": len(errors), "max_error_mm": round(worst, 6)}),
-    ]
-
-
-def embedding_checks(settings: Settings, batch: str, version: str, *, expected: int, dim: int) -> list[dg.AssetCheckResult]:
-    table = tables.EMBEDDINGS.read(settings, where={"batch": batch, "code_version": version})
-    vectors = vectors_of(table)
-    keys = list(zip(table.column("sop_instance_uid").to_pylist(), table.column("frame").to_pylist(), strict=True))
-    finite = bool(np.isfinite(vectors).all()) if vectors.size else True
-    norms_ok = bool(np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)) if vectors.size else True
-    shape_ok = vectors.shape[1] == dim if vectors.size else True
-    return [dg.AssetCheckResult(
-        check_name="vectors_valid",
-        passed=finite and norms_ok and shape_ok and len(set(keys)) == len(keys) == expected,
-        metadata={"rows": len(keys), "expected": expected, "dim": int(vectors.shape[1]) if vectors.size else 0,
-                  "finite": finite, "unit_norm": norms_ok, "unique": len(set(keys)) == len(keys)},
-    )]
 
 
 def index_checks(settings: Settings, version: str) -> list[dg.AssetCheckResult]:

@@ -43,7 +43,9 @@ def _write_report(folder: Path, rows: list[tuple[str, str, str]]) -> Path:
         with tmp.open("w", newline="") as fh:
             csv.writer(fh).writerows([("sha256", "reason", "message"), *rows])
 
-    return atomic_write(folder / f"rejected-{datetime.now(UTC):%Y%m%dT%H%M%S%f}.csv", write)
+    report = folder / f"rejected-{datetime.now(UTC):%Y%m%dT%H%M%S%f}.csv"
+    atomic_write(report, write)
+    return report
 
 
 def _apart(folders: dict[str, Path]) -> None:

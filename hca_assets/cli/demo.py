@@ -15,6 +15,7 @@ from hca_assets.cli._common import DEMO_MARKER, TRUTH_DIRNAME, UserError, _lake_
 from hca_assets.cli.generate import _generate
 from hca_assets.cli.sql import run_sql
 from hca_assets.config import Settings, is_uri, join
+from hca_assets.lake import registry as tables
 
 
 def _rmtree(path: Path) -> None:
@@ -94,19 +95,19 @@ def demo_cmd(patients: int, seed: int, fresh: bool) -> None:
     for run in runs:
         click.echo(f"batch {run.batch}: {'succeeded' if run.success else 'FAILED'} (run {run.run_id})")
     click.echo("\nInstances by modality (restricted raw index):")
-    click.echo(run_sql(settings, "SELECT modality, count(*) AS instances FROM raw_instances GROUP BY 1 ORDER BY 1",
+    click.echo(run_sql(settings, f"SELECT modality, count(*) AS instances FROM {tables.RAW_INSTANCES.name} GROUP BY 1 ORDER BY 1",
                        restricted=True, fmt="table", command="demo"))
     click.echo("De-identified and published (PHI-free lake):")
     click.echo(run_sql(settings, "SELECT modality, burned_in, count(*) AS instances, count(DISTINCT patient_pseudonym) AS "
-                       "patients FROM deid_instances GROUP BY 1, 2 ORDER BY 1", restricted=False, fmt="table"))
+                       f"patients FROM {tables.DEID_INSTANCES.name} GROUP BY 1, 2 ORDER BY 1", restricted=False, fmt="table"))
     click.echo("Retrieval (leave-one-out kNN, other patients only), latest evaluation:")
-    click.echo(run_sql(settings, "SELECT level, target, metric, round(value, 3) AS value FROM evaluations WHERE label = "
+    click.echo(run_sql(settings, f"SELECT level, target, metric, round(value, 3) AS value FROM {tables.EVALUATIONS.name} WHERE label = "
                        "'overall' AND (aggregation IS NULL OR aggregation = 'mean') AND metric IN ('P@1', 'P@5', 'mAP') AND "
-                       "run_id = (SELECT arg_max(run_id, evaluated_at) FROM evaluations) ORDER BY 1, 2, 3",
+                       f"run_id = (SELECT arg_max(run_id, evaluated_at) FROM {tables.EVALUATIONS.name}) ORDER BY 1, 2, 3",
                        restricted=False, fmt="table"))
     click.echo("Segmentations (local backend; mean volume per series in mL, area per image in mm²):")
     click.echo(run_sql(settings, "SELECT modality, structure, count(*) AS masks, round(avg(volume_ml), 1) AS ml, "
-                       "round(avg(area_mm2), 0) AS mm2 FROM segmentations WHERE status = 'segmented' GROUP BY 1, 2 "
+                       f"round(avg(area_mm2), 0) AS mm2 FROM {tables.SEGMENTATIONS.name} WHERE status = 'segmented' GROUP BY 1, 2 "
                        "ORDER BY 1, 2", restricted=False, fmt="table"))
     _demo_marts(settings)
     click.echo(f"Data under {settings.data_dir}; see it in the UI with `make ui` (DAGSTER_HOME={settings.dagster_home}).")

@@ -20,7 +20,7 @@ def feedback_cmd(hit: str | None, query: str | None, series: str | None, structu
     """Record a reviewer's verdict on a search hit (--hit) or a mask (--series, --structure) in Delta feedback;
     corrected labels are what the retrieval adapter trains on next."""
     from hca_assets.evaluation.feedback import FeedbackError, feedback_row
-    from hca_assets.stages.adapter import record_feedback
+    from hca_assets.stages.feedback import record_feedback
 
     if (hit is None) == (series is None):
         raise click.UsageError("give --hit (a search hit) or --series with --structure (a mask), not both")

@@ -54,15 +54,15 @@ def _default_workers() -> int:
 
 
 def _at_least(low: float) -> Callable[[Any], str | None]:
-    return lambda v: None if v >= low else f"must be >= {low:g}"
+    return lambda v: None if v >= low else f"must be >= {low:g}, got {v!r}"
 
 
 def _above(low: float) -> Callable[[Any], str | None]:
-    return lambda v: None if v > low else f"must be > {low:g}"
+    return lambda v: None if v > low else f"must be > {low:g}, got {v!r}"
 
 
 def _fraction(v: float) -> str | None:
-    return None if 0.0 < v <= 1.0 else "must be in (0, 1]"
+    return None if 0.0 < v <= 1.0 else f"must be in (0, 1], got {v!r}"
 
 
 def _one_of(*choices: str) -> Callable[[Any], str | None]:
@@ -70,6 +70,8 @@ def _one_of(*choices: str) -> Callable[[Any], str | None]:
 
 
 def _parses(parse: Callable[[str], object]) -> Callable[[Any], str | None]:
+    """Accepted when ``parse`` accepts it; refused with the parser's own message, which never repeats the value
+    (a destination URL may carry credentials)."""
     def check(v: str) -> str | None:
         try:
             parse(v)
@@ -161,8 +163,7 @@ class Settings:
                                            "`few_constant_images` warns.")
     # export ----------------------------------------------------------------------------------------------
     export_destination: str = setting("", "Where the export asset sends results: a STOW-RS root (http(s)://...) or "
-                                      "dicom://CALLED_AE@host:port; empty: export off.",
-                                      check=_parses(parse_destination))
+                                      "dicom://CALLED_AE@host:port; empty: export off.")
     export_calling_ae: str = setting("HCA", "Our AE title when exporting by C-STORE.")
     export_retries: int = setting(3, "Attempts per exported study, with exponential backoff between them.",
                                   check=_at_least(1))
@@ -214,7 +215,8 @@ class Settings:
         for f in dataclasses.fields(self):
             check = f.metadata.get("check")
             if check is not None and (why := check(getattr(self, f.name))) is not None:
-                raise ValueError(f"`{f.name}` {why}" + ("" if "got" in why else f", got {getattr(self, f.name)!r}"))
+                raise ValueError(why if why.startswith(("`", "priority rule")) else f"`{f.name}` {why}")
+        parse_destination(self.export_destination, self.export_calling_ae)  # with our AE title: a malformed one fails here
         if not 1 <= self.cstore_max_per_caller <= self.cstore_max_associations:
             raise ValueError(f"`cstore_max_per_caller` must be between 1 and `cstore_max_associations` "
                              f"({self.cstore_max_associations}), got {self.cstore_max_per_caller}")

@@ -17,6 +17,7 @@ import pyarrow as pa
 from hca_assets.config import Settings
 from hca_assets.dicom.burned_in import BurnedInStatus
 from hca_assets.dicom.enum import QuarantineReason
+from hca_assets.lake import registry
 from hca_assets.lake.registry import TableSpec, lake_tables
 
 __all__ = ["DATA_DIR_JINJA", "SOURCES_YML", "loaded_columns", "render_sources"]
@@ -28,9 +29,9 @@ DATA_DIR_JINJA = "{{ var('hca_data_dir', env_var('HCA_DATA_DIR', '../data')) }}"
 _PLACEHOLDER = "/HCA_DATA_DIR"
 
 VALUE_SETS: dict[tuple[str, str], type[StrEnum]] = {  # columns whose values come from one enumeration
-    ("quarantine", "reason"): QuarantineReason,
-    ("deid_instances", "burned_in"): BurnedInStatus,
-    ("deid_audit", "burned_in"): BurnedInStatus,
+    (registry.QUARANTINE.name, "reason"): QuarantineReason,
+    (registry.DEID_INSTANCES.name, "burned_in"): BurnedInStatus,
+    (registry.DEID_AUDIT.name, "burned_in"): BurnedInStatus,
 }
 
 _DBT_TYPES = {pa.string(): "varchar", pa.int16(): "smallint", pa.int32(): "integer", pa.int64(): "bigint",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
+from hca_assets._infra.files import atomic_write
 from hca_assets._infra.keys import KEY_ENV, KeyRefused, checked_key, key_fingerprint, load_key
 from hca_assets._infra.storage import pull_file, push
 from hca_assets.config import Settings
@@ -56,26 +56,21 @@ def read_pin(path: Path) -> KeyPin | None:
 
 
 def _write_pin(path: Path, pin: KeyPin, *, replace: bool) -> KeyPin:
-    """Write ``pin`` whole (0600), atomically; a first pin (``replace=False``) never overwrites one that a
+    """Write ``pin`` whole (0600, fsynced), atomically; a first pin (``replace=False``) never overwrites one that a
     concurrent process wrote first — the pin in force is returned either way."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"fingerprint": pin.fingerprint, "pinned_at": pin.pinned_at, "retired": list(pin.retired)}, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    try:
-        if replace:
-            os.replace(tmp, path)
-            return pin
-        os.link(tmp, path)
+
+    def write(tmp: Path) -> None:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"fingerprint": pin.fingerprint, "pinned_at": pin.pinned_at, "retired": list(pin.retired)}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    if atomic_write(path, write, replace=replace):
         return pin
-    except FileExistsError:
-        found = read_pin(path)
-        assert found is not None
-        return found
-    finally:
-        tmp.unlink(missing_ok=True)
+    found = read_pin(path)
+    assert found is not None
+    return found
 
 
 def _audited_pin(settings: Settings) -> KeyPin | None:

@@ -12,11 +12,12 @@ import io
 import numpy as np
 from PIL import Image
 
+from hca_assets.dicom.pixels import IMAGE_SIZE
 from hca_assets.models.endpoint import ContractError, Endpoint, single_row_field
 
 __all__ = ["MASK_THRESHOLD", "PROMPT_SEPARATOR", "SIZE", "MedImageParseClient"]
 
-SIZE = 1024
+SIZE = IMAGE_SIZE  # the endpoint takes the 1024² frames the pipeline renders (its contract is that size)
 PROMPT_SEPARATOR = " & "
 MASK_THRESHOLD = 128  # mask values are 0–255; a pixel belongs to the target where value > 128
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

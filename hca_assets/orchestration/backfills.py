@@ -11,6 +11,7 @@ from dagster._core.execution.backfill import PartitionBackfill
 from dagster._core.utils import make_new_backfill_id
 from dagster._time import get_current_timestamp
 
+from hca_assets.lake.registry import DEID_INSTANCES
 from hca_assets.orchestration.partitions import INGEST_BATCHES
 
 __all__ = ["BackfillRefused", "Launched", "launch_backfill"]
@@ -47,7 +48,7 @@ def launch_backfill(instance: dg.DagsterInstance, defs: dg.Definitions, asset: s
         unknown = [b for b in chosen if b not in registered]
         if unknown:
             raise BackfillRefused(f"unknown batch {unknown[0]!r} ({len(registered)} registered; list them in the UI "
-                                  "or with `hca sql \"select distinct batch from deid_instances\"`)")
+                                  f"or with `hca sql \"select distinct batch from {DEID_INSTANCES.name}\"`)")
         if not chosen:
             raise BackfillRefused("no ingest batch is registered yet: nothing to backfill")
     backfill_id = make_new_backfill_id()

@@ -81,7 +81,9 @@ class Incoming:
         """Keep one instance of ``study`` (atomic; the same SOP instance twice keeps one file)."""
         folder = self.root / study
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return atomic_write(folder / self.name(sop_uid), lambda tmp: _durable(tmp, data))
+        target = folder / self.name(sop_uid)
+        atomic_write(target, lambda tmp: _durable(tmp, data))
+        return target
 
     def studies(self) -> list[StudyState]:
         """The studies held now, with their file counts and last arrival times (expected count unknown here)."""

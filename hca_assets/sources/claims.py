@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from hca_assets._infra.files import atomic_write
 from hca_assets._infra.locks import FileLock
 
 __all__ = ["MANIFEST", "Batch", "claim", "claim_lock", "committed_batches", "load_batch", "mark_requested", "recover",
@@ -195,7 +196,7 @@ def _claim(landing: Path, raw_root: Path, settle_seconds: float, now: float | No
     key = new_batch_key()
     staging = raw_root / f"{_STAGING_PREFIX}{key}"
     (staging / "files").mkdir(parents=True)
-    _write_atomic(staging / _PENDING, json.dumps(pending))  # a claimer killed mid-write must not leave half a file
+    atomic_write(staging / _PENDING, lambda tmp: tmp.write_text(json.dumps(pending)))  # a claimer killed mid-write must not leave half a file
     for sources, into in ((links, staging / _REFUSED), (files, staging / "files")):
         for src in sources:
             dst = into / src.relative_to(landing)
@@ -273,16 +274,10 @@ def _commit(staging: Path, final: Path, *, recovered: bool = False) -> Batch | N
     if not any(manifest[k] for k in ("files", "unreadable", "symlinks", "specials", "hidden")):
         shutil.rmtree(staging)
         return None
-    _write_atomic(staging / MANIFEST, json.dumps(manifest, indent=1))
+    atomic_write(staging / MANIFEST, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
     pending_file.unlink(missing_ok=True)  # its content is in the manifest now
     os.rename(staging, final)
     return load_batch(final.parent, final.name)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _prune_empty_dirs(landing: Path, cutoff: float, emptied: set[Path]) -> None:

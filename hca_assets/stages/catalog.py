@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,14 @@ import pyarrow as pa
 import pydicom
 from pydicom.dataset import Dataset
 
+from hca_assets._infra.storage import pull
+from hca_assets.config import Settings
 from hca_assets.dicom.geometry import Frame, series_geometry
+from hca_assets.lake import registry as tables
+from hca_assets.lake.delta import WriteResult
 from hca_assets.lake.schemas import SERIES, STUDIES
 
-__all__ = ["series_table", "studies_table"]
+__all__ = ["CatalogRun", "run_series", "run_studies", "series_table", "studies_table"]
 
 
 def series_table(batch: str, instances: Sequence[Mapping[str, Any]], deid_root: Path) -> pa.Table:
@@ -140,3 +145,23 @@ def _date(value: Any) -> date | None:
         return datetime.strptime(str(value or "").strip()[:8], "%Y%m%d").date()
     except ValueError:
         return None
+
+
+@dataclass(frozen=True)
+class CatalogRun:
+    table: pa.Table
+    written: WriteResult
+
+
+def run_series(settings: Settings, batch: str) -> CatalogRun:
+    """The ``series`` rows of ``batch`` from its published headers (no pixels read)."""
+    instances = tables.DEID_INSTANCES.read(settings, where={"batch": batch}).to_pylist()
+    pull(settings, Path(settings.deid) / batch)
+    table = series_table(batch, instances, Path(settings.deid))
+    return CatalogRun(table, tables.SERIES.write(settings, table, match={"batch": batch}))
+
+
+def run_studies(settings: Settings, batch: str) -> CatalogRun:
+    """The ``studies`` rows of ``batch``, aggregated from its ``series`` rows."""
+    table = studies_table(batch, tables.SERIES.read(settings, where={"batch": batch}).to_pylist())
+    return CatalogRun(table, tables.STUDIES.write(settings, table, match={"batch": batch}))

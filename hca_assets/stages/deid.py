@@ -1,6 +1,6 @@
 """De-identify many files with worker processes; each output is written to a temporary name, verified
-and renamed, so no output folder ever holds a half-written or unverified file. Shared by the asset and
-``hca deid``."""
+and renamed, so no output folder ever holds a half-written or unverified file. Shared by ``hca deid`` and the
+stage runners of the ``deid_staged`` and ``deid_dicom`` assets (:func:`run_stage`, :func:`run_publish`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import io
 import json
 import os
 import shutil
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -19,8 +20,10 @@ import pyarrow as pa
 import pydicom
 import pydicom.config
 
-from hca_assets._infra.files import temp_path
+from hca_assets._infra.files import atomic_write
+from hca_assets._infra.keys import key_fingerprint
 from hca_assets._infra.parallel import ItemFailed, Progress, ordered_map
+from hca_assets._infra.storage import prune, pull, push
 from hca_assets.config import DEFAULT_LIMITS, Limits, Settings
 from hca_assets.dicom.burned_in import (
     NET_EVERY,
@@ -39,11 +42,14 @@ from hca_assets.dicom.pixel_phi import phi_tokens, read_frames, readable_phi
 from hca_assets.dicom.profile import DeidOption, DeidProfile
 from hca_assets.dicom.pseudonyms import Pseudonymizer, load_mapping
 from hca_assets.dicom.verify import collect_facts, verify_output
+from hca_assets.lake import registry as tables
+from hca_assets.lake.delta import WriteResult
 from hca_assets.lake.registry import DEID_STAGE
 from hca_assets.lake.schemas import DEID_AUDIT, DEID_CROSSWALK, DEID_INSTANCES
 from hca_assets.stages.ingest import keep_file, lost_reason, quarantine_row, quarantine_table, safe_sha256
 
-__all__ = ["DeidRecord", "DeidRejected", "DeidSpec", "deidentify_files"]
+__all__ = ["DeidRecord", "DeidRejected", "DeidSpec", "PublishRun", "StagedRun", "deidentify_files", "run_publish",
+           "run_stage"]
 
 
 @dataclass(frozen=True)
@@ -175,18 +181,9 @@ def _write_new(target: Path, data: bytes, *, replace: bool = False) -> str | Non
     a hard link from a private temporary name either creates the file whole or fails. ``replace``: the
     file is this run's own first-pass output, renamed over."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(target)
-    tmp.write_bytes(data)
-    if replace:
-        os.replace(tmp, target)
+    if atomic_write(target, lambda tmp: tmp.write_bytes(data), replace=replace):
         return None
-    try:
-        os.link(tmp, target)
-    except FileExistsError:
-        return hashlib.sha256(target.read_bytes()).hexdigest()
-    finally:
-        tmp.unlink()
-    return None
+    return hashlib.sha256(target.read_bytes()).hexdigest()
 
 
 def deidentify_files(
@@ -451,3 +448,54 @@ def spec_from_settings(settings: Settings, key: bytes) -> DeidSpec:
 def profile_from_settings(settings: Settings) -> DeidProfile:
     """The PS3.15 profile with the options the settings choose."""
     return DeidProfile(options=frozenset(DeidOption(o) for o in settings.deid_options))
+
+
+@dataclass(frozen=True)
+class StagedRun:
+    """One batch de-identified into staging: the spec used, the outcome, the raw rows it read and the write."""
+
+    spec: DeidSpec
+    outcome: StageOutcome
+    expected: int  # raw instances of the batch
+    seconds: float
+    crosswalk: WriteResult
+
+
+def run_stage(settings: Settings, batch: str, key: bytes, progress: Progress | None = None) -> StagedRun:
+    """De-identify the raw instances of ``batch`` into restricted staging; the crosswalk and quarantine rows written
+    after the staged and quarantined files reached the store (what the ``deid_staged`` asset calls)."""
+    spec = spec_from_settings(settings, key)
+    rows = tables.RAW_INSTANCES.read(settings, where={"batch": batch}, columns=["path"])
+    pull(settings, Path(settings.raw_batches) / batch)
+    sources = [Path(settings.raw_batches) / batch / "files" / p for p in rows.column("path").to_pylist()]
+    start = time.perf_counter()
+    out = stage_batch(batch, sources, Path(settings.deid_staging), Path(settings.quarantine), spec,
+                      workers=settings.workers, progress=progress, limits=settings.limits)
+    seconds = time.perf_counter() - start
+    push(settings, Path(settings.deid_staging) / batch, Path(settings.quarantine) / batch)
+    crosswalk = tables.DEID_CROSSWALK.write(settings, out.crosswalk, match={"batch": batch})
+    tables.QUARANTINE.write(settings, out.quarantine, match={"batch": batch, "stage": STAGE})
+    return StagedRun(spec, out, rows.num_rows, seconds, crosswalk)
+
+
+@dataclass(frozen=True)
+class PublishRun:
+    """One checked batch published: its records, the audit rows and the write of ``deid_instances``."""
+
+    records: list[DeidRecord]
+    audit: pa.Table
+    written: WriteResult
+
+
+def run_publish(settings: Settings, batch: str, key: bytes) -> PublishRun:
+    """Move the checked staging of ``batch`` into the PHI-free zone and write ``deid_instances`` and ``deid_audit``:
+    the objects first, then the commit that lists them, then an earlier publication's files pruned."""
+    pull(settings, Path(settings.deid_staging) / batch)
+    records = publish_batch(Path(settings.deid_staging), Path(settings.deid), batch)
+    instances, audit = published_tables(batch, records, profile_from_settings(settings), key_fingerprint(key))
+    push(settings, Path(settings.deid) / batch)
+    written = tables.DEID_INSTANCES.write(settings, instances, match={"batch": batch})
+    tables.DEID_AUDIT.write(settings, audit, match={"batch": batch})
+    prune(settings, Path(settings.deid) / batch)  # an earlier publication's files, and the staged copies
+    prune(settings, Path(settings.deid_staging) / batch)
+    return PublishRun(records, audit, written)

@@ -8,6 +8,7 @@ being absorbed as a sliding window of recent batches would. A batch inside the w
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -24,9 +25,12 @@ from hca_assets.evaluation.drift import (
     shift_summary,
 )
 from hca_assets.lake import registry as tables
+from hca_assets.lake.delta import WriteResult
 from hca_assets.models.base import vectors_of
 
-__all__ = ["DriftOutcome", "drift_batch"]
+__all__ = ["DriftOutcome", "DriftRun", "drift_batch", "run_drift"]
+
+PLOTTED = 40  # the latest batches the history (and its plot) shows
 
 _COLUMNS = ["batch", "sop_instance_uid", "frame", "patient_pseudonym", "modality", "vector"]
 
@@ -78,3 +82,31 @@ def drift_batch(settings: Settings, batch: str, version: str) -> DriftOutcome:
                        "percentile": percentile, "ood": flags})
     return DriftOutcome(pa.Table.from_pylist([row], schema=tables.DRIFT.schema),
                         scores.select(tables.OOD_SCORES.schema.names).cast(tables.OOD_SCORES.schema))
+
+
+@dataclass(frozen=True)
+class DriftRun:
+    """One batch compared: its outcome, the write of ``drift``, the latest batches' (batch, MMD², threshold), seconds."""
+
+    outcome: DriftOutcome
+    written: WriteResult
+    history: list[tuple[str, float | None, float | None]]
+    seconds: float
+
+    @property
+    def row(self) -> dict[str, object]:
+        return self.outcome.drift.to_pylist()[0]
+
+
+def run_drift(settings: Settings, batch: str, version: str) -> DriftRun:
+    """Compare ``batch`` with the reference window and write its ``drift`` row and ``ood_scores`` (this version's
+    slice only)."""
+    start = time.perf_counter()
+    out = drift_batch(settings, batch, version)
+    own = {"batch": batch, "code_version": version}
+    written = tables.DRIFT.write(settings, out.drift, match=own)
+    tables.OOD_SCORES.write(settings, out.ood, match=own)
+    history = tables.DRIFT.read(settings, where={"code_version": version},  # one small row per batch
+                                columns=["batch", "mmd2", "threshold"]).sort_by("batch").to_pylist()[-PLOTTED:]
+    return DriftRun(out, written, [(r["batch"], r["mmd2"], r["threshold"]) for r in history],
+                    time.perf_counter() - start)

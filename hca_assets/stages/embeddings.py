@@ -1,9 +1,12 @@
-"""Embed one batch of rendered images, and aggregate slice embeddings per 3D series (3D-MIR style)."""
+"""Embed one batch of rendered images, and aggregate slice embeddings per 3D series (3D-MIR style);
+:func:`run_embeddings` is the stage the ``embeddings`` asset calls."""
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +14,14 @@ import pyarrow as pa
 from PIL import Image
 
 from hca_assets._infra.parallel import Progress
+from hca_assets._infra.storage import pull
+from hca_assets.config import Settings
+from hca_assets.lake import registry as tables
+from hca_assets.lake.delta import WriteResult
 from hca_assets.lake.schemas import EMBEDDINGS, SERIES_EMBEDDINGS
 from hca_assets.models.base import Embedder, l2_normalise, vectors_of
 
-__all__ = ["AGGREGATIONS", "aggregate_series", "embed_images"]
+__all__ = ["AGGREGATIONS", "EmbeddingsRun", "aggregate_series", "embed_images", "embeddable", "run_embeddings"]
 
 AGGREGATIONS = ("mean", "max", "median", "std")
 
@@ -73,3 +80,32 @@ def aggregate_series(
             out.append({**rows[idx[0]], "series_instance_uid": series, "aggregation": how, "slices": len(idx),
                         "vector": vector.tolist()})
     return pa.Table.from_pylist(out, schema=SERIES_EMBEDDINGS)
+
+
+@dataclass(frozen=True)
+class EmbeddingsRun:
+    """One batch embedded: image and series vectors, how many images should have one, the seconds, the write."""
+
+    images: pa.Table
+    series: pa.Table
+    expected: int
+    seconds: float
+    written: WriteResult
+
+
+def run_embeddings(settings: Settings, batch: str, embedder: Embedder, version: str,
+                   progress: Progress | None = None) -> EmbeddingsRun:
+    """Embed the rendered images of ``batch`` with ``embedder`` as code_version ``version``, and aggregate its 3D
+    series; only this version's slice of ``embeddings`` / ``series_embeddings`` is replaced (others stay queryable)."""
+    rows = tables.IMAGES.read(settings, where={"batch": batch}).to_pylist()
+    start = time.perf_counter()
+    pull(settings, Path(settings.images) / batch)
+    table = embed_images(rows, Path(settings.images), embedder, version, progress=progress)
+    seconds = time.perf_counter() - start
+    volumes = set(tables.VOLUMES.read(settings, where={"batch": batch}, columns=["series_instance_uid"])
+                  .column("series_instance_uid").to_pylist())
+    series = aggregate_series(table, volumes)
+    own = {"batch": batch, "code_version": version}
+    written = tables.EMBEDDINGS.write(settings, table, match=own)
+    tables.SERIES_EMBEDDINGS.write(settings, series, match=own)
+    return EmbeddingsRun(table, series, len(embeddable(rows)), seconds, written)

@@ -4,6 +4,7 @@ destination, one FHIR ImagingStudy JSON per study under ``exports/<batch>/``, an
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,9 +18,10 @@ from hca_assets.config import Settings
 from hca_assets.export.destinations import Credentials, Destination, StudyOutcome, export_studies
 from hca_assets.export.fhir import imaging_study
 from hca_assets.lake import registry as tables
+from hca_assets.lake.delta import WriteResult
 from hca_assets.segmentation.backends import segmenter_code_version
 
-__all__ = ["BatchExport", "StudyPlan", "export_batch", "plan_batch"]
+__all__ = ["BatchExport", "ExportRun", "StudyPlan", "export_batch", "plan_batch", "run_export"]
 
 
 @dataclass
@@ -91,3 +93,28 @@ def export_batch(settings: Settings, batch: str, destination: Destination, crede
              "accepted": len(o.accepted), "refused": o.refused, "attempts": o.attempts, "message": o.message or None,
              "fhir_path": fhir[o.study_instance_uid], "exported_at": now} for o in outcomes]
     return BatchExport(pa.Table.from_pylist(rows, schema=tables.EXPORTS.schema), outcomes)
+
+
+@dataclass(frozen=True)
+class ExportRun:
+    plans: dict[str, StudyPlan]
+    export: BatchExport
+    written: WriteResult
+    seconds: float
+
+
+def run_export(settings: Settings, batch: str, destination: Destination, credentials: Credentials,
+               on_plan: Callable[[int], None] | None = None,
+               on_done: Callable[[StudyOutcome], None] | None = None) -> ExportRun:
+    """Export ``batch``'s studies to ``destination`` and write its ``exports`` rows; ``on_plan`` hears how many
+    studies go, ``on_done`` each study's outcome as it ends."""
+    from hca_assets._infra.storage import pull
+
+    start = time.perf_counter()
+    pull(settings, Path(settings.deid) / batch, Path(settings.segmentations) / batch)
+    plans = plan_batch(settings, batch)
+    if on_plan:
+        on_plan(len(plans))
+    out = export_batch(settings, batch, destination, credentials, plans, on_done=on_done)
+    written = tables.EXPORTS.write(settings, out.rows, match={"batch": batch})
+    return ExportRun(plans, out, written, time.perf_counter() - start)

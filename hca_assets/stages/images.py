@@ -1,9 +1,11 @@
-"""Render one batch of published de-identified instances: a 1024² PNG per frame, a NIfTI per 3D series."""
+"""Render one batch of published de-identified instances: a 1024² PNG per frame, a NIfTI per 3D series
+(:func:`run_images` is the stage the ``images`` asset calls)."""
 
 from __future__ import annotations
 
 import shutil
 import struct
+import time
 import warnings
 import zlib
 from collections import defaultdict
@@ -21,14 +23,17 @@ from pydicom.pixels import apply_modality_lut
 
 from hca_assets._infra.files import atomic_write
 from hca_assets._infra.parallel import ItemFailed, Progress, ordered_map
+from hca_assets._infra.storage import prune, pull, push
+from hca_assets.config import Settings
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.dicom.pixels import PREPROCESSING_VERSION, display_frames, letterbox
 from hca_assets.dicom.volumes import VOLUME_MODALITIES, build_volume, slice_positions_ras, volume_order
 from hca_assets.lake import registry
+from hca_assets.lake.delta import WriteResult
 from hca_assets.lake.schemas import IMAGES, VOLUMES
 from hca_assets.stages.ingest import lost_reason, quarantine_row, quarantine_table
 
-__all__ = ["RenderOutcome", "check_volume_affine", "encode_png", "render_batch"]
+__all__ = ["ImagesRun", "RenderOutcome", "check_volume_affine", "encode_png", "render_batch", "run_images"]
 
 MIN_VOLUME_SLICES = 8
 
@@ -205,3 +210,29 @@ def check_volume_affine(nifti_path: Path, slice_paths: list[Path], tolerance_mm:
     normal_order = volume_order(slices)
     placed = np.array([(image.affine @ np.array([0, 0, k, 1.0]))[:3] for k in range(image.shape[2])])
     return float(np.max(np.linalg.norm(placed - expected[normal_order], axis=1)))
+
+
+@dataclass(frozen=True)
+class ImagesRun:
+    """One batch rendered: the outcome, the seconds it took and the write of ``images``."""
+
+    outcome: RenderOutcome
+    seconds: float
+    written: WriteResult
+
+
+def run_images(settings: Settings, batch: str, progress: Progress | None = None) -> ImagesRun:
+    """Render the published instances of ``batch``; ``images`` and ``volumes`` written after their files reached the
+    store, what could not be rendered quarantined (its de-identified file stays where it is)."""
+    instances = registry.DEID_INSTANCES.read(settings, where={"batch": batch}).to_pylist()
+    start = time.perf_counter()
+    pull(settings, Path(settings.deid) / batch)
+    out = render_batch(batch, instances, Path(settings.deid), Path(settings.images), workers=settings.workers,
+                       progress=progress, timeout=settings.limits.timeout)
+    push(settings, Path(settings.images) / batch)
+    written = registry.IMAGES.write(settings, out.images, match={"batch": batch})
+    registry.VOLUMES.write(settings, out.volumes, match={"batch": batch})
+    prune(settings, Path(settings.images) / batch)
+    registry.QUARANTINE.write(settings, render_quarantine(batch, out.failed, instances, out.lost),
+                              match={"batch": batch, "stage": RENDER_STAGE})
+    return ImagesRun(out, time.perf_counter() - start, written)

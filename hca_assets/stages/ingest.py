@@ -1,6 +1,7 @@
 """Ingest one claimed batch: inspect every file (in parallel), resolve duplicates, quarantine the rest.
 
-Pure core: returns Arrow tables for ``raw_instances`` and ``quarantine``; the asset writes them.
+:func:`ingest_batch` returns Arrow tables for ``raw_instances`` and ``quarantine``; :func:`run_ingest` is the
+stage: it reads what other batches hold, runs it and writes both tables (what the ``raw_dicom`` asset calls).
 Quarantined files are copied (named by content hash) under the quarantine zone, so a re-run finds
 the same state and the batch folder stays as it was claimed; a file over the size limit is kept as its
 hash and a PHI-free header excerpt instead. Each file is inspected under :class:`~hca_assets.config.Limits`.
@@ -9,8 +10,8 @@ hash and a PHI-free header excerpt instead. Each file is inspected under :class:
 from __future__ import annotations
 
 import json
-import os
 import shutil
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -18,16 +19,30 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from hca_assets._infra.files import atomic_write
 from hca_assets._infra.parallel import ItemFailed, Progress, ordered_map
-from hca_assets.config import DEFAULT_LIMITS, Limits
+from hca_assets._infra.storage import pull, push
+from hca_assets.config import DEFAULT_LIMITS, Limits, Settings
 from hca_assets.dicom.enum import QuarantineReason
 from hca_assets.dicom.io import InstanceInfo, InvalidInstance, header_excerpt, inspect_file, sha256_file
+from hca_assets.lake import registry as tables
+from hca_assets.lake.delta import WriteResult
 from hca_assets.lake.registry import INGEST_STAGE
 from hca_assets.lake.schemas import QUARANTINE, RAW_INSTANCES
-from hca_assets.sources.claims import Batch
+from hca_assets.sources.claims import Batch, load_batch
 
-__all__ = ["IngestOutcome", "ingest_batch", "inspect_many", "keep_file", "lost_reason", "quarantine_row", "quarantine_table",
-           "safe_sha256"]
+__all__ = [
+    "IngestOutcome",
+    "IngestRun",
+    "ingest_batch",
+    "inspect_many",
+    "keep_file",
+    "lost_reason",
+    "quarantine_row",
+    "quarantine_table",
+    "run_ingest",
+    "safe_sha256",
+]
 
 STAGE = INGEST_STAGE  # quarantine.stage of what this stage sets aside
 
@@ -182,10 +197,37 @@ def keep_file(src: Path, root: Path, batch: str, sha256: str | None, index: int 
     dst = root / name
     if not dst.exists():
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.tmp")
         if huge:
-            tmp.write_text(json.dumps({"sha256": sha256, **header_excerpt(src)}, indent=1))
+            atomic_write(dst, lambda tmp: tmp.write_text(json.dumps({"sha256": sha256, **header_excerpt(src)}, indent=1)))
         else:
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+            atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
     return name
+
+
+@dataclass(frozen=True)
+class IngestRun:
+    """One ingest batch run: its outcome, the counts around it and the tables written."""
+
+    batch: Batch
+    outcome: IngestOutcome
+    known: int  # instances other batches already hold
+    seconds: float
+    written: WriteResult
+    quarantined: WriteResult
+
+
+def run_ingest(settings: Settings, batch_key: str, key: bytes, progress: Progress | None = None) -> IngestRun:
+    """Ingest the claimed batch ``batch_key``: its files pulled (an object-store root: another machine claimed it),
+    inspected against every other batch's instances, quarantined files and rows pushed before the commit."""
+    pull(settings, Path(settings.raw_batches) / batch_key)
+    batch = load_batch(Path(settings.raw_batches), batch_key)
+    others = tables.RAW_INSTANCES.read(settings, columns=["batch", "sop_instance_uid", "sha256"]).to_pylist()
+    known = {r["sop_instance_uid"]: r["sha256"] for r in others if r["batch"] != batch.key}
+    start = time.perf_counter()
+    outcome = ingest_batch(batch, key=key, quarantine_root=Path(settings.quarantine), known=known,
+                           workers=settings.workers, progress=progress, limits=settings.limits)
+    seconds = time.perf_counter() - start
+    push(settings, batch.path, Path(settings.quarantine) / batch.key)  # files reach the store before the rows naming them
+    written = tables.RAW_INSTANCES.write(settings, outcome.instances, match={"batch": batch.key})
+    quarantined = tables.QUARANTINE.write(settings, outcome.quarantine, match={"batch": batch.key, "stage": STAGE})
+    return IngestRun(batch, outcome, len(known), seconds, written, quarantined)

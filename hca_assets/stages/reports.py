@@ -4,20 +4,26 @@ sent to CXRReportGen, its grounded findings as rows of Delta ``reports``; a stud
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pydicom
 
+from hca_assets._infra.storage import pull
+from hca_assets.config import Settings
 from hca_assets.dicom.pixels import display_frames
+from hca_assets.lake import registry as tables
+from hca_assets.lake.delta import WriteResult
 from hca_assets.lake.schemas import REPORTS
 from hca_assets.models.cxrreportgen import CxrReportGenClient, crop_box_to_pixels
 from hca_assets.models.endpoint import EndpointError
 
-__all__ = ["CHEST_MODALITIES", "report_batch"]
+__all__ = ["CHEST_MODALITIES", "ReportsRun", "report_batch", "run_reports"]
 
 CHEST_MODALITIES = ("CR", "DX")
 LATERAL_VIEWS = ("LL", "RL", "LAT", "LATERAL", "RLD", "LLD")
@@ -68,3 +74,23 @@ def report_batch(batch: str, images: list[dict[str, object]], deid_paths: dict[s
         if progress:
             progress(done, len(studies))
     return pa.Table.from_pylist([{name: r.get(name) for name in REPORTS.names} for r in rows], schema=REPORTS)
+
+
+@dataclass(frozen=True)
+class ReportsRun:
+    table: pa.Table
+    written: WriteResult
+    seconds: float
+
+
+def run_reports(settings: Settings, batch: str, client: CxrReportGenClient, version: str,
+                progress: Callable[[int, int], None] | None = None) -> ReportsRun:
+    """Report the chest studies of ``batch`` with ``client`` as code_version ``version`` (its slice replaced)."""
+    images = tables.IMAGES.read(settings, where={"batch": batch}).to_pylist()
+    paths = {r["sop_instance_uid"]: r["path"] for r in
+             tables.DEID_INSTANCES.read(settings, where={"batch": batch}, columns=["sop_instance_uid", "path"]).to_pylist()}
+    pull(settings, Path(settings.deid) / batch)
+    start = time.perf_counter()
+    table = report_batch(batch, images, paths, Path(settings.deid), client, version, progress=progress)
+    written = tables.REPORTS.write(settings, table, match={"batch": batch, "code_version": version})
+    return ReportsRun(table, written, time.perf_counter() - start)

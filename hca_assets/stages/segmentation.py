@@ -1,11 +1,12 @@
 """Segment one batch: every 3D series (its NIfTI volume from the images stage) and every planar radiograph,
 with the prompts its strategy names. Per series a NIfTI mask per structure on the source grid and one DICOM
-SEG referencing the de-identified source instances; one ``segmentations`` row per structure. Pure core:
-the asset writes the table."""
+SEG referencing the de-identified source instances; one ``segmentations`` row per structure.
+:func:`run_segmentation` is the stage the ``segmentations`` asset calls (reads, files pushed, table written)."""
 
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,11 @@ import pyarrow as pa
 import pydicom
 
 from hca_assets._infra.files import atomic_write
+from hca_assets._infra.storage import pull, push
+from hca_assets.config import Settings
 from hca_assets.dicom.volumes import VOLUME_MODALITIES, volume_order
+from hca_assets.lake import registry as tables
+from hca_assets.lake.delta import WriteResult
 from hca_assets.lake.schemas import SEGMENTATIONS
 from hca_assets.segmentation.backends import code_version
 from hca_assets.segmentation.base import (
@@ -39,7 +44,7 @@ from hca_assets.segmentation.export import (
 from hca_assets.segmentation.measure import measure
 from hca_assets.segmentation.strategies import pick_strategy, structure
 
-__all__ = ["PLANAR_MODALITIES", "SegmentOutcome", "code_version", "segment_batch"]
+__all__ = ["PLANAR_MODALITIES", "SegmentOutcome", "SegmentationRun", "code_version", "run_segmentation", "segment_batch"]
 
 PLANAR_MODALITIES = frozenset({"CR", "DX"})
 
@@ -193,3 +198,37 @@ def _reason(exc: Exception, what: str) -> str:
     detail = f" ({exc})" if isinstance(exc, BackendFailure) else ""
     return f"{type(exc).__name__}{detail} while segmenting the {what}"
 
+
+
+@dataclass(frozen=True)
+class SegmentationRun:
+    """One batch segmented: the outcome, each series' mask files and rendered volume (for the overlay sheet), the
+    number of volumes, seconds and the write."""
+
+    outcome: SegmentOutcome
+    masks: dict[str, list[Path]]
+    volumes: dict[str, Path]
+    seconds: float
+    written: WriteResult
+
+
+def run_segmentation(settings: Settings, batch: str, segmenter: Segmenter, version: str) -> SegmentationRun:
+    """Segment ``batch`` with ``segmenter`` as code_version ``version``: its files pushed (other versions' files
+    stay: nothing is pruned), then this version's slice of ``segmentations`` replaced."""
+    volumes = tables.VOLUMES.read(settings, where={"batch": batch}).to_pylist()
+    instances = tables.DEID_INSTANCES.read(settings, where={"batch": batch}).to_pylist()
+    body_parts = {r["series_instance_uid"]: r["body_part"] for r in
+                  tables.IMAGES.read(settings, where={"batch": batch}, columns=["series_instance_uid", "body_part"])
+                  .to_pylist()}
+    start = time.perf_counter()
+    pull(settings, Path(settings.deid) / batch, Path(settings.images) / batch)
+    out = segment_batch(batch, volumes, instances, body_parts, Path(settings.deid), Path(settings.images),
+                        Path(settings.segmentations), segmenter)
+    push(settings, Path(settings.segmentations) / batch)
+    written = tables.SEGMENTATIONS.write(settings, out.rows, match={"batch": batch, "code_version": version})
+    masks: dict[str, list[Path]] = {}
+    for r in out.rows.to_pylist():
+        if r["mask_path"]:
+            masks.setdefault(r["series_instance_uid"], []).append(Path(settings.segmentations) / r["mask_path"])
+    paths = {str(v["series_instance_uid"]): Path(settings.images) / str(v["path"]) for v in volumes}
+    return SegmentationRun(out, masks, paths, time.perf_counter() - start, written)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -153,10 +152,8 @@ def test_decompression_bomb_is_refused_from_its_header_without_decoding(
         raise AssertionError("pixels were decoded")
 
     monkeypatch.setattr(dicom_io, "_decode_all_frames", no_decoding)
-    start = time.perf_counter()
-    with pytest.raises(InvalidInstance) as err:
+    with pytest.raises(InvalidInstance) as err:  # `no_decoding` proves it: no pixel was decoded to refuse it
         inspect_file(bomb, KEY)
-    assert time.perf_counter() - start < 2
     assert err.value.reason == QuarantineReason.TOO_MANY_PIXELS
     assert "16384×16384" in err.value.message and str(16384 * 16384) in err.value.message
     assert not [s for s in PHI if s in str(err.value)]

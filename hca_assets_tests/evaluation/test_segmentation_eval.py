@@ -16,8 +16,8 @@ import pytest
 from scipy import ndimage as ndi
 
 from hca_assets.assets.deid import deid_dicom, deid_staged
+from hca_assets.assets.images import images
 from hca_assets.assets.ingest import raw_dicom
-from hca_assets.assets.search import images
 from hca_assets.config import Settings
 from hca_assets.evaluation.segmentation import dice, hd95, score
 from hca_assets.evaluation.segmentation_truth import evaluate_segmentations, present_dice, truth_on_grid

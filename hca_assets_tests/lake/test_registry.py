@@ -3,6 +3,7 @@ exist, call sites name tables only through it, and reads, writes and schema grow
 
 from __future__ import annotations
 
+import ast
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,17 +30,6 @@ def test_every_schema_has_one_table_and_its_columns() -> None:
         registry.spec("nope")
 
 
-def test_no_call_site_spells_a_table_name() -> None:
-    """Outside the lake package, tables are named by registry constants: no table_uri("…"), read_table or
-    write_partition with a schema of their own."""
-    root = Path(hca_assets.__file__).parent
-    spelled = re.compile(r"table_uri\(\s*[\"']|(?<![.\w])read_table\(|(?<![.\w])write_partition\(")
-    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
-                 if p.parent.name != "lake" and spelled.search(p.read_text())]
-    assert offenders == []
-    assert spelled.search('x = settings.table_uri("images")') and not spelled.search("pq.read_table(path)")
-
-
 def test_read_write_columns_and_a_grown_schema(tmp_path: Path) -> None:
     settings = Settings(data_dir=str(tmp_path / "data"))
     q = registry.QUARANTINE
@@ -57,3 +47,41 @@ def test_read_write_columns_and_a_grown_schema(tmp_path: Path) -> None:
     columns, result = query_rows(settings, "SELECT batch, count(item) AS items, count(*) AS n FROM quarantine "
                                            "GROUP BY 1 ORDER BY 1")
     assert columns == ["batch", "items", "n"] and result == [("b0", 0, 1), ("b1", 2, 2)]
+
+
+def _code_strings(tree: ast.AST) -> list[ast.Constant]:
+    """String constants of ``tree`` that are not docstrings (f-string parts included)."""
+    docs = {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.body
+            and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
+
+
+def test_no_table_is_named_by_a_string_outside_the_registry() -> None:
+    """Code addresses a table through its TableSpec: no `table_uri("x")` / `spec("x")`, no SQL naming a table in
+    a literal, no table name as a key of a literal mapping — only the registry and the schemas spell the names."""
+    package = Path(hca_assets.__file__).parent
+    names = set(registry.TABLES)
+    sql = re.compile(r"\b(?:from|join)\s+(\w+)", re.IGNORECASE)
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.relative_to(package).as_posix() in ("lake/registry.py", "lake/schemas.py"):
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+                    and (node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", ""))
+                    in ("table_uri", "spec", "TableSpec")):
+                found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
+            if isinstance(node, ast.Dict):
+                keys = [k.elts[0] if isinstance(k, ast.Tuple) and k.elts else k for k in node.keys]
+                found += [f"{path.name}:{k.lineno} key {k.value!r}" for k in keys
+                          if isinstance(k, ast.Constant) and k.value in names and _is_table_map(node)]
+        found += [f"{path.name}:{s.lineno} {m.group(0)!r}" for s in _code_strings(tree) for m in sql.finditer(s.value)
+                  if m.group(1) in names]
+    assert len(names) > 20 and not found, "table names spelled outside the registry:\n" + "\n".join(found)
+
+
+def _is_table_map(node: ast.Dict) -> bool:
+    """A literal mapping keyed by table names (or (table, column) pairs), not rows that merely have such a column."""
+    return bool(node.keys) and all(isinstance(k, ast.Tuple) for k in node.keys)

@@ -27,7 +27,7 @@ def _quarantine(settings: Settings, batch: str, n: int, reason: str) -> None:
 
 
 @pytest.fixture
-def lake(tmp_path: Path) -> Settings:
+def quarantine_lake(tmp_path: Path) -> Settings:
     settings = Settings(data_dir=str(tmp_path / "data"))
     _quarantine(settings, "b1", 3, "not_dicom")
     _quarantine(settings, "b1", 2, "truncated")  # replaces b1: its first file stays on disk, no longer active
@@ -36,30 +36,30 @@ def lake(tmp_path: Path) -> Settings:
     return settings
 
 
-def test_native_answer_equals_the_arrow_path_and_ignores_replaced_files(lake: Settings) -> None:
-    columns, rows = query_rows(lake, GROUP_BY)
+def test_native_answer_equals_the_arrow_path_and_ignores_replaced_files(quarantine_lake: Settings) -> None:
+    columns, rows = query_rows(quarantine_lake, GROUP_BY)
     assert rows == [("b1", "truncated", 2, 1), ("b2", "empty_file", 4, 3), ("odd batch/ü", "not_dicom", 1, 0)]
-    assert run_query(lake, GROUP_BY).to_pylist() == [dict(zip(columns, r, strict=True)) for r in rows]
-    assert connect(lake).execute(GROUP_BY).fetchall() == rows
-    on_disk = list(Path(registry.QUARANTINE.uri(lake)).rglob("*.parquet"))
+    assert run_query(quarantine_lake, GROUP_BY).to_pylist() == [dict(zip(columns, r, strict=True)) for r in rows]
+    assert connect(quarantine_lake).execute(GROUP_BY).fetchall() == rows
+    on_disk = list(Path(registry.QUARANTINE.uri(quarantine_lake)).rglob("*.parquet"))
     assert len(on_disk) > 3  # the replaced file is still there, and no query saw it
 
 
-def test_only_a_query_runs_and_only_active_files_are_readable(lake: Settings) -> None:
-    uri = Path(registry.QUARANTINE.uri(lake))
+def test_only_a_query_runs_and_only_active_files_are_readable(quarantine_lake: Settings) -> None:
+    uri = Path(registry.QUARANTINE.uri(quarantine_lake))
     active = next((uri / "batch=b2").glob("*.parquet"))
     before = active.read_bytes()
     for statement in (f"COPY (SELECT 1 AS x) TO '{active}' (FORMAT parquet, USE_TMP_FILE false)",
                       f"ATTACH '{uri}/x.duckdb' AS x", "INSTALL delta"):
         with pytest.raises(QueryRefused, match="only a query runs here"):
-            query_rows(lake, statement)
+            query_rows(quarantine_lake, statement)
     assert active.read_bytes() == before
     stale = next(p for p in (uri / "batch=b1").glob("*.parquet") if p.stat().st_size and p.name not in
-                 {Path(f).name for f in _active(lake)})
+                 {Path(f).name for f in _active(quarantine_lake)})
     for escape in (f"SELECT * FROM read_parquet('{stale}')", f"SELECT * FROM read_parquet('{uri}/**/*.parquet')",
                    f"SELECT * FROM read_text('{uri}/_delta_log/00000000000000000000.json')"):
         with pytest.raises(QueryRefused, match=r"disabled by configuration|Permission"):
-            query_rows(lake, f"{escape} -- quarantine")
+            query_rows(quarantine_lake, f"{escape} -- quarantine")
 
 
 def _active(settings: Settings) -> list[str]:
@@ -68,28 +68,28 @@ def _active(settings: Settings) -> list[str]:
     return DeltaTable(registry.QUARANTINE.uri(settings)).file_uris()
 
 
-def test_a_registered_table_not_written_yet_is_an_empty_typed_view(lake: Settings) -> None:
-    columns, rows = query_rows(lake, "SELECT * FROM series")
+def test_a_registered_table_not_written_yet_is_an_empty_typed_view(quarantine_lake: Settings) -> None:
+    columns, rows = query_rows(quarantine_lake, "SELECT * FROM series")
     assert columns == registry.SERIES.schema.names and rows == []
 
 
-def test_a_query_opens_only_the_tables_it_names(lake: Settings) -> None:
-    broken = Path(lake.lake) / "broken"
+def test_a_query_opens_only_the_tables_it_names(quarantine_lake: Settings) -> None:
+    broken = Path(quarantine_lake.lake) / "broken"
     (broken / "_delta_log").mkdir(parents=True)
     (broken / "_delta_log" / "00000000000000000000.json").write_text("not a delta log")
-    assert query_rows(lake, "SELECT count(*) FROM quarantine")[1] == [(7,)]
+    assert query_rows(quarantine_lake, "SELECT count(*) FROM quarantine")[1] == [(7,)]
     with pytest.raises(QueryRefused, match="Delta table broken cannot be read"):
-        query_rows(lake, "SHOW TABLES")  # names no table: every view is made, and the broken one cannot be
+        query_rows(quarantine_lake, "SHOW TABLES")  # names no table: every view is made, and the broken one cannot be
 
 
 def test_hca_sql_imports_neither_pyarrow_nor_pandas(tmp_path: Path) -> None:
-    lake = Settings(data_dir=str(tmp_path / "data"))
-    _quarantine(lake, "b1", 2, "truncated")
-    _quarantine(lake, "b2", 4, "empty_file")
+    quarantine_lake = Settings(data_dir=str(tmp_path / "data"))
+    _quarantine(quarantine_lake, "b1", 2, "truncated")
+    _quarantine(quarantine_lake, "b2", 4, "empty_file")
     probe = ("import sys; from hca_assets.cli import run_sql; from hca_assets.config import Settings; "
-             f"out = run_sql(Settings(data_dir={lake.data_dir!r}), {GROUP_BY!r}, restricted=False, fmt='csv'); "
+             f"out = run_sql(Settings(data_dir={quarantine_lake.data_dir!r}), {GROUP_BY!r}, restricted=False, fmt='csv'); "
              "print(out); print(sorted(m for m in ('pyarrow', 'pandas', 'polars', 'pydicom') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True,
-                          env={**os.environ, "HCA_DATA_DIR": lake.data_dir})
+                          env={**os.environ, "HCA_DATA_DIR": quarantine_lake.data_dir})
     assert done.stdout.splitlines()[:2] == ["batch,reason,n,last", "b1,truncated,2,1"]
     assert done.stdout.splitlines()[-1] == "[]"

@@ -8,21 +8,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from hca_assets.config import Settings
 from hca_assets.models import embedder_code_version, get_embedder
 from hca_assets.models.onnx import OnnxEmbedder
-
-
-def tiny_model(path: Path, dim: int = 16, channels: int = 3) -> np.ndarray:
-    weights = np.random.default_rng(0).normal(size=(channels * 32 * 32, dim)).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("Flatten", ["x"], ["flat"], axis=1), helper.make_node("MatMul", ["flat", "w"], ["y"])],
-        "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", channels, 32, 32])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", dim])], [numpy_helper.from_array(weights, "w")])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
-    return weights
+from hca_assets_tests.builders import tiny_model
 
 
 def test_embeds_like_the_model_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ from hca_assets.lake.warehouse import QueryRefused
 from hca_assets.models.study_vectors import study_vectors
 from hca_assets.search.index import exact_index, ivf_index, search
 from hca_assets.search.query import load_query_image, search_similar
-from hca_assets_tests.test_cli_user_errors import assert_one_line_user_error, small_index
+from hca_assets_tests.builders import assert_one_line_user_error, small_index
 
 
 def clustered(n: int, dim: int = 24, seed: int = 0) -> np.ndarray:
@@ -47,7 +47,7 @@ def test_search_among_allowed_ids_equals_brute_force(kind: str, keep: int) -> No
 
 
 @pytest.fixture
-def lake(tmp_path: Path) -> tuple[Settings, Path]:
+def indexed(tmp_path: Path) -> tuple[Settings, Path]:
     """Six CT images (three patients, series 2.25.100-102, one study) indexed; a query PNG (image 3)."""
     settings = Settings(data_dir=str(tmp_path / "data"))
     images = small_index(settings)
@@ -55,8 +55,8 @@ def lake(tmp_path: Path) -> tuple[Settings, Path]:
     return settings, tmp_path / "query.png"
 
 
-def test_where_keeps_none_one_some_or_all(lake: tuple[Settings, Path]) -> None:
-    settings, png = lake
+def test_where_keeps_none_one_some_or_all(indexed: tuple[Settings, Path]) -> None:
+    settings, png = indexed
     query = load_query_image(png)
     unfiltered = search_similar(settings, image=query, k=6)
     assert len(unfiltered) == 6 and unfiltered[0].sop_instance_uid == "2.25.3"
@@ -83,9 +83,9 @@ def test_where_keeps_none_one_some_or_all(lake: tuple[Settings, Path]) -> None:
     "1=1 ORDER BY id",
     "no_such_column = 1",
 ])
-def test_malicious_or_broken_where_is_one_line_exit_2(where: str, lake: tuple[Settings, Path],
+def test_malicious_or_broken_where_is_one_line_exit_2(where: str, indexed: tuple[Settings, Path],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    settings, png = lake
+    settings, png = indexed
     monkeypatch.setenv("HCA_DATA_DIR", settings.data_dir)
     before = read_table(settings.table_uri("images")).num_rows
     result = CliRunner().invoke(main, ["search", str(png), "--where", where])
@@ -96,8 +96,8 @@ def test_malicious_or_broken_where_is_one_line_exit_2(where: str, lake: tuple[Se
         assert "raw_instances is restricted" in result.stderr
 
 
-def test_cli_where_prints_only_kept_rows(lake: tuple[Settings, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    settings, png = lake
+def test_cli_where_prints_only_kept_rows(indexed: tuple[Settings, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    settings, png = indexed
     monkeypatch.setenv("HCA_DATA_DIR", settings.data_dir)
     result = CliRunner().invoke(main, ["search", str(png), "-k", "5", "--where", "series_instance_uid = '2.25.100'"])
     assert result.exit_code == 0, result.stderr

@@ -23,8 +23,8 @@ from hca_assets.models.medimageparse import MedImageParseClient
 from hca_assets.segmentation.azure import AzureSegmenter, mip_target
 from hca_assets.segmentation.backends import BackendError, code_version, segmenter_code_version, segmenter_for
 from hca_assets.segmentation.base import UNSUPPORTED, BackendFailure, Mask
+from hca_assets_tests.builders import assert_one_line_user_error
 from hca_assets_tests.stubs import MipStub, expected_mask
-from hca_assets_tests.test_cli_user_errors import assert_one_line_user_error
 
 X, Y, Z = 64, 32, 3  # RAS+ volume: 64 voxels right-left, 32 anterior-posterior, 3 axial slices
 

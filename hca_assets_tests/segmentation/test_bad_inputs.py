@@ -18,9 +18,9 @@ from hca_assets.segmentation.base import Outcome
 from hca_assets.segmentation.local import LocalSegmenter
 from hca_assets.stages.segmentation import segment_batch
 from hca_assets.synthetic.phantoms import ct_volume
+from hca_assets_tests.builders import assert_one_line_user_error
 from hca_assets_tests.conftest import public_test_files
 from hca_assets_tests.segmentation.conftest import run_segment
-from hca_assets_tests.test_cli_user_errors import assert_one_line_user_error
 
 
 def _public(name: str) -> Path:

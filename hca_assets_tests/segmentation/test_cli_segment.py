@@ -16,8 +16,8 @@ import pytest
 
 from hca_assets.dicom.volumes import build_volume
 from hca_assets.segmentation.standalone import MARKER
+from hca_assets_tests.builders import assert_one_line_user_error
 from hca_assets_tests.segmentation.conftest import run_segment
-from hca_assets_tests.test_cli_user_errors import assert_one_line_user_error
 
 
 def _printed(output: str) -> dict[str, tuple[float, str]]:

@@ -19,7 +19,7 @@ from hca_assets.config import Settings
 from hca_assets.segmentation.backends import BackendError, code_version, segmenter_code_version, segmenter_for
 from hca_assets.segmentation.base import UNSUPPORTED, BackendFailure, Mask
 from hca_assets.segmentation.onnx import OnnxSegmenter
-from hca_assets_tests.test_cli_user_errors import assert_one_line_user_error
+from hca_assets_tests.builders import assert_one_line_user_error
 
 X, Y, Z = 24, 16, 3  # RAS+ volume; its axial view is 16 rows (anterior → posterior) × 24 columns (right → left)
 WINDOW = [-100, 300]  # HU -100 / 100 / 300 normalise to 0 / 0.5 / 1

@@ -71,7 +71,9 @@ def test_every_instance_is_valid_and_readable(small_study: tuple[Path, Path]) ->
 
 def test_phi_in_at_least_40_profile_attributes_with_nesting(small_study: tuple[Path, Path]) -> None:
     table = by_keyword()
-    for path in sorted(small_study[0].rglob("*.dcm")):
+    files = sorted(small_study[0].rglob("*.dcm"))
+    assert len(files) >= 10
+    for path in files:
         ds = pydicom.dcmread(path)
         phi_keywords = {e.keyword for e in walk(ds) if e.keyword in table and table[e.keyword].basic != "K" and e.value not in (None, "")}
         assert len(phi_keywords) >= 40, (path.name, len(phi_keywords))
