@@ -9,6 +9,7 @@ import numpy as np
 from hca_assets.assets import _metadata as md
 from hca_assets.checks.evaluation import SEG_EVAL_CHECKS, segmentation_eval_checks
 from hca_assets.evaluation.segmentation import Score
+from hca_assets.orchestration.automation import EAGER_AFTER_CHECKS
 from hca_assets.orchestration.code_versions import DEFAULTS
 from hca_assets.orchestration.resources import SettingsResource
 from hca_assets.segmentation.backends import segmenter_code_version
@@ -18,7 +19,7 @@ from hca_assets.stages.segmentation_eval import run_segmentation_eval
 
 @dg.asset(deps=["segmentations"], group_name="evaluation", kinds={"python", "deltalake"}, code_version=DEFAULTS["segmentation_eval"],
           check_specs=SEG_EVAL_CHECKS,
-          automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+          automation_condition=EAGER_AFTER_CHECKS,
           description="Dice, IoU and HD95 (mm) per structure of the current segmentations against the synthetic "
                       "ground truth and the reference masks in HCA_SEG_REFERENCE_DIR; Delta evaluations.")
 def segmentation_eval(context: dg.AssetExecutionContext, storage: SettingsResource) -> dg.MaterializeResult:

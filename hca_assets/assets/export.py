@@ -1,18 +1,17 @@
 """Export per batch: de-identified studies and their DICOM SEG results to the PACS ``HCA_EXPORT_DESTINATION`` names
 (STOW-RS or C-STORE), a FHIR R4 ImagingStudy JSON per study, and the Delta table ``exports``."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 
 from hca_assets.assets import _metadata as md
 from hca_assets.config import Settings
 from hca_assets.export.destinations import Credentials, StudyOutcome, parse_destination
+from hca_assets.orchestration.automation import EAGER_AFTER_CHECKS
 from hca_assets.orchestration.partitions import ingest_batches
 from hca_assets.orchestration.resources import ExportCredentials, SettingsResource
 from hca_assets.stages.export import run_export
-
-EAGER_AFTER_CHECKS = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
 
 def export_asset(settings: Settings) -> dg.AssetsDefinition:
@@ -49,7 +48,9 @@ def export_asset(settings: Settings) -> dg.AssetsDefinition:
     return export
 
 
-def _reporter(context: dg.AssetExecutionContext):
+def _reporter(context: dg.AssetExecutionContext) -> Callable[[StudyOutcome], None]:
+    """Each study's outcome as a log line when it ends."""
+
     def report(outcome: StudyOutcome) -> None:
         if outcome.status == "exported":
             context.log.info(f"study {outcome.study_instance_uid}: {len(outcome.accepted)} object(s) exported")

@@ -10,12 +10,11 @@ from hca_assets.assets import _metadata as md
 from hca_assets.checks.search import EVAL_CHECKS, INDEX_CHECKS, eval_checks, index_checks
 from hca_assets.evaluation.zero_shot import class_prompt
 from hca_assets.models import embedder_code_version, get_embedder
+from hca_assets.orchestration.automation import EAGER_AFTER_CHECKS
 from hca_assets.orchestration.resources import EmbeddingEndpoint, SettingsResource
 from hca_assets.stages.adapter import overall, run_adapter
 from hca_assets.stages.search import run_index, run_retrieval_eval
 from hca_assets.stages.zero_shot import run_zero_shot
-
-EAGER_AFTER_CHECKS = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
 
 @dg.asset(deps=["embeddings"], group_name="search", kinds={"faiss"}, check_specs=INDEX_CHECKS,

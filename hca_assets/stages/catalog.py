@@ -149,6 +149,8 @@ def _date(value: Any) -> date | None:
 
 @dataclass(frozen=True)
 class CatalogRun:
+    """One batch's catalogue rows and their write."""
+
     table: pa.Table
     written: WriteResult
 

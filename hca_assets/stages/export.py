@@ -97,6 +97,8 @@ def export_batch(settings: Settings, batch: str, destination: Destination, crede
 
 @dataclass(frozen=True)
 class ExportRun:
+    """One batch exported: its study plans, the outcome, the write of ``exports`` and the seconds."""
+
     plans: dict[str, StudyPlan]
     export: BatchExport
     written: WriteResult

@@ -150,22 +150,18 @@ def ingest_batch(
         kept_as = keep_file(batch.files_dir / rel, quarantine_root, batch.key, rejection.sha256, len(rejected),
                             max_copy_bytes=limits.max_file_bytes)
         rejected.append(quarantine_row(batch.key, STAGE, rejection.sha256, rejection.reason, rejection.message, kept_as, now))
-    for i, _ in enumerate(batch.unreadable):
-        rejected.append(quarantine_row(batch.key, STAGE, None, QuarantineReason.UNREADABLE,
-                                       "directory cannot be listed: permission denied",
-                                       f"left in landing zone (unreadable directory {i})", now))
-    for i, _ in enumerate(batch.symlinks):
-        rejected.append(quarantine_row(batch.key, STAGE, None, QuarantineReason.SYMLINK_REFUSED,
-                                       "symbolic link: never followed, its target was not read",
-                                       f"{batch.key}/refused-link-{i}", now))
-    for i, _ in enumerate(batch.specials):
-        rejected.append(quarantine_row(batch.key, STAGE, None, QuarantineReason.NOT_REGULAR_FILE,
-                                       "FIFO, socket or device node: moved aside unopened",
-                                       f"{batch.key}/refused-special-{i}", now))
-    for i, _ in enumerate(batch.hidden):
-        rejected.append(quarantine_row(batch.key, STAGE, None, QuarantineReason.HIDDEN_NAME,
-                                       "dot-name (hidden file or folder): never claimed",
-                                       f"left in landing zone (hidden name {i})", now))
+    for items, reason, message, kept in (
+        (batch.unreadable, QuarantineReason.UNREADABLE, "directory cannot be listed: permission denied",
+         "left in landing zone (unreadable directory {i})"),
+        (batch.symlinks, QuarantineReason.SYMLINK_REFUSED, "symbolic link: never followed, its target was not read",
+         "{batch}/refused-link-{i}"),
+        (batch.specials, QuarantineReason.NOT_REGULAR_FILE, "FIFO, socket or device node: moved aside unopened",
+         "{batch}/refused-special-{i}"),
+        (batch.hidden, QuarantineReason.HIDDEN_NAME, "dot-name (hidden file or folder): never claimed",
+         "left in landing zone (hidden name {i})"),
+    ):
+        rejected += [quarantine_row(batch.key, STAGE, None, reason, message, kept.format(batch=batch.key, i=i), now)
+                     for i, _ in enumerate(items)]
     return IngestOutcome(
         instances=pa.Table.from_pylist(rows, schema=RAW_INSTANCES),
         quarantine=quarantine_table(rejected),

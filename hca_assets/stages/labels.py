@@ -19,6 +19,8 @@ __all__ = ["LabelsRun", "run_labels"]
 
 @dataclass(frozen=True)
 class LabelsRun:
+    """One batch's label rows and their write."""
+
     table: pa.Table
     written: WriteResult
 

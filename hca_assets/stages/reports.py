@@ -78,6 +78,8 @@ def report_batch(batch: str, images: list[dict[str, object]], deid_paths: dict[s
 
 @dataclass(frozen=True)
 class ReportsRun:
+    """One batch reported: its ``reports`` rows, their write and the seconds."""
+
     table: pa.Table
     written: WriteResult
     seconds: float

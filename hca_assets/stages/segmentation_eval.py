@@ -23,6 +23,8 @@ SEGMENTATION_TARGET = "segmentation"  # evaluations.target of these rows (retrie
 
 @dataclass(frozen=True)
 class SegmentationEvalRun:
+    """One evaluation: scores per (series, structure), what was skipped and why, the rows and their write."""
+
     scores: list[tuple[str, Score]]
     skipped: list[tuple[str, str, str]]  # (series, structure, PHI-free reason)
     table: pa.Table

@@ -19,6 +19,8 @@ __all__ = ["ZeroShotRun", "run_zero_shot"]
 
 @dataclass(frozen=True)
 class ZeroShotRun:
+    """One zero-shot evaluation: its rows, their write and the text-space scaling factor used."""
+
     table: pa.Table
     written: WriteResult
     scaling_factor: float
