@@ -1,5 +1,5 @@
 """Benchmark part ``dbt``: ``dbt build`` (every model and test) over the lake `make demo` builds, from the
-checkout's root as the README says, against the goal of < 60 s."""
+checkout's root as docs/sql.md says, against the goal of < 60 s."""
 
 from __future__ import annotations
 

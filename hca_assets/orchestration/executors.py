@@ -22,7 +22,7 @@ _STEP_MEMORY_GIB = 2 * 10 * Limits.max_pixels // (1 << 30) + 1
 K8S_EXECUTOR_CONFIG = {
     "max_concurrent": 8,  # step pods per run; model endpoints are bounded by their pools (dagster.yaml)
     "env_vars": ["HCA_WORKERS=2"],
-    "env_config_maps": ["hca-settings"],  # HCA_DATA_DIR (object-store URI), HCA_EMBEDDER, ... (README)
+    "env_config_maps": ["hca-settings"],  # HCA_DATA_DIR (object-store URI), HCA_EMBEDDER, ... (docs/operations.md)
     "env_secrets": ["hca-secrets"],  # HCA_DEID_KEY and the object store's / endpoints' credentials
     "step_k8s_config": {"container_config": {"resources": {
         "requests": {"cpu": "2", "memory": f"{_STEP_MEMORY_GIB}Gi"},
