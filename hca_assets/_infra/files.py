@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "temp_path"]
+__all__ = ["atomic_write", "temp_path", "write_private"]
 
 
 def temp_path(target: Path) -> Path:
@@ -34,3 +34,12 @@ def atomic_write(target: Path, write: Callable[[Path], object], *, replace: bool
         return True
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` owner-only (0600) and fsync it: for keys, pins and received instances, whose bytes must survive
+    a power cut (a peer deletes its copy once told "stored") and no other user may read."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())

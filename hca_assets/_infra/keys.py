@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import warnings
 from pathlib import Path
 
+from hca_assets._infra.files import atomic_write, write_private
 from hca_assets.config.secrets import DEID_KEY, secret
 
 __all__ = ["KEY_ENV", "MIN_KEY_LENGTH", "KeyRefused", "checked_key", "key_fingerprint", "keyed_digest", "load_key"]
@@ -51,25 +51,11 @@ def load_key(key_file: str, *, create: bool = True) -> bytes:
 
 
 def _create_key_file(path: Path) -> bool:
-    """Write a random key to ``path`` unless it exists; True if this call wrote it.
-
-    The key is written whole to a private temporary file and hard-linked into place: the link never
-    replaces an existing file, so of racing creators exactly one wins and nobody reads a partial key.
-    """
+    """Write a random key (0600, fsynced) to ``path`` unless it exists; True if this call wrote it. Linked into place
+    whole (:func:`~hca_assets._infra.files.atomic_write` without replacing): of racing creators exactly one wins and
+    nobody reads a partial key."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_hex(32).encode())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
-    finally:
-        tmp.unlink(missing_ok=True)
-    return True
+    return atomic_write(path, lambda tmp: write_private(tmp, secrets.token_hex(32).encode()), replace=False)
 
 
 def keyed_digest(key: bytes, *parts: str) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from hca_assets._infra.files import atomic_write
 from hca_assets.config import Settings, is_uri
 
 __all__ = ["Store", "StoreError", "delta_options", "prune", "pull", "pull_file", "push"]
@@ -157,8 +158,6 @@ class Store:
         """Download the objects under ``prefix`` that the working copy lacks (or holds at another size)."""
         import obstore as obs
 
-        from hca_assets._infra.files import atomic_write
-
         base = Path(local_root)
         wanted = [(rel, size) for rel, size in self.listing(prefix).items()
                   if not (base / rel).is_file() or (base / rel).stat().st_size != size]
@@ -242,8 +241,6 @@ def pull_file(settings: Settings, file: str | Path) -> bool:
     if is_uri(settings.data_dir) and not Path(file).is_file():
         data = _store(settings.data_dir).read(_rel(settings, file))
         if data is not None:
-            from hca_assets._infra.files import atomic_write
-
             Path(file).parent.mkdir(parents=True, exist_ok=True)
             atomic_write(Path(file), lambda tmp: tmp.write_bytes(data))
     return Path(file).is_file()

@@ -22,20 +22,23 @@ Slice = Callable[[dg.AssetCheckExecutionContext], Mapping[str, str]]
 def _slice(writer: Writer) -> Slice:
     """The rows one materialization of ``writer`` owns, as ``column = value`` filters."""
     def where(context: dg.AssetCheckExecutionContext) -> Mapping[str, str]:
-        if writer.owns == "batch":
-            owned = {"batch": context.partition_key}
-        else:
-            owned = {"run_id": context.run.run_id} if writer.owns == "run" else {}
+        owned = ({"batch": context.partition_key} if writer.owns == "batch"
+                 else {"run_id": context.run.run_id} if writer.owns == "run" else {})  # "all": the whole table
         return {**owned, **dict(writer.where)}
     return where
 
 
-# asset -> the PHI-free tables it writes and the slice of each one materialization owns (from the registry)
-TABLES_OF: dict[str, dict[str, Slice]] = {}
-for _table in lake_tables():
-    for _writer in _table.writers:
-        if _writer.expectations:
-            TABLES_OF.setdefault(_writer.asset, {})[_table.name] = _slice(_writer)
+def _tables_of() -> dict[str, dict[str, Slice]]:
+    """Asset -> the PHI-free tables it writes that its suite validates, with the slice one materialization owns."""
+    out: dict[str, dict[str, Slice]] = {}
+    for table in lake_tables():
+        for writer in table.writers:
+            if writer.expectations:
+                out.setdefault(writer.asset, {})[table.name] = _slice(writer)
+    return out
+
+
+TABLES_OF = _tables_of()  # from the registry's writers
 
 
 def _markdown(results: list[SuiteResult]) -> str:

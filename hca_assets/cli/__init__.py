@@ -13,8 +13,8 @@ from hca_assets.cli import (  # noqa: F401 - each module registers its command o
     segment,
     sql,
 )
-from hca_assets.cli._common import DEMO_MARKER, TRUTH_DIRNAME, _settings, main
+from hca_assets.cli._common import DEMO_MARKER, _settings, main
 from hca_assets.cli.demo import _demo_data_dir
 from hca_assets.cli.sql import run_sql
 
-__all__ = ["DEMO_MARKER", "TRUTH_DIRNAME", "_demo_data_dir", "_settings", "main", "run_sql"]
+__all__ = ["DEMO_MARKER", "_demo_data_dir", "_settings", "main", "run_sql"]

@@ -12,7 +12,6 @@ import click
 
 from hca_assets.config import Settings, is_uri
 
-TRUTH_DIRNAME = "synthetic_truth"  # keep in step with Settings.truth_file
 DEMO_MARKER = ".hca-demo"  # written into a data folder `hca demo` created; `--fresh` deletes no other folder
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import click
 
-from hca_assets.cli._common import DEMO_MARKER, TRUTH_DIRNAME, UserError, _lake_key, _settings, main
+from hca_assets.cli._common import DEMO_MARKER, UserError, _lake_key, _settings, main
 from hca_assets.cli.generate import _generate
 from hca_assets.cli.sql import run_sql
-from hca_assets.config import Settings, is_uri, join
+from hca_assets.config import Settings, is_uri
 from hca_assets.lake import registry as tables
 
 
@@ -81,7 +81,7 @@ def demo_cmd(patients: int, seed: int, fresh: bool) -> None:
     _demo_data_dir(Path(settings.local_root), fresh=fresh)
     _lake_key(settings)
     landing = Path(settings.landing)
-    truth = Path(join(settings.restricted, TRUTH_DIRNAME))
+    truth = Path(settings.truth_file).parent
     summary = _generate(landing / f"demo-seed{seed}", truth, GeneratorOptions(patients=patients, seed=seed))
     push(settings, truth)
     click.echo(f"generated {summary.instances} instances ({summary.instances_per_second:.0f}/s)")

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from hca_assets.cli._common import TRUTH_DIRNAME, _settings, main
-from hca_assets.config import join
+from hca_assets.cli._common import _settings, main
 
 if TYPE_CHECKING:
     from hca_assets.synthetic import GeneratorOptions
@@ -29,7 +28,7 @@ def generate_cmd(patients: int, seed: int, out: Path, truth: Path | None, ct_sli
     if truth is None:
         settings = _settings()
         settings.ensure_restricted()  # the truth names patients: owner-only like the rest of the zone
-        truth = Path(join(settings.restricted, TRUTH_DIRNAME))
+        truth = Path(settings.truth_file).parent
 
     summary = _generate(out, truth, GeneratorOptions(patients=patients, seed=seed, ct_slices=ct_slices, ct_size=ct_size))
     click.echo(f"{summary.instances} instances for {summary.patients} patients in {summary.seconds:.1f} s "

@@ -53,26 +53,29 @@ def _default_workers() -> int:
     return min(2, os.cpu_count() or 1)
 
 
-def _at_least(low: float) -> Callable[[Any], str | None]:
-    return lambda v: None if v >= low else f"must be >= {low:g}, got {v!r}"
+Check = Callable[[str, Any], str | None]  # (field name, value) -> why the value is refused, or None
 
 
-def _above(low: float) -> Callable[[Any], str | None]:
-    return lambda v: None if v > low else f"must be > {low:g}, got {v!r}"
+def _at_least(low: float) -> Check:
+    return lambda name, v: None if v >= low else f"`{name}` must be >= {low:g}, got {v!r}"
 
 
-def _fraction(v: float) -> str | None:
-    return None if 0.0 < v <= 1.0 else f"must be in (0, 1], got {v!r}"
+def _above(low: float) -> Check:
+    return lambda name, v: None if v > low else f"`{name}` must be > {low:g}, got {v!r}"
 
 
-def _one_of(*choices: str) -> Callable[[Any], str | None]:
-    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}, got {v!r}"
+def _fraction(name: str, v: float) -> str | None:
+    return None if 0.0 < v <= 1.0 else f"`{name}` must be in (0, 1], got {v!r}"
 
 
-def _parses(parse: Callable[[str], object]) -> Callable[[Any], str | None]:
+def _one_of(*choices: str) -> Check:
+    return lambda name, v: None if v in choices else f"`{name}` must be one of {', '.join(choices)}, got {v!r}"
+
+
+def _parses(parse: Callable[[str], object]) -> Check:
     """Accepted when ``parse`` accepts it; refused with the parser's own message, which never repeats the value
     (a destination URL may carry credentials)."""
-    def check(v: str) -> str | None:
+    def check(name: str, v: str) -> str | None:
         try:
             parse(v)
         except ValueError as exc:
@@ -81,10 +84,10 @@ def _parses(parse: Callable[[str], object]) -> Callable[[Any], str | None]:
     return check
 
 
-def setting(default: Any, meaning: str, *, env: str | None = None, check: Callable[[Any], str | None] | None = None,
+def setting(default: Any, meaning: str, *, env: str | None = None, check: Check | None = None,
             factory: Callable[[], Any] | None = None, shown: str | None = None) -> Any:
     """A settings field: its default (or ``factory``), its meaning, its variable (default ``HCA_<NAME>``), a
-    ``check`` returning why a value is refused (None: accepted) and how the reference shows the default."""
+    ``check`` saying why a value is refused (None: accepted) and how the reference shows the default."""
     metadata = {"meaning": meaning, "env": env, "check": check, "shown": shown}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
@@ -214,8 +217,8 @@ class Settings:
             object.__setattr__(self, "data_dir", os.path.abspath(self.data_dir.removeprefix("file://")))
         for f in dataclasses.fields(self):
             check = f.metadata.get("check")
-            if check is not None and (why := check(getattr(self, f.name))) is not None:
-                raise ValueError(why if why.startswith(("`", "priority rule")) else f"`{f.name}` {why}")
+            if check is not None and (why := check(f.name, getattr(self, f.name))) is not None:
+                raise ValueError(why)
         parse_destination(self.export_destination, self.export_calling_ae)  # with our AE title: a malformed one fails here
         if not 1 <= self.cstore_max_per_caller <= self.cstore_max_associations:
             raise ValueError(f"`cstore_max_per_caller` must be between 1 and `cstore_max_associations` "
@@ -226,27 +229,26 @@ class Settings:
         """The environment variable of a settings field."""
         return field.metadata.get("env") or f"HCA_{field.name.upper()}"
 
+    @staticmethod
+    def default(field: dataclasses.Field[Any]) -> Any:
+        """A settings field's default (its factory's value for those computed at construction)."""
+        return field.default_factory() if field.default is dataclasses.MISSING else field.default  # type: ignore[misc]
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from ``HCA_*`` variables (default ``os.environ``); unset or empty variables keep their default
         (the configuration reference lists them all); a malformed value raises ValueError naming its variable."""
         environ = os.environ if environ is None else environ
         hints = typing.get_type_hints(cls)
-        values = {}
-        for f in dataclasses.fields(cls):
-            if (text := environ.get(cls.env_name(f))) is not None and (value := _parse(cls.env_name(f), text,
-                                                                                        hints[f.name])) is not _UNSET:
-                values[f.name] = value
-        return cls(**values)
+        values = {f.name: _from_environ(f, environ, hints[f.name]) for f in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in values.items() if value is not _UNSET})
 
     @classmethod
     def env_value(cls, name: str, environ: Mapping[str, str] | None = None) -> Any:
         """One field's value from the environment (or its default): for infrastructure read before any settings exist."""
         field = next(f for f in dataclasses.fields(cls) if f.name == name)
-        text = (os.environ if environ is None else environ).get(cls.env_name(field))
-        if text is not None and (value := _parse(cls.env_name(field), text, typing.get_type_hints(cls)[name])) is not _UNSET:
-            return value
-        return field.default_factory() if field.default is dataclasses.MISSING else field.default  # type: ignore[misc]
+        value = _from_environ(field, os.environ if environ is None else environ, typing.get_type_hints(cls)[name])
+        return cls.default(field) if value is _UNSET else value
 
     @property
     def limits(self) -> Limits:
@@ -377,6 +379,12 @@ class Settings:
     def table_uri(self, name: str, *, restricted: bool = False) -> str:
         """Location of Delta table ``name``: under ``restricted/tables`` or ``lake/`` of ``data_dir``."""
         return join(self.restricted_tables, name) if restricted else join(self.lake, name)
+
+
+def _from_environ(field: dataclasses.Field[Any], environ: Mapping[str, str], hint: Any) -> Any:
+    """The value ``environ`` sets for ``field``, or ``_UNSET`` when its variable is unset (or empty, for a number)."""
+    env = Settings.env_name(field)
+    return _UNSET if (text := environ.get(env)) is None else _parse(env, text, hint)
 
 
 def _parse(env: str, text: str, hint: Any) -> Any:

@@ -10,7 +10,6 @@ already seen from the restricted crosswalk (:func:`kept_pseudonyms`), so nobody 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from hca_assets._infra.files import atomic_write
+from hca_assets._infra.files import atomic_write, write_private
 from hca_assets._infra.keys import KEY_ENV, KeyRefused, checked_key, key_fingerprint, load_key
 from hca_assets._infra.storage import pull_file, push
 from hca_assets.config import Settings
@@ -58,15 +57,8 @@ def read_pin(path: Path) -> KeyPin | None:
 def _write_pin(path: Path, pin: KeyPin, *, replace: bool) -> KeyPin:
     """Write ``pin`` whole (0600, fsynced), atomically; a first pin (``replace=False``) never overwrites one that a
     concurrent process wrote first — the pin in force is returned either way."""
-
-    def write(tmp: Path) -> None:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"fingerprint": pin.fingerprint, "pinned_at": pin.pinned_at, "retired": list(pin.retired)}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    if atomic_write(path, write, replace=replace):
+    record = {"fingerprint": pin.fingerprint, "pinned_at": pin.pinned_at, "retired": list(pin.retired)}
+    if atomic_write(path, lambda tmp: write_private(tmp, json.dumps(record).encode()), replace=replace):
         return pin
     found = read_pin(path)
     assert found is not None

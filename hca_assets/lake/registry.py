@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["AUDIT_LOG", "DEID_AUDIT", "DEID_CROSSWALK", "DEID_INSTANCES", "DRIFT", "EMBEDDINGS", "EVALUATIONS", "EXPORTS",
            "FEEDBACK", "IMAGES", "INDEX_BUILDS", "LABELS", "OOD_SCORES", "QUARANTINE", "RAW_INSTANCES", "REPORTS", "RUNS",
            "SEGMENTATIONS", "SERIES", "SERIES_EMBEDDINGS", "STUDIES", "STUDY_ARRIVALS", "TABLES", "VOLUMES", "TableSpec",
-           "Writer", "lake_tables", "restricted_names", "spec", "writers_of"]
+           "Writer", "lake_tables", "restricted_names", "spec"]
 
 Zone = Literal["lake", "restricted"]
 Owns = Literal["batch", "run", "all"]
@@ -211,8 +211,3 @@ def restricted_names() -> frozenset[str]:
 def lake_tables() -> list[TableSpec]:
     """The PHI-free tables: what SQL, dbt and Great Expectations see by default."""
     return [t for t in TABLES.values() if not t.restricted]
-
-
-def writers_of(asset: str) -> list[tuple[TableSpec, Writer]]:
-    """The tables ``asset`` writes, each with the slice one materialization of it owns."""
-    return [(table, w) for table in TABLES.values() for w in table.writers if w.asset == asset]

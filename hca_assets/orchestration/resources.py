@@ -23,7 +23,7 @@ def _settings_fields() -> dict[str, Any]:
         hint = hints[f.name]
         annotations[f.name] = list[str] if typing.get_origin(hint) is tuple else hint
         if f.name != "data_dir":  # the one field a deployment must give
-            value = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            value = Settings.default(f)
             defaults[f.name] = list(value) if isinstance(value, tuple) else value
     return {"__annotations__": annotations, **defaults}
 
@@ -36,6 +36,7 @@ class _SettingsMethods:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SettingsResource:
+        """The resource holding ``settings`` (tuples as lists: Dagster config)."""
         return cls(**{k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(settings).items()})
 
     def code_version(self, context: dg.AssetExecutionContext) -> str:
@@ -45,8 +46,6 @@ class _SettingsMethods:
 
         key = context.asset_key
         return require(key.to_user_string(), context.assets_def.code_versions_by_key.get(key), self.settings())
-
-
 
 
 SettingsResource = type("SettingsResource", (_SettingsMethods, dg.ConfigurableResource), {

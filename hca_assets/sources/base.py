@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from hca_assets._infra.files import atomic_write
+from hca_assets._infra.files import atomic_write, write_private
 from hca_assets._infra.keys import keyed_digest
 
 __all__ = ["DicomSource", "Incoming", "StudyState", "instance_name", "study_key"]
@@ -36,15 +36,6 @@ def instance_name(key: bytes, sop_uid: str) -> str:
     """The file name of an instance in its study folder (a keyed digest of the SOP Instance UID, like the study
     folder's: an unkeyed digest of a UID can be matched by whoever knows the UID)."""
     return keyed_digest(key, "instance", sop_uid)[:32] + ".dcm"
-
-
-def _durable(path: Path, data: bytes) -> None:
-    """Write (owner-only) and fsync: a peer deletes its copy once told "stored", so the bytes must survive a
-    power cut."""
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 @dataclass(frozen=True)
@@ -82,7 +73,7 @@ class Incoming:
         folder = self.root / study
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         target = folder / self.name(sop_uid)
-        atomic_write(target, lambda tmp: _durable(tmp, data))
+        atomic_write(target, lambda tmp: write_private(tmp, data))  # durable: the peer then deletes its copy
         return target
 
     def studies(self) -> list[StudyState]:

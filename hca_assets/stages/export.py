@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from hca_assets._infra.files import atomic_write
+from hca_assets._infra.storage import pull, push
 from hca_assets.config import Settings
 from hca_assets.export.destinations import Credentials, Destination, StudyOutcome, export_studies
 from hca_assets.export.fhir import imaging_study
@@ -71,8 +72,6 @@ def export_batch(settings: Settings, batch: str, destination: Destination, crede
                  plans: dict[str, StudyPlan], on_done: Callable[[StudyOutcome], None] | None = None) -> BatchExport:
     """Write each study's ImagingStudy, send the studies (one failing does not stop the others), push the FHIR
     folder to the store's copy of the exports zone and return the rows (the caller commits them)."""
-    from hca_assets._infra.storage import push
-
     folder = Path(settings.exports) / batch
     folder.mkdir(parents=True, exist_ok=True)
     series = tables.SERIES.read(settings, where={"batch": batch}).to_pylist()
@@ -110,8 +109,6 @@ def run_export(settings: Settings, batch: str, destination: Destination, credent
                on_done: Callable[[StudyOutcome], None] | None = None) -> ExportRun:
     """Export ``batch``'s studies to ``destination`` and write its ``exports`` rows; ``on_plan`` hears how many
     studies go, ``on_done`` each study's outcome as it ends."""
-    from hca_assets._infra.storage import pull
-
     start = time.perf_counter()
     pull(settings, Path(settings.deid) / batch, Path(settings.segmentations) / batch)
     plans = plan_batch(settings, batch)

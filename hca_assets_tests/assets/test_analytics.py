@@ -19,7 +19,6 @@ import pyarrow as pa
 import pytest
 
 from hca_assets.assets.analytics import GROUP, PRODUCERS, analytics, dbt_resource
-from hca_assets.cli import TRUTH_DIRNAME
 from hca_assets.config import Settings
 from hca_assets.definitions import defs
 from hca_assets.in_process import ingest_pending
@@ -70,7 +69,7 @@ def test_pipeline_builds_the_marts(settings: Settings, small_study: tuple[Path, 
     (landing / "bad" / "empty.dcm").write_bytes(b"")
     (landing / "bad" / "notes.dcm").write_bytes(b"not a DICOM file at all" * 20)
     shutil.copy(min((small_study[0]).rglob("*.dcm")), landing / "bad" / "again.dcm")  # a duplicate
-    shutil.copytree(small_study[1], Path(settings.restricted) / TRUTH_DIRNAME)
+    shutil.copytree(small_study[1], Path(settings.truth_file).parent)
     with dg.instance_for_test() as instance:
         runs = ingest_pending(settings, instance)
         assert runs and all(r.success for r in runs), runs
