@@ -36,8 +36,9 @@ bench: install
 	$(BIN)/python -m benchmarks.run
 
 ui: install  # the instance lives in the data folder, or in the working copy of an object-store root
-	home=$$($(BIN)/python -c "from hca_assets.config import Settings; print(Settings.from_env().dagster_home)") && \
-	mkdir -p "$$home" && DAGSTER_HOME="$$home" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	home=$$(env -u DAGSTER_HOME $(BIN)/python -c "from hca_assets.config import Settings; \
+	from hca_assets.orchestration.dagster_home import dagster_home; print(dagster_home(Settings.from_env()))") && \
+	DAGSTER_HOME="$$home" $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # the dbt manifest @dbt_assets loads (dbt/target/manifest.json): parsed again whenever dbt/ may have changed
 dbt-manifest: install

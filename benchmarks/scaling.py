@@ -38,6 +38,7 @@ from hca_assets.synthetic import GeneratorOptions, generate
 
 SECTION = "## Scaling run (issue 12 item 4)"
 STUDY = GeneratorOptions(patients=1, ct_slices=48, ct_size=64, cxr_size=64, mr_slices=24, mr_size=64)
+NO_TELEMETRY = {"telemetry": {"enabled": False}}  # else Dagster writes a user id into ~/.dagster
 FIRST = 1_000  # the first batch is the 1k point; later batches fill up to multiples of the batch size
 STAGES = ("ingest", "deid", "images", "embeddings", "index")
 STEP_STAGE = (("raw_dicom", "ingest"), ("deid_", "deid"), ("images", "images"), ("labels", "embeddings"),
@@ -160,7 +161,7 @@ def grow(work: Path, total: int, batch: int, budget: float) -> tuple[Settings, l
     settings = Settings(data_dir=str(work / "data"), settle_seconds=0.0)
     settings.ensure_restricted()
     (work / "dagster_home").mkdir(parents=True)
-    instance = dg.DagsterInstance.local_temp(str(work / "dagster_home"))
+    instance = dg.DagsterInstance.local_temp(str(work / "dagster_home"), overrides=NO_TELEMETRY)
     defs = _defs(settings)
     batch_job, index_job = defs.resolve_job_def("scaling_batch"), defs.resolve_job_def("scaling_index")
     figures: list[BatchFigures] = []
@@ -219,7 +220,7 @@ def sensor_tick(work: Path, partitions: int) -> tuple[float, float, float]:
     settings = Settings(data_dir=str(work / "data"), settle_seconds=0.0)
     settings.ensure_restricted()
     (work / "dagster_home").mkdir(parents=True)
-    instance = dg.DagsterInstance.local_temp(str(work / "dagster_home"))
+    instance = dg.DagsterInstance.local_temp(str(work / "dagster_home"), overrides=NO_TELEMETRY)
     landing, raw = Path(settings.landing), Path(settings.raw_batches)
     landing.mkdir(parents=True)
 

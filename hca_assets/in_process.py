@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from hca_assets._infra.locks import FileLock
 from hca_assets.config import Settings
 from hca_assets.definitions import build_defs
+from hca_assets.orchestration.dagster_home import dagster_home
 from hca_assets.orchestration.partitions import INGEST_BATCHES
 from hca_assets.orchestration.resources import SettingsResource
 from hca_assets.sensors.landing import (
@@ -50,14 +51,10 @@ class BatchRun:
 
 
 def open_instance(settings: Settings) -> dg.DagsterInstance:
-    """The persistent instance under ``<data>/dagster_home`` (or ``$DAGSTER_HOME`` if set); processes that
-    open a new one at the same time take turns, so that only one creates its storage."""
-    home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home).resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    """The persistent instance under :func:`dagster_home`; processes that open a new one at the same time take
+    turns, so that only one creates its storage."""
+    home = dagster_home(settings)
     with FileLock(home / ".hca-open.lock"):
-        config = home / "dagster.yaml"
-        if not config.exists():
-            config.write_text("telemetry:\n  enabled: false\n")
         os.environ["DAGSTER_HOME"] = str(home)
         return dg.DagsterInstance.get()
 

@@ -36,20 +36,26 @@ def test_definitions_load_and_jobs_resolve() -> None:
     assert {"analytics/study_catalog", "analytics/ingest_ledger"} <= index  # the dbt marts, rebuilt after every index
 
 
-def test_the_code_location_loads_as_make_ui_loads_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_code_location_loads_as_make_ui_loads_it(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """`make ui` runs `dagster dev` from a fresh shell (no virtualenv on PATH): the code location must load there,
     with ``DAGSTER_IS_DEV_CLI`` as `dagster dev` sets it (the dbt project's parse then once looked for `dbt` on PATH,
     the load failed and the UI showed no assets)."""
-    import os
     import subprocess
     import sys
     from pathlib import Path
 
+    from hca_assets.config import Settings
+    from hca_assets.orchestration.dagster_home import dagster_home
     from hca_assets.orchestration.dbt_project import DBT_DIR
 
-    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", str(tmp_path)), "DAGSTER_IS_DEV_CLI": "1",
-           "HCA_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path)}
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # `make ui` unsets it: the data folder's home
+    home = tmp_path / "home"  # the user's: nothing may be written there
+    home.mkdir()
+    settings = Settings(data_dir=str(tmp_path / "data"))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "DAGSTER_IS_DEV_CLI": "1", "HCA_DATA_DIR": settings.data_dir,
+           "DAGSTER_HOME": str(dagster_home(settings))}  # as `make ui` prepares it
     done = subprocess.run([str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-w", "workspace.yaml"],
                           cwd=DBT_DIR.parent, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "All code locations passed validation" in done.stderr + done.stdout
+    assert not list(home.rglob("*")), "the code location wrote into the home directory"

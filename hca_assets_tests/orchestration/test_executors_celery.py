@@ -17,6 +17,7 @@ import yaml
 from hca_assets.config import Settings
 from hca_assets.definitions import build_defs
 from hca_assets.lake import read_table
+from hca_assets.orchestration.dagster_home import dagster_home
 from hca_assets.orchestration.executors import CELERY_EXECUTOR_CONFIG
 from hca_assets.orchestration.partitions import INGEST_BATCHES
 from hca_assets.sources.claims import claim
@@ -38,8 +39,11 @@ def test_batch_steps_on_celery_worker(settings: Settings, small_study: tuple[Pat
     shutil.copytree(small_study[0], settings.landing)
     batch = claim(Path(settings.landing), Path(settings.raw_batches), settle_seconds=0)
     assert batch is not None
-    home = tmp_path / "dagster_home"
-    home.mkdir()
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    home = dagster_home(settings)  # its dagster.yaml turns telemetry off: nothing written into ~/.dagster
+    user_home = tmp_path / "home"  # where the run, the worker and Dagster must write nothing
+    user_home.mkdir()
+    monkeypatch.setenv("HOME", str(user_home))
     with redis_server() as url:
         env = {"HCA_EXECUTOR": "celery", "HCA_DATA_DIR": settings.data_dir, "HCA_WORKERS": "1",
                "HCA_CELERY_BROKER": f"{url}/0", "HCA_CELERY_BACKEND": f"{url}/1", "DAGSTER_HOME": str(home)}
@@ -70,3 +74,4 @@ def test_batch_steps_on_celery_worker(settings: Settings, small_study: tuple[Pat
     assert log.read_text().count("succeeded in") == len(starts)  # one Celery task per step
     published = read_table(settings.table_uri("deid_instances")).to_pylist()
     assert published and {r["batch"] for r in published} == {batch.key}
+    assert not list(user_home.rglob("*")), [str(p.relative_to(user_home)) for p in user_home.rglob("*")]
