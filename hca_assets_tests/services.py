@@ -85,13 +85,15 @@ def stop_group(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     after ``timeout``: a CLI that spawns the real server (dagster-celery → celery) leaves nothing behind."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=timeout)
     deadline = time.monotonic() + timeout
+    with contextlib.suppress(subprocess.TimeoutExpired):  # a leader slow to exit is killed below, not waited for
+        proc.wait(timeout=timeout)
     with contextlib.suppress(ProcessLookupError):
         while time.monotonic() < deadline:
             os.killpg(proc.pid, 0)
             time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 AZURITE = Path(__file__).resolve().parents[1] / ".tools" / "node_modules" / ".bin" / "azurite-blob"  # `make install`
