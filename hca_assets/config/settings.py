@@ -24,12 +24,13 @@ from hca_assets.config.destinations import parse_destination
 from hca_assets.config.limits import Limits
 from hca_assets.config.priority_rules import parse_rules
 
-__all__ = ["DEFAULT_DATA_DIR", "EXECUTORS", "SEGMENTERS", "Settings", "is_uri", "join"]
+__all__ = ["DEFAULT_DATA_DIR", "EMBEDDERS", "EXECUTORS", "SEGMENTERS", "Settings", "is_uri", "join"]
 
 DEFAULT_DATA_DIR = "./data"
 # How a run executes its steps (hca_assets/orchestration/executors.py): "default" is Dagster's (multiprocess, or
 # in-process under `materialize`); celery and k8s are the deployments of deploy/ (docs "Operations").
 EXECUTORS = ("default", "in_process", "multiprocess", "celery", "k8s")
+EMBEDDERS = ("efficientnet", "local", "azure", "onnx")  # the embedding protocol's backends (hca_assets.models)
 SEGMENTERS = ("local", "azure", "onnx")  # the segmenter protocol's backends (hca_assets.segmentation.backends)
 OCR_MODES = ("all", "candidates", "off")
 DICOMWEB_CURSORS = ("qido", "orthanc-changes")
@@ -143,8 +144,12 @@ class Settings:
     file_timeout_seconds: float = setting(Limits.file_timeout_seconds, "Seconds one file may take in one stage "
                                           "(0: no timeout, files run in the calling process).", check=_at_least(0))
     # models ----------------------------------------------------------------------------------------------
-    embedder: str = setting("local", "The embedding backend: local (image statistics), azure (MedImageInsight) "
-                            "or onnx.")
+    embedder: str = setting("local", "The embedding backend: local (image statistics, fastest), efficientnet "
+                            "(ImageNet EfficientNet-Lite0, shipped, offline), azure (MedImageInsight) or onnx (your "
+                            "model).", check=_one_of(*EMBEDDERS))
+    embed_threads: int = setting(None, "onnxruntime threads of one embedding process (efficientnet, onnx).",
+                                 factory=_default_workers, shown="min(2, CPUs)", check=_at_least(1))
+    embed_batch: int = setting(16, "Images per model call of the efficientnet and onnx backends.", check=_at_least(1))
     mi2_model_version: str = setting("medimageinsight-1", "The MedImageInsight model version recorded with its "
                                      "embeddings.")
     mi2_deployment: str | None = setting(None, "The MedImageInsight deployment name sent to the endpoint.")

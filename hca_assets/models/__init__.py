@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hca_assets.config.secrets import MI2, secret
+from hca_assets.config.settings import EMBEDDERS
 from hca_assets.models.base import Embedder
 from hca_assets.models.local import LocalEmbedder
 
@@ -13,13 +14,16 @@ if TYPE_CHECKING:
 
 __all__ = ["Embedder", "LocalEmbedder", "embedder_code_version", "get_embedder"]
 
-BACKENDS = ("local", "azure", "onnx")
-
 
 def get_embedder(settings: Settings, *, url: str = "", key: str = "") -> Embedder:
-    """The backend ``settings.embedder`` names: ``local`` (weight-free default), ``azure`` (MedImageInsight endpoint;
+    """The backend ``settings.embedder`` names: ``local`` (weight-free image statistics, the default),
+    ``efficientnet`` (the shipped ImageNet encoder), ``azure`` (MedImageInsight endpoint;
     URL and key default to the ``HCA_MI2_ENDPOINT`` / ``HCA_MI2_KEY`` secrets) or ``onnx`` (``settings.onnx_model``)."""
     name = settings.embedder
+    if name == "efficientnet":
+        from hca_assets.models.efficientnet import EfficientNetLite0
+
+        return EfficientNetLite0(threads=settings.embed_threads, batch_size=settings.embed_batch)
     if name == "local":
         return LocalEmbedder()
     if name == "azure":
@@ -36,8 +40,9 @@ def get_embedder(settings: Settings, *, url: str = "", key: str = "") -> Embedde
 
         from hca_assets.models.onnx import OnnxEmbedder
 
-        return OnnxEmbedder(Path(settings.onnx_model or ""))
-    raise ValueError(f"unknown embedding backend {name!r}; available: {', '.join(map(repr, BACKENDS))}")
+        return OnnxEmbedder(Path(settings.onnx_model or ""), threads=settings.embed_threads,
+                            batch_size=settings.embed_batch)
+    raise ValueError(f"unknown embedding backend {name!r}; available: {', '.join(map(repr, EMBEDDERS))}")
 
 
 def embedder_code_version(settings: Settings) -> str:
@@ -45,6 +50,10 @@ def embedder_code_version(settings: Settings) -> str:
     from hca_assets.dicom.pixels import PREPROCESSING_VERSION
 
     name = settings.embedder
+    if name == "efficientnet":
+        from hca_assets.models.efficientnet import EfficientNetLite0
+
+        return f"efficientnet@{EfficientNetLite0.shipped_version()}+{PREPROCESSING_VERSION}"
     if name == "local":
         return f"local@{LocalEmbedder.version}+{PREPROCESSING_VERSION}"
     if name == "azure":
@@ -56,4 +65,4 @@ def embedder_code_version(settings: Settings) -> str:
         model = Path(settings.onnx_model or "")
         digest = hashlib.sha256(model.read_bytes()).hexdigest()[:12] if model.is_file() else "missing"
         return f"onnx@sha256-{digest}+{PREPROCESSING_VERSION}"
-    raise ValueError(f"unknown embedding backend {name!r}; available: {', '.join(map(repr, BACKENDS))}")
+    raise ValueError(f"unknown embedding backend {name!r}; available: {', '.join(map(repr, EMBEDDERS))}")

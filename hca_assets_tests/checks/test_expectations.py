@@ -24,6 +24,7 @@ from hca_assets.checks.expectation_suites import suite, validate
 from hca_assets.checks.expectations import CHECK_NAME, EXPECTATION_CHECKS, TABLES_OF
 from hca_assets.config import Settings
 from hca_assets.lake.registry import spec
+from hca_assets.models import get_embedder
 from hca_assets.orchestration.partitions import INGEST_BATCHES
 from hca_assets.orchestration.resources import (
     EmbeddingEndpoint,
@@ -119,8 +120,8 @@ def _rows(settings: Settings, name: str, batch: str) -> pa.Table:
 def test_each_suite_fails_on_a_broken_table(validated: tuple[Settings, str, dict], name: str) -> None:
     settings, batch, _ = validated
     table = _rows(settings, name, batch)
-    assert table.num_rows and validate(name, table, {"model_dim": 368}).success  # the real rows pass
-    params = {"model_dim": 368}
+    params = {"model_dim": get_embedder(settings).dim}
+    assert table.num_rows and validate(name, table, params).success  # the real rows pass
     breaker, expected = BREAKS[name]
     broken = validate(name, breaker(table), params)
     assert [r.expectation for r in broken.failed] == [expected]

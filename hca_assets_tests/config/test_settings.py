@@ -59,7 +59,7 @@ def test_dagster_resource_mirrors_settings_exactly(tmp_path: Path) -> None:
 
 def _other_value(field: dataclasses.Field[object], hint: object) -> tuple[str, object]:
     """A valid non-default value of ``field`` as environment text, and as the field holds it."""
-    special = {"data_dir": ("/srv/hca", "/srv/hca"), "executor": ("celery", "celery"), "segmenter": ("onnx", "onnx"),
+    special = {"data_dir": ("/srv/hca", "/srv/hca"), "executor": ("celery", "celery"), "segmenter": ("onnx", "onnx"), "embedder": ("efficientnet", "efficientnet"),
                "ocr_mode": ("off", "off"), "dicomweb_cursor": ("orthanc-changes", "orthanc-changes"),
                "priority_rules": ("STAT:folder=stat", "STAT:folder=stat"),
                "export_destination": ("dicom://PACS@pacs.local:104", "dicom://PACS@pacs.local:104"),

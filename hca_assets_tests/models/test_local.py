@@ -22,5 +22,5 @@ def test_deterministic_normalised_and_discriminative() -> None:
     assert code_version(e) == "local@stats-1+pre-2"
     with pytest.raises(NotImplementedError):
         e.embed_text(["liver"])
-    with pytest.raises(ValueError, match="unknown embedding backend"):
+    with pytest.raises(ValueError, match="`embedder` must be one of efficientnet, local, azure, onnx"):
         get_embedder(dataclasses.replace(Settings.from_env(), embedder="nope"))
